@@ -1,1 +1,33 @@
-"""image"""
+"""Pure preprocessing functions on NIfTI files and arrays (no nipype).
+
+Paper order (Durrer et al., MIDL 2023): :func:`conform` -> :func:`skull_strip` ->
+:func:`n4_correct` -> :func:`resample_to_1mm` -> :func:`clip_and_scale`, chained by
+:func:`preprocess_t1w`; training pairs are aligned with :func:`register_pair`.
+Heavy libraries (ants, deepbet, torch) are imported inside the functions.
+"""
+
+from .bias import n4_correct
+from .conform import conform
+from .errors import ImageError, MissingDependencyError
+from .intensity import clip_and_scale, clip_and_scale_array
+from .pipeline import preprocess_t1w
+from .register import register_arrays, register_pair
+from .resample import isotropic_grid, resample_to_1mm
+from .skullstrip import nonzero_mask, otsu_mask, skull_strip
+
+__all__ = [
+    'ImageError',
+    'MissingDependencyError',
+    'clip_and_scale',
+    'clip_and_scale_array',
+    'conform',
+    'isotropic_grid',
+    'n4_correct',
+    'nonzero_mask',
+    'otsu_mask',
+    'preprocess_t1w',
+    'register_arrays',
+    'register_pair',
+    'resample_to_1mm',
+    'skull_strip',
+]

@@ -1,0 +1,55 @@
+"""Steps 1-5 in the paper's order, shared by the participant workflow and training."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from ._io import PathT
+from .bias import n4_correct
+from .conform import conform
+from .intensity import clip_and_scale
+from .resample import resample_to_1mm
+from .skullstrip import _stem
+from .skullstrip import skull_strip as _skull_strip
+
+LOGGER = logging.getLogger(__name__)
+
+
+def preprocess_t1w(in_file: PathT, out_dir: PathT, *, skull_strip: str = 'deepbet',
+                   sloppy: bool = False, spacing: float = 1.0) -> dict[str, Path]:
+    """Conform, skull-strip, N4, resample to ``spacing`` mm, clip/scale to [0, 1].
+
+    Returns paths: ``preproc`` (final [0, 1] image), ``mask`` (brain mask on the
+    preproc grid), and the intermediates ``conformed``, ``brain``, ``brain_mask``
+    (native grid), ``n4`` (native grid), ``resampled``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = _stem(in_file)
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    def _tick(step: str) -> None:
+        nonlocal t0
+        now = time.perf_counter()
+        times[step] = now - t0
+        t0 = now
+
+    conformed = conform(in_file, out_dir / f'{stem}_conformed.nii.gz')
+    _tick('conform')
+    brain, brain_mask = _skull_strip(conformed, out_dir, method=skull_strip, sloppy=sloppy)
+    _tick('skull_strip')
+    n4 = n4_correct(brain, brain_mask, out_dir / f'{stem}_n4.nii.gz', sloppy=sloppy)
+    _tick('n4')
+    resampled = resample_to_1mm(n4, out_dir / f'{stem}_resampled.nii.gz', spacing=spacing)
+    mask = resample_to_1mm(brain_mask, out_dir / f'{stem}_mask.nii.gz',
+                           interpolation='nearest', spacing=spacing)
+    _tick('resample')
+    preproc = clip_and_scale(resampled, mask, out_dir / f'{stem}_preproc.nii.gz')
+    _tick('clip_and_scale')
+    LOGGER.info('%s preprocessed: %s', in_file,
+                ', '.join(f'{k} {v:.1f}s' for k, v in times.items()))
+    return {'preproc': preproc, 'mask': mask, 'conformed': conformed, 'brain': brain,
+            'brain_mask': brain_mask, 'n4': n4, 'resampled': resampled}

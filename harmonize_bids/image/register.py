@@ -1,0 +1,67 @@
+"""Step 7 (training pairs): target-field image registered to the source-field image."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ._io import PathT, check_same_grid, load_image, save_like, to_ants
+
+LOGGER = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _ants_seed(seed: int):
+    """Temporarily set the seed ANTsPy passes to antsRegistration (``--random-seed``)."""
+    import ants
+
+    old = ants.config._random_seed
+    ants.config._random_seed = int(seed)
+    try:
+        yield
+    finally:
+        ants.config._random_seed = old
+
+
+def register_arrays(fixed: np.ndarray, moving: np.ndarray, fixed_affine: np.ndarray,
+                    moving_affine: np.ndarray, *, fixed_mask: np.ndarray | None = None,
+                    sloppy: bool = False, seed: int = 0) -> np.ndarray:
+    """Register ``moving`` to ``fixed`` (rigid+affine then SyN, Mattes mutual information).
+
+    Returns the moving image resampled (linear) into the fixed grid. ``sloppy`` keeps
+    the same stages with far fewer iterations (affine at 1/4 and 1/2 resolution, SyN at
+    1/4 resolution only). A fixed seed makes the metric sampling reproducible; results
+    are bitwise identical for a fixed ITK thread count.
+    """
+    import ants
+
+    fixed_ai = to_ants(fixed, fixed_affine)
+    moving_ai = to_ants(moving, moving_affine)
+    mask_ai = None if fixed_mask is None else to_ants((fixed_mask > 0).astype(np.float32),
+                                                      fixed_affine)
+    kwargs = {}
+    if sloppy:
+        kwargs = dict(aff_iterations=(200, 100, 0, 0), reg_iterations=(20, 0, 0))
+    with _ants_seed(seed):
+        reg = ants.registration(fixed_ai, moving_ai, type_of_transform='SyN', mask=mask_ai,
+                                aff_metric='mattes', syn_metric='mattes', **kwargs)
+    return reg['warpedmovout'].numpy().astype(np.float32)
+
+
+def register_pair(fixed_file: PathT, moving_file: PathT, out_file: PathT, *,
+                  fixed_mask: PathT | None = None, sloppy: bool = False,
+                  seed: int = 0) -> Path:
+    """File variant of :func:`register_arrays`; output written on the fixed grid."""
+    fixed_img, fixed = load_image(fixed_file)
+    moving_img, moving = load_image(moving_file)
+    mask = None
+    if fixed_mask is not None:
+        mask_img, mask = load_image(fixed_mask)
+        check_same_grid(mask_img, fixed_img, fixed_mask, fixed_file)
+    out = register_arrays(fixed, moving, fixed_img.affine, moving_img.affine,
+                          fixed_mask=mask, sloppy=sloppy, seed=seed)
+    LOGGER.debug('%s -> %s registered', moving_file, fixed_file)
+    return save_like(out, fixed_img, out_file)
