@@ -1,0 +1,292 @@
+"""BIDS input: validation, T1w discovery, field strength, and the output location checks.
+
+Discovery returns one `T1wImage` per selected T1w file with its field strength read
+from `MagneticFieldStrength` (BIDS inheritance applies) and rounded to 1.5 or 3 T.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import (
+    InvalidBIDSError,
+    MissingInputError,
+    NoMatchingImagesError,
+    OutputNotCreatableError,
+    UsageError,
+)
+
+LOGGER = logging.getLogger(__name__)
+
+SUPPORTED_FIELDS = (1.5, 3.0)
+# Half-widths around each supported field: vendors report e.g. 1.494 or 2.89 T.
+_FIELD_TOLERANCE = {1.5: 0.3, 3.0: 0.5}
+# Entities a --bids-filter-file may constrain for the T1w query.
+_FILTER_ENTITIES = {
+    "session", "acquisition", "ceagent", "reconstruction", "run", "part", "echo",
+    "inversion", "flip", "mtransfer", "datatype", "extension", "space",
+}
+
+
+@dataclass(frozen=True)
+class T1wImage:
+    """One selected T1w image and the field strength it was acquired at."""
+
+    path: Path
+    subject: str
+    session: str | None
+    acquisition: str | None
+    run: str | None
+    field_strength: float
+    field_origin: str  # "sidecar" or "--source-field"
+
+    @property
+    def entities(self) -> dict[str, str]:
+        """BIDS entities that name this image's derivatives."""
+        found = {"subject": self.subject, "session": self.session,
+                 "acquisition": self.acquisition, "run": self.run}
+        return {key: value for key, value in found.items() if value is not None}
+
+    def relative_to(self, bids_dir: Path) -> str:
+        return os.path.relpath(self.path, bids_dir)
+
+
+def round_field_strength(value: object, *, where: str) -> float:
+    """Map a reported field strength (tesla) to 1.5 or 3.0, or explain why not."""
+    try:
+        tesla = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise MissingInputError(
+            f"{where}: MagneticFieldStrength {value!r} is not a number. "
+            "Fix the sidecar or pass --source-field."
+        ) from None
+    for field in SUPPORTED_FIELDS:
+        if abs(tesla - field) <= _FIELD_TOLERANCE[field]:
+            return field
+    raise MissingInputError(
+        f"{where}: MagneticFieldStrength {tesla:g} T is not supported; harmonize_bids "
+        "models map between 1.5 T and 3 T. Exclude it with --bids-filter-file."
+    )
+
+
+def validate_bids(bids_dir: Path) -> None:
+    """Run the official BIDS validator (bids-validator-deno, offline); raise on errors."""
+    executable = _find_validator()
+    result = subprocess.run(
+        [executable, "--format", "json", str(bids_dir)],
+        capture_output=True, text=True, check=False,
+    )
+    try:
+        report = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        raise InvalidBIDSError(
+            f"{bids_dir}: the BIDS validator failed to run ({result.stderr.strip()[:200]}). "
+            "Use --skip-bids-validation to bypass it."
+        ) from None
+    errors = [issue for issue in report["issues"]["issues"] if issue["severity"] == "error"]
+    if errors:
+        listed = "; ".join(
+            f"{issue['code']} at {issue.get('location', '?')}" for issue in errors[:3]
+        )
+        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+        raise InvalidBIDSError(
+            f"{bids_dir} is not valid BIDS: {listed}{more}. Run bids-validator-deno on it "
+            "for details, fix the dataset, or pass --skip-bids-validation."
+        )
+    LOGGER.info("BIDS validator: no errors in %s", bids_dir)
+
+
+def _find_validator() -> str:
+    beside_python = Path(sys.executable).with_name("bids-validator-deno")
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("bids-validator-deno")
+    if found is None:
+        raise InvalidBIDSError(
+            "bids-validator-deno is not installed; `pip install bids-validator-deno` "
+            "or pass --skip-bids-validation."
+        )
+    return found
+
+
+def load_bids_filters(path: Path | None) -> dict:
+    """Read an fMRIPrep-style filter file: {"t1w": {"acquisition": "mprage", ...}}."""
+    if path is None:
+        return {}
+    if not path.is_file():
+        raise MissingInputError(f"--bids-filter-file {path} does not exist.")
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise UsageError(f"--bids-filter-file {path} is not valid JSON ({error}).") from None
+    if not isinstance(document, dict) or set(document) - {"t1w"}:
+        raise UsageError(
+            f"--bids-filter-file {path} must be a JSON object with one key, \"t1w\", "
+            'e.g. {"t1w": {"acquisition": "mprage"}}.'
+        )
+    filters = document.get("t1w", {})
+    unknown = set(filters) - _FILTER_ENTITIES if isinstance(filters, dict) else {"?"}
+    if unknown:
+        raise UsageError(
+            f"--bids-filter-file {path}: unknown entities {sorted(unknown)} under \"t1w\"; "
+            f"allowed: {sorted(_FILTER_ENTITIES)}."
+        )
+    return {key: _filter_value(value) for key, value in filters.items()}
+
+
+def _filter_value(value: object) -> object:
+    """JSON null means 'entity absent', "*" means 'entity present', as in fMRIPrep."""
+    from bids.layout import Query
+
+    if value is None:
+        return Query.NONE
+    if value == "*":
+        return Query.REQUIRED
+    return value
+
+
+def load_layout(bids_dir: Path):
+    """Index BIDS_DIR with pybids (derivatives and hidden folders are not indexed)."""
+    from bids import BIDSLayout
+    from bids.exceptions import BIDSValidationError
+
+    if not bids_dir.is_dir():
+        raise MissingInputError(f"BIDS_DIR {bids_dir} does not exist or is not a folder.")
+    try:
+        return BIDSLayout(str(bids_dir), validate=False)
+    except (BIDSValidationError, ValueError) as error:
+        raise InvalidBIDSError(f"{bids_dir} cannot be read as BIDS: {error}") from None
+
+
+def strip_prefix(labels: Iterable[str] | None, prefix: str) -> list[str]:
+    """Accept labels with or without their 'sub-'/'ses-' prefix."""
+    return [label.removeprefix(prefix) for label in labels or []]
+
+
+def discover_t1w(
+    layout,
+    *,
+    participant_labels: Sequence[str] = (),
+    session_labels: Sequence[str] = (),
+    bids_filters: dict | None = None,
+    source_field: float | None = None,
+) -> list[T1wImage]:
+    """Find the selected T1w images and their field strength.
+
+    Raises MissingInputError when the dataset holds no T1w at all or an image's field
+    strength is unknown without --source-field, and NoMatchingImagesError when the
+    participant, session or filter selection matches nothing.
+    """
+    query = {"suffix": "T1w", "datatype": "anat", "extension": [".nii", ".nii.gz"]}
+    bids_dir = Path(layout.root)
+    if not layout.get(**query):
+        raise MissingInputError(
+            f"{bids_dir} holds no T1w image (sub-*/[ses-*/]anat/*_T1w.nii[.gz]). "
+            "Check BIDS_DIR."
+        )
+    subjects = strip_prefix(participant_labels, "sub-")
+    missing = sorted(set(subjects) - set(layout.get_subjects()))
+    if missing:
+        raise NoMatchingImagesError(
+            f"Participant(s) {', '.join(missing)} not found in {bids_dir}. "
+            "Check --participant-label."
+        )
+    selection = dict(query, **(bids_filters or {}))
+    if subjects:
+        selection["subject"] = subjects
+    sessions = strip_prefix(session_labels, "ses-")
+    if sessions:
+        selection["session"] = sessions
+    files = layout.get(**selection)
+    if not files:
+        described = ", ".join(
+            f"{key}={value}" for key, value in selection.items() if key not in query
+        )
+        raise NoMatchingImagesError(
+            f"No T1w images in {bids_dir} match the selection ({described or 'none'}). "
+            "Check --participant-label, --session-label and --bids-filter-file."
+        )
+    return [_describe(bids_file, source_field) for bids_file in sorted(files, key=str)]
+
+
+def _describe(bids_file, source_field: float | None) -> T1wImage:
+    entities = bids_file.get_entities()
+    path = Path(bids_file.path)
+    reported = bids_file.get_metadata().get("MagneticFieldStrength")
+    if reported is not None:
+        field, origin = round_field_strength(reported, where=str(path)), "sidecar"
+    elif source_field is not None:
+        field, origin = source_field, "--source-field"
+    else:
+        raise MissingInputError(
+            f"{path}: no MagneticFieldStrength in its sidecar (or an inherited one). "
+            "Add it to the sidecar or pass --source-field 1.5 or 3."
+        )
+    run = entities.get("run")
+    return T1wImage(
+        path=path,
+        subject=entities["subject"],
+        session=entities.get("session"),
+        acquisition=entities.get("acquisition"),
+        run=None if run is None else str(run),
+        field_strength=field,
+        field_origin=origin,
+    )
+
+
+def format_plan(images: Sequence[T1wImage], *, bids_dir: Path, target_field: float) -> str:
+    """The run plan as a table: each image, its source field, target and action."""
+    rows = [("image", "source", "target", "action")]
+    for image in images:
+        source = f"{image.field_strength:g} T"
+        if image.field_origin != "sidecar":
+            source += f" ({image.field_origin})"
+        if image.field_strength == target_field:
+            action = "already at target: preprocess only"
+        else:
+            action = f"harmonize {image.field_strength:g}T->{target_field:g}T"
+        rows.append((image.relative_to(bids_dir), source, f"{target_field:g} T", action))
+    widths = [max(len(row[col]) for row in rows) for col in range(4)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+             for row in rows]
+    return "\n".join(lines)
+
+
+def check_output_dir(bids_dir: Path, output_dir: Path) -> None:
+    """Refuse an OUTPUT_DIR equal to or inside BIDS_DIR unless under derivatives/."""
+    bids_dir, output_dir = bids_dir.resolve(), output_dir.resolve()
+    inside = output_dir == bids_dir or bids_dir in output_dir.parents
+    if inside and (bids_dir / "derivatives") not in output_dir.parents:
+        raise OutputNotCreatableError(
+            f"OUTPUT_DIR {output_dir} lies inside BIDS_DIR {bids_dir}; choose a folder "
+            f"outside it or under {bids_dir / 'derivatives'}."
+        )
+    existing = next(parent for parent in (output_dir, *output_dir.parents) if parent.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputNotCreatableError(
+            f"OUTPUT_DIR {output_dir} cannot be created: {existing} is not a writable "
+            "folder. Choose another OUTPUT_DIR."
+        )
+
+
+def create_output_dir(output_dir: Path) -> Path:
+    """Create OUTPUT_DIR (after every input check passed, so errors leave nothing)."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / ".harmonize_bids_write_test"
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise OutputNotCreatableError(
+            f"OUTPUT_DIR {output_dir} cannot be written ({error.strerror}). "
+            "Choose another OUTPUT_DIR or fix its permissions."
+        ) from None
+    return output_dir

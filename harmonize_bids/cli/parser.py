@@ -1,0 +1,163 @@
+"""The `harmonize-bids` command line, following the BIDS Apps conventions."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from pathlib import Path
+
+from .. import __version__
+from ..errors import UsageError
+
+SAMPLERS = ("ddpm", "ddim", "dpm")
+SKULL_STRIP_METHODS = ("deepbet", "hdbet", "none")
+DDPM_STEPS = 1000
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError (exit 64) instead of exiting with code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+def field_strength(text: str) -> float:
+    """'1.5' or '3' (also '3.0', '1.5T') as tesla."""
+    value = text.upper().removesuffix("T")
+    try:
+        tesla = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not 1.5 or 3") from None
+    if tesla not in (1.5, 3.0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not 1.5 or 3")
+    return tesla
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def device(text: str) -> str:
+    if not _DEVICE_PATTERN.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of auto, cpu, cuda, cuda:N, mps")
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="harmonize-bids",
+        description="Harmonize T1w MPRAGE contrast between 1.5 T and 3 T with a conditional "
+        "diffusion model (Durrer et al., MIDL 2023), as a BIDS App.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("bids_dir", type=Path, metavar="BIDS_DIR",
+                        help="the raw BIDS dataset")
+    parser.add_argument("output_dir", type=Path, metavar="OUTPUT_DIR",
+                        help="where derivatives go (outside BIDS_DIR, or under its "
+                        "derivatives/)")
+    parser.add_argument("analysis_level", choices=("participant", "group"),
+                        help="participant: harmonize each image; group: dataset-wide QC")
+    parser.add_argument("--version", action="version", version=f"harmonize-bids {__version__}")
+
+    select = parser.add_argument_group("selecting images")
+    select.add_argument("--participant-label", "--participant_label", nargs="+", default=[],
+                        metavar="LABEL", help="participants to process (with or without "
+                        "'sub-'); default: all")
+    select.add_argument("--session-label", "--session_label", nargs="+", default=[],
+                        metavar="LABEL", help="sessions to process (with or without 'ses-')")
+    select.add_argument("--bids-filter-file", type=Path, metavar="FILE",
+                        help='JSON filters for the T1w query, e.g. {"t1w": {"acquisition": '
+                        '"mprage"}}; null means the entity must be absent')
+    select.add_argument("--skip-bids-validation", action="store_true",
+                        help="do not run the BIDS validator on BIDS_DIR")
+
+    fields = parser.add_argument_group("field strength")
+    fields.add_argument("--target-field", type=field_strength, default=3.0, metavar="{1.5,3}",
+                        help="field strength whose contrast the outputs take")
+    fields.add_argument("--source-field", type=field_strength, metavar="{1.5,3}",
+                        help="field strength of images whose sidecar lacks "
+                        "MagneticFieldStrength")
+
+    model = parser.add_argument_group("model and sampling")
+    model.add_argument("--model", type=Path, metavar="DIR",
+                       help="model folder; default: the bundled model for the direction")
+    model.add_argument("--sampler", choices=SAMPLERS,
+                       help="ddpm: all 1000 steps (the paper); ddim, dpm (DPM-Solver++): "
+                       "--steps steps; default: the model's recommendation")
+    model.add_argument("--steps", type=positive_int,
+                       help="sampling steps for ddim/dpm; default: the model's recommendation")
+    model.add_argument("--ensemble", type=positive_int, default=1,
+                       help="average this many samples per image")
+    model.add_argument("--seed", type=non_negative_int, default=0,
+                       help="random seed; the same seed gives the same output")
+    model.add_argument("--device", type=device, default="auto",
+                       help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N")
+
+    preproc = parser.add_argument_group("preprocessing")
+    preproc.add_argument("--skull-strip", choices=SKULL_STRIP_METHODS, default="deepbet",
+                         help="hdbet needs `pip install harmonize-bids[hdbet]`; none: the "
+                         "input is already skull stripped")
+
+    run = parser.add_argument_group("running")
+    run.add_argument("-w", "--work-dir", type=Path, default=Path("work"),
+                     help="intermediate files; re-running with the same work dir resumes")
+    run.add_argument("--nprocs", "--n-cpus", type=positive_int, default=os.cpu_count() or 1,
+                     help="processes for nipype's MultiProc")
+    run.add_argument("--omp-nthreads", type=positive_int,
+                     help="threads per process (torch, ANTs); default: min(8, nprocs)")
+    run.add_argument("--mem-gb", "--mem", type=positive_float,
+                     help="memory limit for nipype's scheduler, in GB")
+    run.add_argument("--use-plugin", type=Path, metavar="FILE",
+                     help="nipype plugin settings (YAML), e.g. SLURM or SGE on a cluster")
+    run.add_argument("--sloppy", action="store_true",
+                     help="coarse and fast everything (for tests); never for real results")
+    run.add_argument("--dry-run", action="store_true",
+                     help="validate, discover and log the plan, then stop")
+    run.add_argument("-v", "--verbose", action="count", default=0,
+                     help="more logging; -v also shows tracebacks")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse and cross-check the options; raises UsageError."""
+    options = build_parser().parse_args(argv)
+    if options.sampler == "ddpm" and options.steps not in (None, DDPM_STEPS):
+        raise UsageError(
+            f"--sampler ddpm always runs all {DDPM_STEPS} steps; drop --steps or use "
+            "--sampler ddim or dpm."
+        )
+    if options.omp_nthreads is None:
+        options.omp_nthreads = min(8, options.nprocs)
+    if options.omp_nthreads > options.nprocs:
+        raise UsageError(
+            f"--omp-nthreads {options.omp_nthreads} exceeds --nprocs {options.nprocs}."
+        )
+    return options

@@ -1,0 +1,119 @@
+"""`harmonize-bids BIDS_DIR OUTPUT_DIR {participant,group}`: checks, discovery, plan, run."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .. import __version__
+from ..bids import (
+    check_output_dir,
+    create_output_dir,
+    discover_t1w,
+    format_plan,
+    load_bids_filters,
+    load_layout,
+    validate_bids,
+)
+from ..errors import HarmonizeBidsError, MissingInputError, ProcessingError, UsageError
+from .parser import parse_args
+
+LOGGER = logging.getLogger("harmonize_bids")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point; returns the BIDS-Apps exit code."""
+    os.environ.setdefault("NIPYPE_NO_ET", "1")  # nipype must not phone home
+    verbose = 0
+    try:
+        options = parse_args(argv)
+        verbose = options.verbose
+        setup_logging(verbose)
+        return run(options)
+    except HarmonizeBidsError as error:
+        return _fail(error, error.exit_code, verbose)
+    except KeyboardInterrupt:
+        print("harmonize-bids: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - last resort: one line, code 1
+        return _fail(error, 1, verbose, unexpected=True)
+
+
+def setup_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+                        datefmt="%y%m%d-%H:%M:%S", force=True)
+    logging.getLogger("bids").setLevel(logging.WARNING)
+
+
+def _fail(error: BaseException, code: int, verbose: int, *, unexpected: bool = False) -> int:
+    message = str(error) or type(error).__name__
+    if unexpected:
+        message = f"unexpected {type(error).__name__}: {message}"
+    if not verbose:
+        hint = " (run with -v for the traceback)" if unexpected else ""
+        print(f"harmonize-bids: error: {message}{hint}", file=sys.stderr)
+    else:
+        LOGGER.exception("harmonize-bids: error: %s", message)
+    return code
+
+
+def run(options: argparse.Namespace) -> int:
+    """Check every input before anything is written, then run the requested level."""
+    bids_dir, output_dir = options.bids_dir.absolute(), options.output_dir.absolute()
+    LOGGER.info("harmonize_bids %s, %s level", __version__, options.analysis_level)
+    _check_input_files(options)
+    bids_filters = load_bids_filters(options.bids_filter_file)
+    check_output_dir(bids_dir, output_dir)
+    if not bids_dir.is_dir():
+        raise MissingInputError(f"BIDS_DIR {bids_dir} does not exist or is not a folder.")
+    if options.skip_bids_validation:
+        LOGGER.info("BIDS validation skipped (--skip-bids-validation)")
+    else:
+        validate_bids(bids_dir)
+    layout = load_layout(bids_dir)
+    images = discover_t1w(
+        layout,
+        participant_labels=options.participant_label,
+        session_labels=options.session_label,
+        bids_filters=bids_filters,
+        source_field=options.source_field,
+    )
+    LOGGER.info("Plan: %d T1w image(s), target %g T\n%s", len(images), options.target_field,
+                format_plan(images, bids_dir=bids_dir, target_field=options.target_field))
+    if options.dry_run:
+        LOGGER.info("Dry run: nothing processed, nothing written.")
+        return 0
+    create_output_dir(output_dir)
+    raise ProcessingError(
+        f"the {options.analysis_level}-level workflow is not part of harmonize_bids "
+        f"{__version__} yet; nothing was processed. Use --dry-run to check the plan."
+    )
+
+
+def _check_input_files(options: argparse.Namespace) -> None:
+    if options.model is not None and not options.model.is_dir():
+        raise MissingInputError(f"--model {options.model} is not a model folder.")
+    if options.use_plugin is not None:
+        _load_plugin_settings(options.use_plugin)
+
+
+def _load_plugin_settings(path: Path) -> dict:
+    """Read a nipype plugin file: {plugin: MultiProc|SLURM|..., plugin_args: {...}}."""
+    import yaml
+
+    if not path.is_file():
+        raise MissingInputError(f"--use-plugin {path} does not exist.")
+    try:
+        settings = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise UsageError(f"--use-plugin {path} is not valid YAML ({error}).") from None
+    if not isinstance(settings, dict) or not isinstance(settings.get("plugin"), str):
+        raise UsageError(
+            f"--use-plugin {path} must name a nipype plugin, e.g. 'plugin: SLURM' with "
+            "optional 'plugin_args:'."
+        )
+    return settings

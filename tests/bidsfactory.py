@@ -1,0 +1,48 @@
+"""Small BIDS datasets built on the fly for the tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+
+def write_image(path: Path, *, sidecar: dict | None = None, shape=(12, 14, 10),
+              data: np.ndarray | None = None) -> Path:
+    """A small int16 NIfTI image (a bright block on a dark background) and its sidecar."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if data is None:
+        data = np.zeros(shape, np.int16)
+        data[3:-3, 3:-3, 3:-3] = 800
+    image = nib.Nifti1Image(data, np.diag([1.0, 1.0, 1.0, 1.0]))
+    image.header.set_xyzt_units("mm", "sec")
+    nib.save(image, path)
+    if sidecar is not None:
+        json_path = path.with_name(path.name.replace(".nii.gz", ".json").replace(".nii", ".json"))
+        json_path.write_text(json.dumps(sidecar))
+    return path
+
+
+def make_bids(root: Path, images: dict[str, dict | None], *,
+              top_level_t1w: dict | None = None) -> Path:
+    """A BIDS dataset; `images` maps 'sub-01/ses-A/anat/sub-01_ses-A_T1w.nii.gz' to a sidecar."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "dataset_description.json").write_text(json.dumps({
+        "Name": "test dataset", "BIDSVersion": "1.10.0", "DatasetType": "raw",
+        "License": "CC0", "Authors": ["A. Tester", "B. Tester"],
+    }))
+    (root / "README").write_text("A small dataset made by the harmonize_bids tests.\n")
+    subjects = sorted({name.split("/")[0] for name in images})
+    (root / "participants.tsv").write_text(
+        "participant_id\n" + "".join(f"{subject}\n" for subject in subjects))
+    if top_level_t1w is not None:
+        (root / "T1w.json").write_text(json.dumps(top_level_t1w))
+    for name, sidecar in images.items():
+        write_image(root / name, sidecar=sidecar)
+    return root
+
+
+SIDECAR_15 = {"MagneticFieldStrength": 1.5}
+SIDECAR_3 = {"MagneticFieldStrength": 3}

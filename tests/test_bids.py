@@ -1,0 +1,145 @@
+"""Discovery: sessions, runs, inheritance, field strength, filters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from bidsfactory import SIDECAR_3, SIDECAR_15, make_bids
+
+from harmonize_bids.bids import (
+    check_output_dir,
+    discover_t1w,
+    format_plan,
+    load_bids_filters,
+    load_layout,
+    round_field_strength,
+)
+from harmonize_bids.errors import (
+    MissingInputError,
+    NoMatchingImagesError,
+    OutputNotCreatableError,
+    UsageError,
+)
+
+
+def _discover(root: Path, **kwargs):
+    return discover_t1w(load_layout(root), **kwargs)
+
+
+def test_sessions_and_fields(travelling_dataset):
+    images = _discover(travelling_dataset)
+    assert [(i.subject, i.session, i.field_strength) for i in images] == [
+        ("01", "A", 1.5), ("01", "B", 3.0), ("02", "A", 1.5), ("02", "B", 3.0)]
+    assert all(i.field_origin == "sidecar" for i in images)
+
+
+def test_runs_acquisitions_and_sessionless(tmp_path):
+    root = make_bids(tmp_path / "bids", {
+        "sub-01/anat/sub-01_acq-mprage_run-1_T1w.nii.gz": SIDECAR_3,
+        "sub-01/anat/sub-01_acq-mprage_run-2_T1w.nii": SIDECAR_3,
+        "sub-01/anat/sub-01_acq-fast_T1w.nii.gz": SIDECAR_15,
+    })
+    images = _discover(root)
+    assert [(i.session, i.acquisition, i.run) for i in images] == [
+        (None, "fast", None), (None, "mprage", "1"), (None, "mprage", "2")]
+    assert images[1].entities == {"subject": "01", "acquisition": "mprage", "run": "1"}
+
+
+def test_sidecar_inheritance(tmp_path):
+    # Top-level T1w.json gives 3 T; one subject-level sidecar overrides with 1.5 T.
+    root = make_bids(tmp_path / "bids", {
+        "sub-01/ses-A/anat/sub-01_ses-A_T1w.nii.gz": None,
+        "sub-02/ses-A/anat/sub-02_ses-A_T1w.nii.gz": {"MagneticFieldStrength": 1.494},
+    }, top_level_t1w={"MagneticFieldStrength": 2.89})
+    fields = {i.subject: i.field_strength for i in _discover(root)}
+    assert fields == {"01": 3.0, "02": 1.5}
+
+
+@pytest.mark.parametrize(("reported", "expected"), [
+    (1.5, 1.5), (1.494, 1.5), ("1.5", 1.5), (3, 3.0), (2.89, 3.0), (3.0, 3.0)])
+def test_field_rounding(reported, expected):
+    assert round_field_strength(reported, where="x") == expected
+
+
+@pytest.mark.parametrize("reported", [7, 0.55, "high", None])
+def test_field_rounding_rejects(reported):
+    with pytest.raises(MissingInputError, match="x"):
+        round_field_strength(reported, where="x")
+
+
+def test_missing_field_strength(tmp_path):
+    root = make_bids(tmp_path / "bids", {"sub-01/anat/sub-01_T1w.nii.gz": {}})
+    with pytest.raises(MissingInputError, match="sub-01_T1w.nii.gz.*--source-field"):
+        _discover(root)
+    (image,) = _discover(root, source_field=1.5)
+    assert (image.field_strength, image.field_origin) == (1.5, "--source-field")
+
+
+def test_source_field_does_not_override_sidecar(travelling_dataset):
+    images = _discover(travelling_dataset, source_field=1.5)
+    assert {i.field_strength for i in images} == {1.5, 3.0}
+
+
+def test_participant_and_session_filters(travelling_dataset):
+    images = _discover(travelling_dataset, participant_labels=["sub-02"], session_labels=["B"])
+    assert [(i.subject, i.session) for i in images] == [("02", "B")]
+    images = _discover(travelling_dataset, participant_labels=["01"], session_labels=["ses-A"])
+    assert [(i.subject, i.session) for i in images] == [("01", "A")]
+
+
+def test_unknown_participant(travelling_dataset):
+    with pytest.raises(NoMatchingImagesError, match="03"):
+        _discover(travelling_dataset, participant_labels=["03"])
+
+
+def test_session_matching_nothing(travelling_dataset):
+    with pytest.raises(NoMatchingImagesError, match="session"):
+        _discover(travelling_dataset, session_labels=["Z"])
+
+
+def test_no_t1w_at_all(tmp_path):
+    root = make_bids(tmp_path / "bids", {})
+    with pytest.raises(MissingInputError, match="no T1w"):
+        _discover(root)
+
+
+def test_bids_filter_file(tmp_path):
+    root = make_bids(tmp_path / "bids", {
+        "sub-01/anat/sub-01_acq-mprage_T1w.nii.gz": SIDECAR_3,
+        "sub-01/anat/sub-01_T1w.nii.gz": SIDECAR_3,
+    })
+    filter_file = tmp_path / "filters.json"
+    filter_file.write_text(json.dumps({"t1w": {"acquisition": "mprage"}}))
+    (image,) = _discover(root, bids_filters=load_bids_filters(filter_file))
+    assert image.acquisition == "mprage"
+    filter_file.write_text(json.dumps({"t1w": {"acquisition": None}}))
+    (image,) = _discover(root, bids_filters=load_bids_filters(filter_file))
+    assert image.acquisition is None
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"bold": {}}', '{"t1w": {"colour": "red"}}'])
+def test_bad_filter_file(tmp_path, content):
+    filter_file = tmp_path / "filters.json"
+    filter_file.write_text(content)
+    with pytest.raises(UsageError, match="filters.json"):
+        load_bids_filters(filter_file)
+
+
+def test_plan_lists_every_image(travelling_dataset):
+    images = _discover(travelling_dataset)
+    plan = format_plan(images, bids_dir=travelling_dataset, target_field=3.0)
+    lines = plan.splitlines()
+    assert len(lines) == 1 + len(images)
+    assert "sub-01/ses-A/anat/sub-01_ses-A_T1w.nii.gz" in lines[1]
+    assert "harmonize 1.5T->3T" in lines[1]
+    assert "already at target" in lines[2]
+
+
+def test_output_dir_inside_bids_dir(travelling_dataset):
+    for bad in (travelling_dataset, travelling_dataset / "out"):
+        with pytest.raises(OutputNotCreatableError, match="inside BIDS_DIR"):
+            check_output_dir(travelling_dataset, bad)
+    check_output_dir(travelling_dataset, travelling_dataset / "derivatives" / "harmonize_bids")
+    check_output_dir(travelling_dataset, travelling_dataset.parent / "out")
