@@ -290,3 +290,48 @@ def create_output_dir(output_dir: Path) -> Path:
             "Choose another OUTPUT_DIR or fix its permissions."
         ) from None
     return output_dir
+
+
+@dataclass(frozen=True)
+class TravellingPair:
+    """One subject's scan at the source field and its scan at the target field."""
+
+    subject: str
+    source: T1wImage
+    target: T1wImage
+
+
+def pair_sessions(
+    images: Sequence[T1wImage], *, source_field: float, target_field: float
+) -> list[TravellingPair]:
+    """Pair each subject's source-field image with its target-field image.
+
+    Every selected subject must have exactly one image at each field; otherwise the
+    error names the subjects and how to narrow the selection.
+    """
+    by_subject: dict[str, list[T1wImage]] = {}
+    for image in images:
+        by_subject.setdefault(image.subject, []).append(image)
+    pairs, unpaired, ambiguous = [], [], []
+    for subject, found in sorted(by_subject.items()):
+        sources = [i for i in found if i.field_strength == source_field]
+        targets = [i for i in found if i.field_strength == target_field]
+        if not sources or not targets:
+            missing = source_field if not sources else target_field
+            unpaired.append(f"sub-{subject} (no {missing:g} T image)")
+        elif len(sources) > 1 or len(targets) > 1:
+            ambiguous.append(f"sub-{subject} ({len(sources)} x {source_field:g} T, "
+                             f"{len(targets)} x {target_field:g} T)")
+        else:
+            pairs.append(TravellingPair(subject, sources[0], targets[0]))
+    if unpaired:
+        raise MissingInputError(
+            f"Unpaired subjects: {', '.join(unpaired)}. Training needs each subject at both "
+            "field strengths; choose subjects with --participant-label."
+        )
+    if ambiguous:
+        raise UsageError(
+            f"Ambiguous subjects: {', '.join(ambiguous)}. Select one image per field with "
+            "--session-label or --bids-filter-file."
+        )
+    return pairs

@@ -14,6 +14,7 @@ from harmonize_bids.bids import (
     format_plan,
     load_bids_filters,
     load_layout,
+    pair_sessions,
     round_field_strength,
 )
 from harmonize_bids.errors import (
@@ -143,3 +144,25 @@ def test_output_dir_inside_bids_dir(travelling_dataset):
             check_output_dir(travelling_dataset, bad)
     check_output_dir(travelling_dataset, travelling_dataset / "derivatives" / "harmonize_bids")
     check_output_dir(travelling_dataset, travelling_dataset.parent / "out")
+
+
+def test_pair_sessions(travelling_dataset):
+    pairs = pair_sessions(_discover(travelling_dataset), source_field=1.5, target_field=3.0)
+    assert [(p.subject, p.source.session, p.target.session) for p in pairs] == [
+        ("01", "A", "B"), ("02", "A", "B")]
+    reverse = pair_sessions(_discover(travelling_dataset), source_field=3.0, target_field=1.5)
+    assert [(p.source.session, p.target.session) for p in reverse] == [("B", "A")] * 2
+
+
+def test_pair_sessions_unpaired_and_ambiguous(tmp_path):
+    root = make_bids(tmp_path / "bids", {
+        "sub-01/ses-A/anat/sub-01_ses-A_T1w.nii.gz": SIDECAR_15,
+        "sub-02/ses-A/anat/sub-02_ses-A_T1w.nii.gz": SIDECAR_15,
+        "sub-02/ses-B/anat/sub-02_ses-B_run-1_T1w.nii.gz": SIDECAR_3,
+        "sub-02/ses-B/anat/sub-02_ses-B_run-2_T1w.nii.gz": SIDECAR_3,
+    })
+    with pytest.raises(MissingInputError, match=r"sub-01 \(no 3 T image\).*--participant"):
+        pair_sessions(_discover(root), source_field=1.5, target_field=3.0)
+    with pytest.raises(UsageError, match=r"sub-02 \(1 x 1.5 T, 2 x 3 T\)"):
+        pair_sessions(_discover(root, participant_labels=["02"]), source_field=1.5,
+                      target_field=3.0)
