@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from ._io import PathT, check_same_grid, load_image, save_like, to_ants
+from .errors import ImageError
 
 LOGGER = logging.getLogger(__name__)
+CROP_MARGIN = 8  # voxels around the mask kept for the N4 fit
 
 
 def n4_correct(in_file: PathT, mask_file: PathT | None, out_file: PathT, *,
@@ -17,29 +19,38 @@ def n4_correct(in_file: PathT, mask_file: PathT | None, out_file: PathT, *,
     """N4-correct ``in_file``, fitting the bias field inside ``mask_file``.
 
     B-spline distance 200 mm, shrink 4 (sMRIPrep-like); ``sloppy`` halves the
-    iterations and fits at 3 instead of 4 resolution levels. Voxels outside the mask
-    are corrected with the extrapolated field. Output on the exact input grid, float32.
+    iterations and fits at 3 instead of 4 resolution levels. With a mask, N4 runs on the
+    mask's bounding box (plus a margin) for speed and voxels outside the mask are left
+    unchanged. Output on the exact input grid, float32.
     """
     import ants
 
     img, data = load_image(in_file)
-    image = to_ants(data, img.affine)
-    mask = None
+    mask_data = np.ones(data.shape, dtype=bool)
     if mask_file is not None:
-        mask_img, mask_data = load_image(mask_file)
+        mask_img, mask_arr = load_image(mask_file)
         check_same_grid(mask_img, img, mask_file, in_file)
-        mask = to_ants((mask_data > 0).astype(np.float32), img.affine)
+        mask_data = mask_arr > 0
+        if not mask_data.any():
+            raise ImageError(f'{mask_file}: brain mask is empty. Check the skull-stripping step.')
+    # crop to the mask's bounding box (+ margin): N4 cost scales with the voxel count
+    idx = np.argwhere(mask_data)
+    lo = np.maximum(idx.min(0) - CROP_MARGIN, 0)
+    hi = np.minimum(idx.max(0) + 1 + CROP_MARGIN, data.shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    box_affine = img.affine.copy()
+    box_affine[:3, 3] += img.affine[:3, :3] @ lo
+    crop = data[box]
+    # N4 works in log space and needs positive intensities
+    shift = float(min(crop.min(), 0.0))
+    image = to_ants(crop - shift, box_affine)
+    mask = to_ants(mask_data[box].astype(np.float32), box_affine)
     iters = [25, 25, 25] if sloppy else [50, 50, 50, 50]
-    # N4 needs positive intensities; the stripped background is 0 and stays 0 via the mask.
-    shift = float(min(data.min(), 0.0))
-    if shift < 0:
-        image = image - shift
     corrected = ants.n4_bias_field_correction(
         image, mask=mask, shrink_factor=4, spline_param=200,
         convergence={'iters': iters, 'tol': 1e-7},
     )
-    out = corrected.numpy() + shift
-    if mask is not None:
-        out = np.where(mask_data > 0, out, data)  # keep the background as it was
+    out = data.copy()
+    out[box] = np.where(mask_data[box], corrected.numpy() + shift, crop)
     LOGGER.debug('%s: N4 done (%s)', in_file, 'sloppy' if sloppy else 'full')
     return save_like(out, img, out_file)
