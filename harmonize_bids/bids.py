@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import (
@@ -59,6 +59,14 @@ class T1wImage:
         return os.path.relpath(self.path, bids_dir)
 
 
+@dataclass
+class Discovery:
+    """The images to process, and those skipped with a one-line reason each."""
+
+    images: list[T1wImage] = field(default_factory=list)
+    skipped: dict[Path, str] = field(default_factory=dict)
+
+
 def round_field_strength(value: object, *, where: str) -> float:
     """Map a reported field strength (tesla) to 1.5 or 3.0, or explain why not."""
     try:
@@ -68,9 +76,9 @@ def round_field_strength(value: object, *, where: str) -> float:
             f"{where}: MagneticFieldStrength {value!r} is not a number. "
             "Fix the sidecar or pass --source-field."
         ) from None
-    for field in SUPPORTED_FIELDS:
-        if abs(tesla - field) <= _FIELD_TOLERANCE[field]:
-            return field
+    for supported in SUPPORTED_FIELDS:
+        if abs(tesla - supported) <= _FIELD_TOLERANCE[supported]:
+            return supported
     raise MissingInputError(
         f"{where}: MagneticFieldStrength {tesla:g} T is not supported; harmonize_bids "
         "models map between 1.5 T and 3 T. Exclude it with --bids-filter-file."
@@ -178,12 +186,14 @@ def discover_t1w(
     session_labels: Sequence[str] = (),
     bids_filters: dict | None = None,
     source_field: float | None = None,
-) -> list[T1wImage]:
+) -> Discovery:
     """Find the selected T1w images and their field strength.
 
-    Raises MissingInputError when the dataset holds no T1w at all or an image's field
-    strength is unknown without --source-field, and NoMatchingImagesError when the
-    participant, session or filter selection matches nothing.
+    An image whose field strength is unknown (and no --source-field) or unsupported is
+    skipped with its reason, so the others still run; when no image is left, that
+    reason is raised (MissingInputError). Raises MissingInputError when the dataset
+    holds no T1w at all and NoMatchingImagesError when the participant, session or
+    filter selection matches nothing.
     """
     query = {"suffix": "T1w", "datatype": "anat", "extension": [".nii", ".nii.gz"]}
     bids_dir = Path(layout.root)
@@ -214,7 +224,15 @@ def discover_t1w(
             f"No T1w images in {bids_dir} match the selection ({described or 'none'}). "
             "Check --participant-label, --session-label and --bids-filter-file."
         )
-    return [_describe(bids_file, source_field) for bids_file in sorted(files, key=str)]
+    found = Discovery()
+    for bids_file in sorted(files, key=str):
+        try:
+            found.images.append(_describe(bids_file, source_field))
+        except MissingInputError as error:
+            found.skipped[Path(bids_file.path)] = str(error)
+    if not found.images:
+        raise MissingInputError(next(iter(found.skipped.values())))
+    return found
 
 
 def _describe(bids_file, source_field: float | None) -> T1wImage:
@@ -222,9 +240,9 @@ def _describe(bids_file, source_field: float | None) -> T1wImage:
     path = Path(bids_file.path)
     reported = bids_file.get_metadata().get("MagneticFieldStrength")
     if reported is not None:
-        field, origin = round_field_strength(reported, where=str(path)), "sidecar"
+        tesla, origin = round_field_strength(reported, where=str(path)), "sidecar"
     elif source_field is not None:
-        field, origin = source_field, "--source-field"
+        tesla, origin = source_field, "--source-field"
     else:
         raise MissingInputError(
             f"{path}: no MagneticFieldStrength in its sidecar (or an inherited one). "
@@ -237,7 +255,7 @@ def _describe(bids_file, source_field: float | None) -> T1wImage:
         session=entities.get("session"),
         acquisition=entities.get("acquisition"),
         run=None if run is None else str(run),
-        field_strength=field,
+        field_strength=tesla,
         field_origin=origin,
     )
 
@@ -335,3 +353,76 @@ def pair_sessions(
             "--session-label or --bids-filter-file."
         )
     return pairs
+
+
+def write_derivative_description(output_dir: Path, *, bids_dir: Path) -> Path:
+    """Write OUTPUT_DIR/dataset_description.json once, atomically.
+
+    Concurrent participant jobs (an HPC job array) may all try: the first link wins
+    and every reader sees a complete, valid file.
+    """
+    from . import CODE_URL, __version__
+
+    target = output_dir / "dataset_description.json"
+    if target.is_file():
+        return target
+    generated_by = {"Name": "harmonize_bids", "Version": __version__, "CodeURL": CODE_URL}
+    container = _container()
+    if container:
+        generated_by["Container"] = container
+    source_name = _dataset_name(bids_dir)
+    description = {
+        "Name": f"harmonize_bids outputs of {source_name}",
+        "BIDSVersion": "1.10.0",
+        "DatasetType": "derivative",
+        "GeneratedBy": [generated_by],
+        "SourceDatasets": [{"URL": bids_dir.absolute().as_uri()}],
+        "DatasetLinks": {"raw": bids_dir.absolute().as_uri()},
+    }
+    _write_once(target, json.dumps(description, indent=2) + "\n")
+    return target
+
+
+def _dataset_name(bids_dir: Path) -> str:
+    try:
+        return json.loads((bids_dir / "dataset_description.json").read_text())["Name"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return bids_dir.name
+
+
+def _container() -> dict | None:
+    """The container this run is in, when the image told us (Dockerfile/Singularity ENV)."""
+    kind = os.environ.get("HARMONIZE_BIDS_CONTAINER_TYPE")
+    if not kind:
+        return None
+    container = {"Type": kind}
+    if os.environ.get("HARMONIZE_BIDS_CONTAINER_TAG"):
+        container["Tag"] = os.environ["HARMONIZE_BIDS_CONTAINER_TAG"]
+    return container
+
+
+def _write_once(target: Path, text: str) -> None:
+    """Create target with text unless it exists; never exposes a partial file."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", dir=target.parent, prefix=f".{target.name}.",
+                                     delete=False) as handle:
+        handle.write(text)
+    try:
+        os.link(handle.name, target)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(handle.name)
+
+
+def write_atomically(target: Path, text: str) -> Path:
+    """Replace target with text in one rename."""
+    import tempfile
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=target.parent, prefix=f".{target.name}.",
+                                     delete=False) as handle:
+        handle.write(text)
+    os.replace(handle.name, target)
+    return target

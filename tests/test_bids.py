@@ -26,7 +26,9 @@ from harmonize_bids.errors import (
 
 
 def _discover(root: Path, **kwargs):
-    return discover_t1w(load_layout(root), **kwargs)
+    found = discover_t1w(load_layout(root), **kwargs)
+    assert not found.skipped
+    return found.images
 
 
 def test_sessions_and_fields(travelling_dataset):
@@ -76,6 +78,15 @@ def test_missing_field_strength(tmp_path):
         _discover(root)
     (image,) = _discover(root, source_field=1.5)
     assert (image.field_strength, image.field_origin) == (1.5, "--source-field")
+
+
+def test_image_without_field_is_skipped_not_fatal(tmp_path):
+    root = make_bids(tmp_path / "bids", {"sub-01/anat/sub-01_T1w.nii.gz": SIDECAR_3,
+                                         "sub-02/anat/sub-02_T1w.nii.gz": {}})
+    found = discover_t1w(load_layout(root))
+    assert [i.subject for i in found.images] == ["01"]
+    ((path, reason),) = found.skipped.items()
+    assert path.name == "sub-02_T1w.nii.gz" and "--source-field" in reason
 
 
 def test_source_field_does_not_override_sidecar(travelling_dataset):

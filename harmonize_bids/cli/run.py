@@ -11,7 +11,6 @@ from pathlib import Path
 from .. import __version__
 from ..bids import (
     check_output_dir,
-    create_output_dir,
     discover_t1w,
     format_plan,
     load_bids_filters,
@@ -19,6 +18,7 @@ from ..bids import (
     validate_bids,
 )
 from ..errors import HarmonizeBidsError, MissingInputError, ProcessingError, UsageError
+from ..participant import ParticipantSettings, run_participant
 from .parser import parse_args
 
 LOGGER = logging.getLogger("harmonize_bids")
@@ -75,23 +75,46 @@ def run(options: argparse.Namespace) -> int:
     else:
         validate_bids(bids_dir)
     layout = load_layout(bids_dir)
-    images = discover_t1w(
+    found = discover_t1w(
         layout,
         participant_labels=options.participant_label,
         session_labels=options.session_label,
         bids_filters=bids_filters,
         source_field=options.source_field,
     )
+    for reason in found.skipped.values():
+        LOGGER.error("Skipped: %s", reason)
+    images = found.images
     LOGGER.info("Plan: %d T1w image(s), target %g T\n%s", len(images), options.target_field,
                 format_plan(images, bids_dir=bids_dir, target_field=options.target_field))
     if options.dry_run:
         LOGGER.info("Dry run: nothing processed, nothing written.")
-        return 0
-    create_output_dir(output_dir)
-    raise ProcessingError(
-        f"the {options.analysis_level}-level workflow is not part of harmonize_bids "
-        f"{__version__} yet; nothing was processed. Use --dry-run to check the plan."
-    )
+        return MissingInputError.exit_code if found.skipped else 0
+    if options.analysis_level == "group":
+        raise ProcessingError(
+            f"the group level is not part of harmonize_bids {__version__} yet; nothing was "
+            "processed."
+        )
+    summary = run_participant(images, _participant_settings(options, bids_dir, output_dir))
+    LOGGER.info("Finished %d of %d image(s); outputs in %s", len(summary.finished),
+                len(images), output_dir)
+    for image, reason in summary.failed.items():
+        LOGGER.error("FAILED %s: %s", image.relative_to(bids_dir), reason)
+    if summary.failed:
+        return ProcessingError.exit_code
+    return MissingInputError.exit_code if found.skipped else 0
+
+
+def _participant_settings(options: argparse.Namespace, bids_dir: Path,
+                          output_dir: Path) -> ParticipantSettings:
+    return ParticipantSettings(
+        bids_dir=bids_dir, output_dir=output_dir, work_dir=options.work_dir.absolute(),
+        target_field=options.target_field, model_dir=options.model,
+        skull_strip=options.skull_strip, sampler=options.sampler, steps=options.steps,
+        ensemble=options.ensemble, seed=options.seed, device=options.device,
+        nprocs=options.nprocs, omp_nthreads=options.omp_nthreads, mem_gb=options.mem_gb,
+        plugin=_load_plugin_settings(options.use_plugin) if options.use_plugin else None,
+        sloppy=options.sloppy)
 
 
 def _check_input_files(options: argparse.Namespace) -> None:

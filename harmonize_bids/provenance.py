@@ -1,0 +1,54 @@
+"""What produced an output: the sidecar's Harmonization object and software versions."""
+
+from __future__ import annotations
+
+from importlib import metadata
+from typing import Any
+
+from . import __version__
+
+_SOFTWARE = ("torch", "diffusers", "nipype", "nibabel", "antspyx", "deepbet")
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of harmonize_bids and the packages that shape its outputs."""
+    versions = {"harmonize_bids": __version__}
+    for package in _SOFTWARE:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def harmonization_record(*, model: Any, sampler: str, steps: int, ensemble: int, seed: int,
+                         device: str) -> dict[str, Any]:
+    """The harmonized sidecar's `Harmonization` object for an applied model."""
+    meta = model.meta
+    return {
+        "ModelApplied": True,
+        "ModelName": meta.get("name"),
+        "ModelVersion": meta.get("version"),
+        "ModelSHA256": meta.get("weights_sha256"),
+        "ModelPath": str(model.path) if model.path is not None else None,
+        "SourceFieldStrength": meta.get("source_field"),
+        "TargetFieldStrength": meta.get("target_field"),
+        "Sampler": sampler,
+        "Steps": steps,
+        "EnsembleSize": ensemble,
+        "Seed": seed,
+        "Device": device,
+        "SoftwareVersions": software_versions(),
+    }
+
+
+def passthrough_record(*, field_strength: float) -> dict[str, Any]:
+    """The `Harmonization` object of an image already at the target field."""
+    return {
+        "ModelApplied": False,
+        "Reason": f"acquired at the target field strength ({field_strength:g} T); "
+                  "preprocessed only",
+        "SourceFieldStrength": field_strength,
+        "TargetFieldStrength": field_strength,
+        "SoftwareVersions": software_versions(),
+    }
