@@ -1,1 +1,39 @@
-"""model"""
+"""Conditional diffusion model for 1.5 T <-> 3 T T1w contrast harmonization (torch only).
+
+Public API (plain numpy arrays in, plain numpy arrays out)::
+
+    from harmonize_bids.model import load_model_folder, harmonize_volume, train
+
+    model = load_model_folder("1p5T-to-3T", source_field=1.5, target_field=3.0)
+    out = harmonize_volume(model, volume, mask, sampler="dpm", steps=10, seed=0)
+
+    train(sources, targets, masks, "models/1p5T-to-3T", work_dir="work/",
+          iterations=300_000, source_field=1.5, target_field=3.0)
+
+Modules: ``network`` (UNet2DModel configs), ``schedulers`` (diffusers schedules and
+samplers), ``sampling`` (slice batching, volume harmonization), ``folder`` (model folder
+I/O), ``data`` (paired slice dataset), ``training`` (training loop, EMA, checkpoints,
+DDP), ``device`` (device and precision selection).
+"""
+
+from .folder import (
+    FORMAT_VERSION,
+    HarmonizationModel,
+    ModelFolderError,
+    load_model_folder,
+    new_model,
+    save_model_folder,
+)
+from .sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, harmonize_volume
+
+__all__ = [
+    "DEFAULT_SAMPLER",
+    "DEFAULT_STEPS",
+    "FORMAT_VERSION",
+    "HarmonizationModel",
+    "ModelFolderError",
+    "harmonize_volume",
+    "load_model_folder",
+    "new_model",
+    "save_model_folder",
+]

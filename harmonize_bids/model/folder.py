@@ -1,0 +1,241 @@
+"""Model folders: a trained model describes itself (nnU-Net style).
+
+::
+
+    1p5T-to-3T/
+      config.json            UNet2DModel keyword arguments
+      scheduler_config.json  training schedule and prediction type
+      preprocessing.json     what the input must look like (spacing, orientation, ...)
+      model.json             direction, fields, training data, metrics, weights_sha256
+      model.safetensors      weights
+
+:func:`load_model_folder` rebuilds a :class:`HarmonizationModel` from the folder and
+refuses (:class:`ModelFolderError`, one line naming the file and the fix) a missing or
+unreadable file, a SHA-256 mismatch, a newer ``format_version`` or a direction that does
+not match the request.  :func:`save_model_folder` writes to a temporary sibling folder
+and renames it into place, so a reader never sees a half-written model.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import UNet2DModel
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from .network import build_network, network_config, pad_multiple
+from .schedulers import schedule_config
+
+FORMAT_VERSION = 1
+CONFIG_FILES = ("config.json", "scheduler_config.json", "preprocessing.json", "model.json")
+WEIGHTS_FILE = "model.safetensors"
+
+#: What a model's input must look like (``preprocessing.json``).
+DEFAULT_PREPROCESSING: dict[str, Any] = {
+    "spacing_mm": [1.0, 1.0, 1.0],
+    "orientation": "RAS",
+    "skull_stripped": True,
+    "bias_corrected": True,
+    "clip_percentiles": [0.1, 99.9],
+    "scale": [0.0, 1.0],
+    "slice_axis": 0,
+    "slice_plane": "sagittal",
+    "context_slices": 0,
+    "source_masked": True,
+}
+
+
+class ModelFolderError(ValueError):
+    """A model folder is missing, corrupt, too new or for the wrong direction."""
+
+
+def format_direction(source_field: float, target_field: float) -> str:
+    """``1.5, 3.0 -> '1.5T->3T'``."""
+    return f"{source_field:g}T->{target_field:g}T"
+
+
+@dataclass
+class HarmonizationModel:
+    """A network with everything needed to use it.  ``net`` is on CPU in eval mode."""
+
+    net: UNet2DModel
+    network_config: dict[str, Any]
+    scheduler_config: dict[str, Any]
+    preprocessing: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def slice_axis(self) -> int:
+        return int(self.preprocessing.get("slice_axis", 0))
+
+    @property
+    def context_slices(self) -> int:
+        return int(self.preprocessing.get("context_slices", 0))
+
+    @property
+    def multiple(self) -> int:
+        return pad_multiple(self.network_config)
+
+    @property
+    def prediction_type(self) -> str:
+        return str(self.scheduler_config["prediction_type"])
+
+    @property
+    def direction(self) -> str | None:
+        return self.meta.get("direction")
+
+    @property
+    def weights_sha256(self) -> str | None:
+        return self.meta.get("weights_sha256")
+
+
+def new_model(network: str | dict[str, Any] = "default", *, prediction_type: str = "epsilon",
+              context_slices: int = 0, source_field: float = 1.5, target_field: float = 3.0,
+              name: str | None = None, seed: int = 0) -> HarmonizationModel:
+    """A freshly initialised (random weights, seeded) model."""
+    config = network_config(network, context_slices=context_slices)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = build_network(config)
+    preprocessing = {**DEFAULT_PREPROCESSING, "context_slices": int(context_slices)}
+    direction = format_direction(source_field, target_field)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "name": name or direction.replace("->", "-to-").replace(".", "p"),
+        "version": "0.0.0",
+        "direction": direction,
+        "source_field": float(source_field),
+        "target_field": float(target_field),
+        "training_data": {},
+        "iterations": 0,
+        "wall_time_s": 0.0,
+        "metrics": {},
+    }
+    return HarmonizationModel(net.eval(), config, schedule_config(prediction_type),
+                              preprocessing, meta)
+
+
+def _weights_bytes(net: UNet2DModel) -> bytes:
+    state = {k: v.detach().to("cpu").contiguous() for k, v in net.state_dict().items()}
+    return st_save(state, metadata={"format": "pt"})
+
+
+def save_model_folder(model: HarmonizationModel, path: str | os.PathLike[str], *,
+                      meta: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` (updated with ``meta``) as a model folder at ``path``, atomically.
+
+    An existing folder at ``path`` is replaced.  Returns the folder path.
+    """
+    from .. import __version__
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    weights = _weights_bytes(model.net)
+    full_meta = {**model.meta, **(meta or {})}
+    full_meta.update({
+        "format_version": FORMAT_VERSION,
+        "package_version": __version__,
+        "weights_sha256": hashlib.sha256(weights).hexdigest(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    })
+    documents = {
+        "config.json": model.network_config,
+        "scheduler_config.json": model.scheduler_config,
+        "preprocessing.json": model.preprocessing,
+        "model.json": full_meta,
+    }
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        for name, doc in documents.items():
+            (tmp / name).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        (tmp / WEIGHTS_FILE).write_bytes(weights)
+        old = None
+        if path.exists():
+            old = path.parent / f".{path.name}.old-{os.getpid()}"
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    model.meta = full_meta
+    model.path = path
+    return path
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ModelFolderError(f"{path} is missing; the model folder is incomplete. "
+                               "Re-export or re-download the model.")
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelFolderError(f"{path} is not valid JSON ({exc}); re-export or re-download "
+                               "the model.") from exc
+    if not isinstance(doc, dict):
+        raise ModelFolderError(f"{path} must hold a JSON object; re-export the model.")
+    return doc
+
+
+def load_model_folder(path: str | os.PathLike[str], *, source_field: float | None = None,
+                      target_field: float | None = None) -> HarmonizationModel:
+    """Rebuild a :class:`HarmonizationModel` from a model folder (weights on CPU).
+
+    ``source_field`` / ``target_field`` (Tesla), when given, must match the folder's
+    direction.  Raises :class:`ModelFolderError` on any problem.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise ModelFolderError(f"Model folder {path} does not exist; check the model path.")
+    docs = {name: _read_json(path / name) for name in CONFIG_FILES}
+    meta = docs["model.json"]
+    mj = path / "model.json"
+    version = meta.get("format_version")
+    if not isinstance(version, int):
+        raise ModelFolderError(f"{mj} has no integer format_version; re-export the model.")
+    if version > FORMAT_VERSION:
+        raise ModelFolderError(f"{mj} has format_version {version}, newer than the "
+                               f"{FORMAT_VERSION} this harmonize_bids knows; upgrade "
+                               "harmonize_bids.")
+    for key, want in (("source_field", source_field), ("target_field", target_field)):
+        if want is None:
+            continue
+        have = meta.get(key)
+        if not isinstance(have, int | float) or abs(float(have) - float(want)) > 1e-3:
+            wanted = format_direction(
+                source_field if source_field is not None else float(meta.get("source_field", 0)),
+                target_field if target_field is not None else float(meta.get("target_field", 0)))
+            raise ModelFolderError(f"{mj} is a {meta.get('direction')} model but {wanted} was "
+                                   "requested; pick the model folder for that direction.")
+    weights_path = path / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise ModelFolderError(f"{weights_path} is missing; re-export or re-download the model.")
+    weights = weights_path.read_bytes()
+    digest = hashlib.sha256(weights).hexdigest()
+    if digest != meta.get("weights_sha256"):
+        raise ModelFolderError(f"{weights_path} has SHA-256 {digest[:12]}..., model.json expects "
+                               f"{str(meta.get('weights_sha256'))[:12]}...; the weights are "
+                               "corrupt or were modified: re-download the model folder.")
+    config = docs["config.json"]
+    try:
+        net = build_network(config)
+        net.load_state_dict(st_load(weights), strict=True)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelFolderError(f"{weights_path} does not fit {path / 'config.json'} ({first}); "
+                               "re-export the model.") from exc
+    return HarmonizationModel(net.eval(), config, docs["scheduler_config.json"],
+                              {**DEFAULT_PREPROCESSING, **docs["preprocessing.json"]},
+                              meta, path)

@@ -1,0 +1,68 @@
+"""Noise schedules and samplers, all from diffusers.
+
+Training uses the paper's DDPM schedule: T = 1000 and linear betas from 1e-4 to 0.02.
+Sampling rebuilds one of three diffusers schedulers from the same schedule config:
+
+``ddpm``  ``DDPMScheduler``, ancestral sampling over all T steps (the paper's mode).
+``ddim``  ``DDIMScheduler``, deterministic (eta = 0), ``trailing`` timestep spacing.
+``dpm``   ``DPMSolverMultistepScheduler``, DPM-Solver++ (2nd order), deterministic.
+
+Images live in [-1, 1] inside the network; the predicted clean image is clipped to
+[-1, 1] at every step (``clip_sample`` for DDPM/DDIM, static thresholding at 1.0 for
+DPM-Solver++): without it, epsilon prediction with few steps diverges.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+SAMPLERS = ("ddpm", "ddim", "dpm")
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+
+#: ``scheduler_config.json`` of a model folder: the training schedule.
+DEFAULT_SCHEDULE: dict[str, Any] = {
+    "num_train_timesteps": 1000,
+    "beta_schedule": "linear",
+    "beta_start": 1e-4,
+    "beta_end": 0.02,
+    "prediction_type": "epsilon",
+    "clip_sample": True,
+    "clip_sample_range": 1.0,
+}
+
+
+def schedule_config(prediction_type: str = "epsilon") -> dict[str, Any]:
+    """The training schedule with the given prediction type."""
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, "
+                         f"got {prediction_type!r}.")
+    return {**DEFAULT_SCHEDULE, "prediction_type": prediction_type}
+
+
+def training_scheduler(config: dict[str, Any]) -> DDPMScheduler:
+    """The DDPM scheduler used to noise training targets (``add_noise``, ``get_velocity``)."""
+    return DDPMScheduler(**config)
+
+
+def sampling_scheduler(config: dict[str, Any], sampler: str) -> SchedulerMixin:
+    """A fresh (stateful) scheduler for one sampling run."""
+    common = {k: config[k] for k in ("num_train_timesteps", "beta_schedule", "beta_start",
+                                     "beta_end", "prediction_type")}
+    clip = bool(config.get("clip_sample", True))
+    clip_range = float(config.get("clip_sample_range", 1.0))
+    if sampler == "ddpm":
+        return DDPMScheduler(**common, clip_sample=clip, clip_sample_range=clip_range,
+                             variance_type="fixed_small")
+    if sampler == "ddim":
+        return DDIMScheduler(**common, clip_sample=clip, clip_sample_range=clip_range,
+                             timestep_spacing="trailing", set_alpha_to_one=True)
+    if sampler == "dpm":
+        # With sample_max_value = 1, dynamic thresholding reduces to clipping x0 to [-1, 1].
+        return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++",
+                                           solver_order=2, thresholding=clip,
+                                           sample_max_value=clip_range,
+                                           timestep_spacing="trailing")
+    raise ValueError(f"Unknown sampler {sampler!r}; choose one of {SAMPLERS}.")
