@@ -74,3 +74,16 @@ def to_ants(data: np.ndarray, affine: np.ndarray) -> ants.ANTsImage:
     origin = lps @ affine[:3, 3]
     return ants.from_numpy(np.ascontiguousarray(data, dtype=np.float32),
                            origin=origin.tolist(), spacing=zooms.tolist(), direction=direction)
+
+
+def crop_box(mask: np.ndarray, affine: np.ndarray,
+             margin: int = 8) -> tuple[tuple[slice, ...], np.ndarray]:
+    """Bounding box of ``mask`` (+ ``margin`` voxels) and the affine of that sub-grid."""
+    idx = np.argwhere(mask)
+    if idx.size == 0:
+        return tuple(slice(0, s) for s in mask.shape), np.asarray(affine, dtype=float)
+    lo = np.maximum(idx.min(0) - margin, 0)
+    hi = np.minimum(idx.max(0) + 1 + margin, mask.shape)
+    box_affine = np.array(affine, dtype=float)
+    box_affine[:3, 3] += box_affine[:3, :3] @ lo
+    return tuple(slice(a, b) for a, b in zip(lo, hi, strict=True)), box_affine

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import PathT, check_same_grid, load_image, save_like, to_ants
+from ._io import PathT, check_same_grid, crop_box, load_image, save_like, to_ants
 from .errors import ImageError
 
 LOGGER = logging.getLogger(__name__)
@@ -34,12 +34,7 @@ def n4_correct(in_file: PathT, mask_file: PathT | None, out_file: PathT, *,
         if not mask_data.any():
             raise ImageError(f'{mask_file}: brain mask is empty. Check the skull-stripping step.')
     # crop to the mask's bounding box (+ margin): N4 cost scales with the voxel count
-    idx = np.argwhere(mask_data)
-    lo = np.maximum(idx.min(0) - CROP_MARGIN, 0)
-    hi = np.minimum(idx.max(0) + 1 + CROP_MARGIN, data.shape)
-    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-    box_affine = img.affine.copy()
-    box_affine[:3, 3] += img.affine[:3, :3] @ lo
+    box, box_affine = crop_box(mask_data, img.affine, CROP_MARGIN)
     crop = data[box]
     # N4 works in log space and needs positive intensities
     shift = float(min(crop.min(), 0.0))

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import PathT, check_same_grid, load_image, save_like, to_ants
+from ._io import PathT, check_same_grid, crop_box, load_image, save_like, to_ants
 
 LOGGER = logging.getLogger(__name__)
+CROP_MARGIN = 10  # voxels kept around the nonzero bounding box during estimation
 
 
 @contextlib.contextmanager
@@ -41,17 +42,26 @@ def register_arrays(fixed: np.ndarray, moving: np.ndarray, fixed_affine: np.ndar
     if seed < 1:
         raise ValueError(f'seed must be >= 1 (ANTs treats 0 as unseeded), got {seed}')
 
-    fixed_ai = to_ants(fixed, fixed_affine)
-    moving_ai = to_ants(moving, moving_affine)
-    mask_ai = None if fixed_mask is None else to_ants((fixed_mask > 0).astype(np.float32),
-                                                      fixed_affine)
+    # Estimate on the nonzero bounding boxes (same world coordinates, far fewer voxels),
+    # then resample the full moving image onto the full fixed grid.
+    fbox, fbox_affine = crop_box(fixed != 0, fixed_affine, CROP_MARGIN)
+    mbox, mbox_affine = crop_box(moving != 0, moving_affine, CROP_MARGIN)
+    fixed_ai = to_ants(fixed[fbox], fbox_affine)
+    moving_ai = to_ants(moving[mbox], mbox_affine)
+    mask_ai = None
+    if fixed_mask is not None:
+        mask_ai = to_ants((fixed_mask[fbox] > 0).astype(np.float32), fbox_affine)
     transform, kwargs = 'SyN', {}
     if sloppy:
         transform, kwargs = 'Affine', dict(aff_iterations=(500, 250, 50, 0))
     with _ants_seed(seed):
         reg = ants.registration(fixed_ai, moving_ai, type_of_transform=transform, mask=mask_ai,
                                 aff_metric='mattes', syn_metric='mattes', **kwargs)
-    return reg['warpedmovout'].numpy().astype(np.float32)
+    out = ants.apply_transforms(to_ants(fixed, fixed_affine), to_ants(moving, moving_affine),
+                                reg['fwdtransforms'], interpolator='linear')
+    for tfm in {*reg['fwdtransforms'], *reg['invtransforms']}:  # ANTsPy leaves them in /tmp
+        Path(tfm).unlink(missing_ok=True)
+    return out.numpy().astype(np.float32)
 
 
 def register_pair(fixed_file: PathT, moving_file: PathT, out_file: PathT, *,
