@@ -1,0 +1,287 @@
+"""Training on arrays: paired slices, AdamW, EMA, validation, checkpoints, resume, DDP.
+
+:func:`train` takes lists of preprocessed, co-registered float32 volumes in [0, 1]
+(RAS+, 1 mm, skull stripped) with their brain masks and writes a model folder holding
+the EMA weights.  Full training state (network, EMA, optimizer, iteration, losses) is
+checkpointed to ``work_dir`` every ``checkpoint_every`` iterations; ``resume=True``
+continues bit-exactly because every iteration's randomness (slice choice, patch corner,
+timesteps, noise) comes from a generator seeded from ``(seed, rank, iteration)``.
+
+Launched under ``torchrun`` (``WORLD_SIZE`` > 1) it runs DistributedDataParallel (gloo on
+CPU, NCCL on CUDA); each rank draws its own batch, gradients are averaged, and rank 0
+alone writes checkpoints and the model folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from diffusers.training_utils import EMAModel
+from tqdm.auto import tqdm
+
+from .data import SlicePairs, extract_slice_pairs
+from .device import autocast, resolve_device, resolve_precision
+from .folder import HarmonizationModel, new_model, save_model_folder
+from .sampling import to_network
+from .schedulers import training_scheduler
+
+LOGGER = logging.getLogger(__name__)
+CHECKPOINT = "checkpoint.pt"
+_VAL_SLICES = 64
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` did.  ``model`` holds the EMA weights (on every rank)."""
+
+    model: HarmonizationModel
+    model_dir: Path
+    iterations: int
+    losses: list[float] = field(default_factory=list)
+    val_losses: list[tuple[int, float]] = field(default_factory=list)
+
+
+def _derived_seed(*key: int) -> int:
+    return int(np.random.SeedSequence(list(key)).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def _split(pairs: SlicePairs, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out whole volumes when there are two or more, otherwise slices."""
+    rng = np.random.default_rng(_derived_seed(seed, 1))
+    n_slices = len(pairs)
+    if val_fraction <= 0:
+        return np.arange(n_slices), np.zeros(0, dtype=int)
+    volumes = np.unique(pairs.volume_index)
+    if volumes.size >= 2:
+        n_val = min(volumes.size - 1, max(1, round(val_fraction * volumes.size)))
+        val_vols = rng.permutation(volumes)[:n_val]
+        is_val = np.isin(pairs.volume_index, val_vols)
+        return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+    if n_slices < 2:
+        return np.arange(n_slices), np.zeros(0, dtype=int)
+    n_val = min(n_slices - 1, max(1, round(val_fraction * n_slices)))
+    order = rng.permutation(n_slices)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def _target(scheduler: Any, prediction_type: str, x0: torch.Tensor, noise: torch.Tensor,
+            t: torch.Tensor) -> torch.Tensor:
+    if prediction_type == "epsilon":
+        return noise
+    if prediction_type == "v_prediction":
+        return scheduler.get_velocity(x0, noise, t)
+    return x0
+
+
+def _loss(net: torch.nn.Module, scheduler: Any, prediction_type: str, src: torch.Tensor,
+          tgt: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, device: torch.device,
+          dtype: torch.dtype) -> torch.Tensor:
+    src, x0 = to_network(src.to(device)), to_network(tgt.to(device))
+    noise, t = noise.to(device), t.to(device)
+    x_t = scheduler.add_noise(x0, noise, t)
+    with autocast(device, dtype):
+        out = net(torch.cat([src, x_t], dim=1), t)
+    pred = getattr(out, "sample", out).float()
+    return F.mse_loss(pred, _target(scheduler, prediction_type, x0, noise, t))
+
+
+@torch.no_grad()
+def _validate(net: torch.nn.Module, scheduler: Any, prediction_type: str, pairs: SlicePairs,
+              val_idx: np.ndarray, batch_size: int, seed: int, device: torch.device,
+              dtype: torch.dtype) -> float:
+    """Mean loss on up to 64 held-out slices at fixed timesteps and noise."""
+    idx = torch.as_tensor(val_idx[:: max(1, len(val_idx) // _VAL_SLICES)][:_VAL_SLICES])
+    gen = torch.Generator().manual_seed(_derived_seed(seed, 2))
+    num_train = scheduler.config.num_train_timesteps
+    steps = torch.linspace(0, num_train - 1, len(idx)).long()
+    total = 0.0
+    for start in range(0, len(idx), batch_size):
+        chunk = idx[start:start + batch_size]
+        src, tgt = pairs.batch(chunk)
+        noise = torch.randn(tgt.shape, generator=gen)
+        loss = _loss(net, scheduler, prediction_type, src, tgt, steps[start:start + len(chunk)],
+                     noise, device, dtype)
+        total += float(loss) * len(chunk)
+    return total / len(idx)
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
+          masks: Sequence[np.ndarray], model_dir: str | os.PathLike[str], *,
+          work_dir: str | os.PathLike[str] | None = None, iterations: int = 300_000,
+          batch_size: int = 4, lr: float = 1e-4, weight_decay: float = 0.0,
+          ema_decay: float = 0.9999, device: str | torch.device = "auto",
+          precision: str = "auto", seed: int = 0, resume: bool = False,
+          checkpoint_every: int = 1000, val_fraction: float = 0.1,
+          val_every: int | None = None, patch_size: int | None = None, sloppy: bool = False,
+          network: str | dict[str, Any] | None = None, prediction_type: str = "epsilon",
+          context_slices: int = 0, source_field: float = 1.5, target_field: float = 3.0,
+          name: str | None = None, training_data: dict[str, Any] | None = None,
+          grad_clip: float = 1.0, progress: bool = True) -> TrainResult:
+    """Train a harmonization model on paired volumes and export it to ``model_dir``.
+
+    Parameters
+    ----------
+    sources, targets, masks : per-subject source-field volumes, co-registered target-field
+        volumes (float32 [0, 1], RAS+, 1 mm) and boolean brain masks.
+    model_dir : the model folder to write (EMA weights), replaced atomically.
+    work_dir : checkpoints go here (default: ``<model_dir>.work``).
+    iterations : total optimizer steps (also the target when resuming).
+    batch_size : slices per step per process.
+    patch_size : train on random square patches of this size (rounded down to the
+        network's multiple) instead of whole brain-box slices.
+    sloppy : the tiny test network (ignored when ``network`` is given).
+    prediction_type : ``'epsilon'`` (paper), ``'v_prediction'`` or ``'sample'``.
+    context_slices : neighbouring source slices on each side given as extra channels.
+    source_field, target_field : Tesla; recorded as the direction in model.json.
+    training_data : free-form description recorded in model.json.
+    """
+    t_start = time.monotonic()
+    model_dir = Path(model_dir)
+    work = Path(work_dir) if work_dir is not None else model_dir.with_name(
+        model_dir.name + ".work")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    dev = resolve_device(device)
+    created_group = False
+    if world > 1 and not dist.is_initialized():
+        if dev.type == "cuda":
+            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(dev)
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        created_group = True
+    distributed = dist.is_available() and dist.is_initialized()
+    rank = dist.get_rank() if distributed else 0
+    world = dist.get_world_size() if distributed else 1
+    dtype = resolve_precision(dev, precision)
+
+    model = new_model(network or ("sloppy" if sloppy else "default"),
+                      prediction_type=prediction_type, context_slices=context_slices,
+                      source_field=source_field, target_field=target_field, name=name,
+                      seed=seed)
+    pairs = extract_slice_pairs(sources, targets, masks, axis=model.slice_axis,
+                                context_slices=context_slices, multiple=model.multiple)
+    train_idx, val_idx = _split(pairs, val_fraction, seed)
+    patch = None
+    if patch_size is not None:
+        side = max(model.multiple, patch_size // model.multiple * model.multiple)
+        patch = (min(side, pairs.frame[0]), min(side, pairs.frame[1]))
+    scheduler = training_scheduler(model.scheduler_config)
+    net = model.net.to(dev).train()
+    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    ema = EMAModel(net.parameters(), decay=ema_decay)
+    ema.to(dev)
+    losses: list[float] = []
+    val_losses: list[tuple[int, float]] = []
+    start, wall_before = 0, 0.0
+    ckpt_path = work / CHECKPOINT
+    if resume and ckpt_path.is_file():
+        state = torch.load(ckpt_path, map_location=dev, weights_only=True)
+        if state["network_config"] != model.network_config:
+            raise ValueError(f"{ckpt_path} was written for another network config; "
+                             "use a fresh work directory or resume=False.")
+        net.load_state_dict(state["net"])
+        optimizer.load_state_dict(state["optimizer"])
+        ema.load_state_dict(state["ema"])
+        start, wall_before = int(state["iteration"]), float(state["wall_time_s"])
+        losses, val_losses = list(state["losses"]), [tuple(v) for v in state["val_losses"]]
+        LOGGER.info("Resumed from %s at iteration %d.", ckpt_path, start)
+    elif resume:
+        LOGGER.info("No checkpoint at %s; starting from scratch.", ckpt_path)
+    LOGGER.info("Training %s on %d slices (%d held out, frame %s, patch %s), %d process(es), "
+                "batch %d each, %s on %s.", model.direction, len(train_idx), len(val_idx),
+                pairs.frame, patch, world, batch_size, str(dtype).removeprefix("torch."), dev)
+
+    ddp = net
+    if distributed:
+        ddp = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[dev.index] if dev.type == "cuda" else None)
+    val_every = val_every or checkpoint_every
+    num_train = scheduler.config.num_train_timesteps
+    train_t = torch.as_tensor(train_idx)
+
+    def snapshot(iteration: int) -> dict[str, Any]:
+        return {"net": net.state_dict(), "optimizer": optimizer.state_dict(),
+                "ema": ema.state_dict(), "iteration": iteration,
+                "wall_time_s": wall_before + time.monotonic() - t_start,
+                "losses": losses, "val_losses": [list(v) for v in val_losses],
+                "network_config": model.network_config,
+                "rng": {"scheme": "per-iteration generator from (seed, rank, iteration)",
+                        "seed": seed}}
+
+    bar = tqdm(total=iterations, initial=start, unit="it", desc="train",
+               disable=not progress or rank != 0)
+    try:
+        for it in range(start, iterations):
+            gen = torch.Generator().manual_seed(_derived_seed(seed, rank, it))
+            idx = train_t[torch.randint(len(train_t), (batch_size,), generator=gen)]
+            src, tgt = pairs.batch(idx, patch=patch, generator=gen)
+            t = torch.randint(0, num_train, (batch_size,), generator=gen)
+            noise = torch.randn(tgt.shape, generator=gen)
+            loss = _loss(ddp, scheduler, model.prediction_type, src, tgt, t, noise, dev, dtype)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+            optimizer.step()
+            ema.step(net.parameters())
+            losses.append(float(loss))
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
+            done = it + 1
+            if rank == 0 and len(val_idx) and (done % val_every == 0 or done == iterations):
+                ema.store(net.parameters())
+                ema.copy_to(net.parameters())
+                net.eval()
+                val = _validate(net, scheduler, model.prediction_type, pairs, val_idx,
+                                batch_size, seed, dev, dtype)
+                net.train()
+                ema.restore(net.parameters())
+                val_losses.append((done, val))
+                LOGGER.info("Iteration %d: train loss %.5f, validation loss (EMA) %.5f.", done,
+                            float(np.mean(losses[-100:])), val)
+            if rank == 0 and (done % checkpoint_every == 0 or done == iterations):
+                _save_checkpoint(ckpt_path, snapshot(done))
+    finally:
+        bar.close()
+
+    ema.copy_to(net.parameters())
+    net.eval().to("cpu")
+    wall = wall_before + time.monotonic() - t_start
+    meta = {
+        "iterations": iterations,
+        "wall_time_s": round(wall, 1),
+        "metrics": {"train_loss_last100": float(np.mean(losses[-100:])) if losses else None,
+                    "val_loss": val_losses[-1][1] if val_losses else None},
+        "training_data": {**(training_data or {}), "pairs": len(sources),
+                          "train_slices": int(len(train_idx)), "val_slices": int(len(val_idx)),
+                          "frame": list(pairs.frame)},
+        "training": {"batch_size": batch_size, "processes": world, "lr": lr,
+                     "weight_decay": weight_decay, "ema_decay": ema_decay, "seed": seed,
+                     "patch": list(patch) if patch else None, "precision": str(dtype),
+                     "optimizer": "AdamW"},
+    }
+    if rank == 0:
+        save_model_folder(model, model_dir, meta=meta)
+        LOGGER.info("Wrote model folder %s (%d iterations, %.0f s).", model_dir, iterations, wall)
+    else:
+        model.meta.update(meta)
+    if created_group:
+        dist.barrier()
+        dist.destroy_process_group()
+    return TrainResult(model, model_dir, iterations, losses, val_losses)
