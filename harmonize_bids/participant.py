@@ -91,7 +91,7 @@ def run_participant(images: list[T1wImage], settings: ParticipantSettings) -> Ru
     output_dir = create_output_dir(settings.output_dir)
     write_derivative_description(output_dir, bids_dir=settings.bids_dir)
     write_atomically(output_dir / "descriptions.tsv", "desc_id\tdescription\n" + "".join(
-        f"{desc}\t{text}\n" for desc, text in DESCRIPTIONS.items()))
+        f"desc-{desc}\t{text}\n" for desc, text in DESCRIPTIONS.items()))
     workflow = init_harmonize_bids_wf(
         images=images, bids_dir=settings.bids_dir, output_dir=output_dir,
         work_dir=settings.work_dir, target_field=settings.target_field, model_dir=model_dir,

@@ -47,6 +47,18 @@ def setup_logging(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s",
                         datefmt="%y%m%d-%H:%M:%S", force=True)
     logging.getLogger("bids").setLevel(logging.WARNING)
+    # nipype keeps its own stdout handler and re-reads its levels from its config at
+    # every run: log once, through ours, and show node chatter only with -v.
+    from nipype import config as nipype_config
+    from nipype import logging as nipype_logging
+
+    nipype_level = "INFO" if verbose else "WARNING"
+    for key in ("workflow_level", "interface_level", "utils_level"):
+        nipype_config.set("logging", key, nipype_level)
+    nipype_logging.update_logging(nipype_config)
+    nipype_root = logging.getLogger("nipype")
+    nipype_root.handlers.clear()
+    nipype_root.propagate = True
 
 
 def _fail(error: BaseException, code: int, verbose: int, *, unexpected: bool = False) -> int:

@@ -39,6 +39,13 @@ def image_workflow_name(image: T1wImage) -> str:
     return re.sub(r"\W", "_", "t1w_" + "_".join(parts) + "_wf")
 
 
+def uses_gpu(device: str) -> bool:
+    """Whether the harmonize node will hold a GPU (so MultiProc can gate it)."""
+    from nipype.utils.gpu_count import gpu_count
+
+    return device.startswith("cuda") or (device == "auto" and gpu_count() > 0)
+
+
 def init_single_t1w_wf(*, image: T1wImage, bids_dir: Path, output_dir: Path,
                        target_field: float, model_dir: Path | None, skull_strip: str,
                        sampler: str | None, steps: int | None, ensemble: int, seed: int,
@@ -72,7 +79,7 @@ def init_single_t1w_wf(*, image: T1wImage, bids_dir: Path, output_dir: Path,
     harmonize = pe.Node(Harmonize(model_dir=str(model_dir), source_field=image.field_strength,
                                   target_field=target_field, ensemble=ensemble, seed=seed,
                                   device=device, num_threads=omp_nthreads,
-                                  use_gpu=device != "cpu"),
+                                  use_gpu=uses_gpu(device)),
                         name="harmonize", n_procs=omp_nthreads, mem_gb=4)
     if sampler is not None:
         harmonize.inputs.sampler = sampler

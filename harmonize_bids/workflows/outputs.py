@@ -51,8 +51,8 @@ def init_ds_outputs_wf(*, image: T1wImage, bids_dir: str, output_dir: str,
         **sink, desc="preproc", suffix="T1w", SkullStripped=True, Sources=[raw_uri],
         Description=DESCRIPTIONS["preproc"]), name="ds_t1w_preproc", run_without_submitting=True)
     ds_brain_mask = pe.Node(DerivativesDataSink(
-        **sink, desc="brain", suffix="mask", Type="Brain", SkullStripped=False,
-        Sources=[raw_uri], Description=DESCRIPTIONS["brain"]),
+        **sink, desc="brain", suffix="mask", Type="Brain", Sources=[raw_uri],
+        SpatialReference=preproc_uri, Description=DESCRIPTIONS["brain"]),
         name="ds_brain_mask", run_without_submitting=True)
     ds_harmonized = pe.Node(DerivativesDataSink(
         **sink, desc="harmonized", suffix="T1w", SkullStripped=True,
