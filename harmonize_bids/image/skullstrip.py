@@ -6,6 +6,7 @@ import contextlib
 import functools
 import io
 import logging
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -64,7 +65,9 @@ def otsu_mask(data: np.ndarray) -> np.ndarray:
 def _deepbet_model():
     from deepbet import BrainExtraction
 
-    return BrainExtraction(no_gpu=False)
+    with warnings.catch_warnings():  # torch.jit.load deprecation, not actionable here
+        warnings.simplefilter('ignore', DeprecationWarning)
+        return BrainExtraction(no_gpu=False)
 
 
 def deepbet_mask(img: nib.spatialimages.SpatialImage, *, threshold: float = 0.5) -> np.ndarray:
