@@ -90,6 +90,7 @@ def run_participant(images: list[T1wImage], settings: ParticipantSettings) -> Ru
     model_dir = resolve_model(images, settings)
     output_dir = create_output_dir(settings.output_dir)
     write_derivative_description(output_dir, bids_dir=settings.bids_dir)
+    write_atomically(output_dir / ".bidsignore", "*.html\nlogs/\n**/figures\n")
     write_atomically(output_dir / "descriptions.tsv", "desc_id\tdescription\n" + "".join(
         f"desc-{desc}\t{text}\n" for desc, text in DESCRIPTIONS.items()))
     workflow = init_harmonize_bids_wf(
@@ -125,7 +126,25 @@ def run_participant(images: list[T1wImage], settings: ParticipantSettings) -> Ru
             summary.finished.append(image)
         else:
             summary.failed[image] = reason
+    write_reports(images, summary, settings, methods=workflow.visit_desc().strip())
     return summary
+
+
+def write_reports(images: list[T1wImage], summary: RunSummary,
+                  settings: ParticipantSettings, *, methods: str) -> None:
+    """One sub-X.html per subject; a failing report is logged, never fatal."""
+    from .qc.report import write_subject_report
+
+    for subject in sorted({image.subject for image in images}):
+        mine = [image for image in images if image.subject == subject]
+        try:
+            report = write_subject_report(settings.output_dir, subject, mine,
+                                          failed=summary.failed,
+                                          target_field=settings.target_field, methods=methods)
+        except Exception as error:  # noqa: BLE001 - outputs exist; the report is extra
+            LOGGER.warning("Report for sub-%s failed: %s", subject, error)
+        else:
+            LOGGER.info("Report: %s", report)
 
 
 def citation(workflow) -> str:

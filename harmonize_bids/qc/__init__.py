@@ -1,1 +1,1 @@
-"""qc"""
+"""Quality control: metrics, figures and HTML reports."""

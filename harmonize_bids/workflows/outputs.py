@@ -19,13 +19,17 @@ DESCRIPTIONS = {
 }
 
 
-def derivative_name(image: T1wImage, *, desc: str, suffix: str) -> str:
-    """Path of a derivative relative to OUTPUT_DIR, as the sinks write it."""
+def image_stem(image: T1wImage) -> str:
+    """The entity part of the image's file names: sub-01_ses-A[_acq-x][_run-1]."""
     entities = [("sub", image.subject), ("ses", image.session), ("acq", image.acquisition),
                 ("run", image.run)]
-    stem = "_".join(f"{key}-{value}" for key, value in entities if value is not None)
+    return "_".join(f"{key}-{value}" for key, value in entities if value is not None)
+
+
+def derivative_name(image: T1wImage, *, desc: str, suffix: str) -> str:
+    """Path of a derivative relative to OUTPUT_DIR, as the sinks write it."""
     folder = f"sub-{image.subject}/" + (f"ses-{image.session}/" if image.session else "")
-    return f"{folder}anat/{stem}_desc-{desc}_{suffix}.nii.gz"
+    return f"{folder}anat/{image_stem(image)}_desc-{desc}_{suffix}.nii.gz"
 
 
 def init_ds_outputs_wf(*, image: T1wImage, bids_dir: str, output_dir: str,
