@@ -23,7 +23,7 @@ from .anatomy import Anatomy
 from .fields import smooth_field
 from .protocols import Protocol
 from .signal import tissue_signal
-from .tissues import BRAIN_TISSUES, TISSUES
+from .tissues import TISSUES
 
 HEAD_CENTRE_MM = np.array([0.0, -18.0, 0.0])  # subject point placed near the isocentre
 NOISE_SIGMA = 0.0036  # per 1 mm^3 voxel at 130 Hz/px, 12-channel coil (M0 = 1 at 1.5 T)
@@ -103,9 +103,12 @@ def acquire(anat: Anatomy, protocol: Protocol, rng: np.random.Generator, *,
     b1 = np.ascontiguousarray(b1, dtype=np.float32)
 
     signal = np.zeros(wshape, np.float32)
+    flat = signal.reshape(-1)
     for name, prob in anat.maps.items():
         x, s = _signal_lut(SIGNAL_TISSUE[name], protocol)
-        signal += prob * np.interp(b1, x, s).astype(np.float32)
+        idx = np.flatnonzero(prob)  # most tissues occupy a small part of the grid
+        flat[idx] += prob.reshape(-1)[idx] * np.interp(b1.reshape(-1)[idx], x, s).astype(
+            np.float32)
     del b1
 
     # Scanner voxel -> subject working voxel.
@@ -122,6 +125,9 @@ def acquire(anat: Anatomy, protocol: Protocol, rng: np.random.Generator, *,
     # Residual receive bias after prescan normalisation, stronger at 3 T.
     bias_sd = 0.06 if b0 < 2 else 0.12
     bias = np.exp(bias_sd * smooth_field(rng, shape, 4.0 * factor, 90.0))
+    # Head-coil sensitivity falls off below the coil (neck), ~10 mm wide around z = -105 mm.
+    z = affine[2, 1] * np.arange(shape[1]) + affine[2, 3]
+    bias *= (1.0 / (1.0 + np.exp(-(z + 105.0) / 10.0))).astype(np.float32)[None, :, None]
     img *= bias * (b0 / 1.5) * vox_vol
     sigma = NOISE_SIGMA * np.sqrt(protocol.pixel_bandwidth / 130.0) / COIL_GAIN[b0]
     noisy = np.hypot(img + sigma * rng.standard_normal(shape, dtype=np.float32),
@@ -130,10 +136,7 @@ def acquire(anat: Anatomy, protocol: Protocol, rng: np.random.Generator, *,
 
     # Hard labels (max probability inside the brain mask) on the working grid, carried to
     # the scanner grid by nearest neighbour.
-    probs = np.stack([anat.maps[t] for t in BRAIN_TISSUES])
-    labels = np.where(anat.brain > 0.5, probs.argmax(0) + 1, 0).astype(np.uint8)
-    del probs
-    dseg = ndi.affine_transform(labels, m[:3, :3], offset=m[:3, 3], output_shape=shape,
+    dseg = ndi.affine_transform(anat.labels, m[:3, :3], offset=m[:3, 3], output_shape=shape,
                                 order=0, mode='constant', cval=0)
     brain = dseg > 0
     info = {

@@ -16,6 +16,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .fields import smooth_field
+from .tissues import BRAIN_TISSUES
 
 _TEMPLATE = 'mni_icbm152_{}_tal_nlin_sym_09a_converted.nii.gz'
 # Working-grid padding around the template box, mm (x, y, z) low/high: room for the skull,
@@ -32,6 +33,15 @@ class Anatomy:
     maps: dict[str, np.ndarray]
     brain: np.ndarray  # brain-mask probability (template brain, deformed)
     info: dict = field(default_factory=dict)
+    _labels: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Hard brain labels (0 outside, 1 CSF, 2 GM, 3 WM, 4 lesion), max probability."""
+        if self._labels is None:
+            probs = np.stack([self.maps[t] for t in BRAIN_TISSUES])
+            self._labels = np.where(self.brain > 0.5, probs.argmax(0) + 1, 0).astype(np.uint8)
+        return self._labels
 
 
 def _template_path(name: str):

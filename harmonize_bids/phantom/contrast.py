@@ -1,7 +1,13 @@
-"""Tissue intensity statistics of a phantom image against its ground-truth labels."""
+"""Tissue intensity statistics of a phantom image against its ground-truth labels.
+
+The image goes through the app's own preprocessing math (N4 inside the brain mask, then
+0.1 / 99.9 percentile clipping and scaling to [0, 1]) with the ground-truth brain mask
+standing in for skull stripping.
+"""
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import nibabel as nib
@@ -10,21 +16,26 @@ import numpy as np
 from .tissues import DSEG_LABELS
 
 
-def normalise(data: np.ndarray, mask: np.ndarray, lo: float = 0.1,
-              hi: float = 99.9) -> np.ndarray:
-    """Clip to the brain's ``lo`` / ``hi`` percentiles and scale to [0, 1]."""
-    p_lo, p_hi = np.percentile(data[mask], [lo, hi])
-    return np.clip((data.astype(np.float32) - p_lo) / max(p_hi - p_lo, 1e-6), 0.0, 1.0)
+def tissue_stats(root: str | Path, sub: str, ses: str, *,
+                 n4: bool = True) -> dict[str, tuple[float, float, int]]:
+    """Mean, sd and voxel count per ground-truth tissue of the [0, 1]-scaled image."""
+    from ..image.intensity import clip_and_scale_array
 
-
-def tissue_stats(root: str | Path, sub: str, ses: str) -> dict[str, tuple[float, float, int]]:
-    """Mean, sd and voxel count per ground-truth tissue after percentile scaling."""
     root = Path(root)
     stem = f'sub-{sub}_ses-{ses}'
-    img = np.asarray(nib.load(root / f'sub-{sub}/ses-{ses}/anat/{stem}_T1w.nii.gz').dataobj)
-    dseg = np.asarray(nib.load(root / f'derivatives/phantom/sub-{sub}/ses-{ses}/anat/'
-                               f'{stem}_dseg.nii.gz').dataobj)
-    scaled = normalise(img, dseg > 0)
+    raw = root / f'sub-{sub}/ses-{ses}/anat/{stem}_T1w.nii.gz'
+    gt = root / f'derivatives/phantom/sub-{sub}/ses-{ses}/anat'
+    dseg = np.asarray(nib.load(gt / f'{stem}_dseg.nii.gz').dataobj)
+    if n4:
+        from ..image.bias import n4_correct
+
+        with tempfile.TemporaryDirectory() as tmp:
+            out = n4_correct(raw, gt / f'{stem}_desc-brain_mask.nii.gz',
+                             Path(tmp) / 'n4.nii.gz')
+            img = np.asarray(nib.load(out).dataobj, dtype=np.float32)
+    else:
+        img = np.asarray(nib.load(raw).dataobj, dtype=np.float32)
+    scaled = clip_and_scale_array(img, dseg > 0)
     out = {}
     for label, name in DSEG_LABELS.items():
         vals = scaled[dseg == label]

@@ -56,7 +56,7 @@ def _write_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
     img.header.set_slope_inter(1.0, 0.0)
-    path.write_bytes(gzip.compress(img.to_bytes(), compresslevel=6, mtime=0))
+    path.write_bytes(gzip.compress(img.to_bytes(), compresslevel=1, mtime=0))
 
 
 def _write_top_level(root: Path, deriv: Path) -> None:
@@ -113,7 +113,8 @@ def _write_top_level(root: Path, deriv: Path) -> None:
         f'{k}\t{v}\t{v.upper()[:3] if v != "lesion" else "LES"}' for k, v in DSEG_LABELS.items()]
     (deriv / 'dseg.tsv').write_text('\n'.join(lines) + '\n')
     _write_json(deriv / 'dseg.json', {
-        'Description': 'Label table of the phantom ground-truth segmentations (*_dseg).'})
+        'Description': 'Phantom ground-truth tissue labels (hard labels from the maximum '
+                       'tissue probability inside the brain; label table dseg.tsv).'})
 
 
 def _write_session(root: Path, deriv: Path, sub: str, ses: str, acq: Acquisition,
@@ -130,8 +131,7 @@ def _write_session(root: Path, deriv: Path, sub: str, ses: str, acq: Acquisition
     common = {'Sources': [f'bids:raw:{raw_rel}'], 'SpatialReference': f'bids:raw:{raw_rel}'}
     _write_nifti(dout / f'{stem}_dseg.nii.gz', acq.dseg, acq.affine)
     _write_json(dout / f'{stem}_dseg.json', {
-        'Description': 'Phantom ground-truth tissue labels (see dseg.tsv).', **common,
-        'Manual': False, 'PhantomTruth': {**truth, **acq.info}})
+        **common, 'Manual': False, 'PhantomTruth': {**truth, **acq.info}})
     _write_nifti(dout / f'{stem}_desc-brain_mask.nii.gz', acq.brain_mask, acq.affine)
     _write_json(dout / f'{stem}_desc-brain_mask.json', {
         'Description': 'Phantom ground-truth brain mask (template brain, deformed).',
