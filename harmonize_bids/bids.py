@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -85,31 +86,59 @@ def round_field_strength(value: object, *, where: str) -> float:
     )
 
 
-def validate_bids(bids_dir: Path) -> None:
-    """Run the official BIDS validator (bids-validator-deno, offline); raise on errors."""
+@dataclass
+class ValidationReport:
+    """Errors from the BIDS validator: (code, location relative to BIDS_DIR) pairs."""
+
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+    def dataset_errors(self) -> list[tuple[str, str]]:
+        """Errors outside any subject folder: the dataset as a whole is invalid."""
+        return [(code, where) for code, where in self.errors if not where.startswith("sub-")]
+
+    def errors_for(self, image: T1wImage, bids_dir: Path) -> list[str]:
+        """Error codes located at this image or at its own sidecar."""
+        own = image.relative_to(bids_dir)
+        sidecar = re.sub(r"\.nii(\.gz)?$", ".json", own)
+        return [code for code, where in self.errors if where in (own, sidecar)]
+
+
+def validate_bids(bids_dir: Path) -> ValidationReport:
+    """Run the official BIDS validator (bids-validator-deno, offline).
+
+    Raises InvalidBIDSError when the dataset as a whole is invalid; errors inside
+    subject folders are returned, so the images they concern can be skipped.
+    """
     executable = _find_validator()
     result = subprocess.run(
         [executable, "--format", "json", str(bids_dir)],
         capture_output=True, text=True, check=False,
     )
     try:
-        report = json.loads(result.stdout)
-    except json.JSONDecodeError:
+        issues = json.loads(result.stdout)["issues"]["issues"]
+    except (json.JSONDecodeError, KeyError):
         raise InvalidBIDSError(
             f"{bids_dir}: the BIDS validator failed to run ({result.stderr.strip()[:200]}). "
             "Use --skip-bids-validation to bypass it."
         ) from None
-    errors = [issue for issue in report["issues"]["issues"] if issue["severity"] == "error"]
-    if errors:
-        listed = "; ".join(
-            f"{issue['code']} at {issue.get('location', '?')}" for issue in errors[:3]
-        )
-        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+    report = ValidationReport([
+        (issue["code"], issue.get("location", "/").lstrip("/"))
+        for issue in issues if issue["severity"] == "error"
+    ])
+    fatal = report.dataset_errors()
+    if fatal:
+        listed = "; ".join(f"{code} at /{where}" for code, where in fatal[:3])
+        more = f" (and {len(fatal) - 3} more)" if len(fatal) > 3 else ""
         raise InvalidBIDSError(
             f"{bids_dir} is not valid BIDS: {listed}{more}. Run bids-validator-deno on it "
             "for details, fix the dataset, or pass --skip-bids-validation."
         )
-    LOGGER.info("BIDS validator: no errors in %s", bids_dir)
+    if report.errors:
+        LOGGER.warning("BIDS validator: %d error(s) inside subject folders",
+                       len(report.errors))
+    else:
+        LOGGER.info("BIDS validator: no errors in %s", bids_dir)
+    return report
 
 
 def _find_validator() -> str:

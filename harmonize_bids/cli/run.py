@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..bids import (
+    ValidationReport,
     check_output_dir,
     discover_t1w,
     format_plan,
@@ -17,7 +18,14 @@ from ..bids import (
     load_layout,
     validate_bids,
 )
-from ..errors import HarmonizeBidsError, MissingInputError, ProcessingError, UsageError
+from ..errors import (
+    HarmonizeBidsError,
+    InvalidBIDSError,
+    MissingInputError,
+    NoMatchingImagesError,
+    ProcessingError,
+    UsageError,
+)
 from ..participant import ParticipantSettings, run_participant
 from .parser import parse_args
 
@@ -74,7 +82,12 @@ def _fail(error: BaseException, code: int, verbose: int, *, unexpected: bool = F
 
 
 def run(options: argparse.Namespace) -> int:
-    """Check every input before anything is written, then run the requested level."""
+    """Check every input before anything is written, then run the requested level.
+
+    A problem with one image (invalid file, unknown field strength, failed processing)
+    skips that image; the others still run, and the exit code names the worst problem:
+    1 (processing failed) before 16 (invalid BIDS) before 66 (input missing).
+    """
     bids_dir, output_dir = options.bids_dir.absolute(), options.output_dir.absolute()
     LOGGER.info("harmonize_bids %s, %s level", __version__, options.analysis_level)
     _check_input_files(options)
@@ -84,24 +97,50 @@ def run(options: argparse.Namespace) -> int:
         raise MissingInputError(f"BIDS_DIR {bids_dir} does not exist or is not a folder.")
     if options.skip_bids_validation:
         LOGGER.info("BIDS validation skipped (--skip-bids-validation)")
+        validation = ValidationReport()
     else:
-        validate_bids(bids_dir)
-    layout = load_layout(bids_dir)
-    found = discover_t1w(
-        layout,
-        participant_labels=options.participant_label,
-        session_labels=options.session_label,
-        bids_filters=bids_filters,
-        source_field=options.source_field,
-    )
-    for reason in found.skipped.values():
-        LOGGER.error("Skipped: %s", reason)
-    images = found.images
+        validation = validate_bids(bids_dir)
+    try:
+        found = discover_t1w(
+            load_layout(bids_dir),
+            participant_labels=options.participant_label,
+            session_labels=options.session_label,
+            bids_filters=bids_filters,
+            source_field=options.source_field,
+        )
+    except (MissingInputError, NoMatchingImagesError) as error:
+        if not validation.errors:
+            raise
+        code, where = validation.errors[0]
+        raise InvalidBIDSError(f"{error} The BIDS validator reports {code} at {where}; fix "
+                               "the dataset or pass --skip-bids-validation.") from None
+    problems = {MissingInputError.exit_code: list(found.skipped.values())}
+    images = []
+    for image in found.images:
+        invalid = validation.errors_for(image, bids_dir)
+        if invalid:
+            problems.setdefault(InvalidBIDSError.exit_code, []).append(
+                f"{image.path}: the BIDS validator reports {', '.join(sorted(set(invalid)))}. "
+                "Fix or replace the file, or exclude it with --bids-filter-file.")
+        else:
+            images.append(image)
+    if validation.errors and not any(problems.get(InvalidBIDSError.exit_code, [])):
+        problems[InvalidBIDSError.exit_code] = [
+            f"BIDS validator: {code} at {where} (not a selected T1w; processing goes on)"
+            for code, where in validation.errors]
+    for reasons in problems.values():
+        for reason in reasons:
+            LOGGER.error("Skipped: %s", reason)
+    if not images:
+        worst = InvalidBIDSError if problems.get(InvalidBIDSError.exit_code) else \
+            MissingInputError
+        raise worst("No image left to process: "
+                    + next(reason for reasons in problems.values() for reason in reasons))
     LOGGER.info("Plan: %d T1w image(s), target %g T\n%s", len(images), options.target_field,
                 format_plan(images, bids_dir=bids_dir, target_field=options.target_field))
     if options.dry_run:
         LOGGER.info("Dry run: nothing processed, nothing written.")
-        return MissingInputError.exit_code if found.skipped else 0
+        return _exit_code(problems)
     if options.analysis_level == "group":
         raise ProcessingError(
             f"the group level is not part of harmonize_bids {__version__} yet; nothing was "
@@ -114,7 +153,14 @@ def run(options: argparse.Namespace) -> int:
         LOGGER.error("FAILED %s: %s", image.relative_to(bids_dir), reason)
     if summary.failed:
         return ProcessingError.exit_code
-    return MissingInputError.exit_code if found.skipped else 0
+    return _exit_code(problems)
+
+
+def _exit_code(problems: dict[int, list[str]]) -> int:
+    for code in (InvalidBIDSError.exit_code, MissingInputError.exit_code):
+        if problems.get(code):
+            return code
+    return 0
 
 
 def _participant_settings(options: argparse.Namespace, bids_dir: Path,

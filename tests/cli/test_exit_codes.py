@@ -72,8 +72,27 @@ def test_invalid_bids_16(tmp_path, capsys):
     (root / "sub-01/anat/sub-01_T1w.nii.gz").rename(root / "sub-01/anat/sub-01_T1W.nii.gz")
     code, err = _run(capsys, root, tmp_path / "out", "participant")
     assert code == 16
-    _assert_one_line_error(err, "not valid BIDS", "sub-01_T1W.nii.gz", "--skip-bids-validation")
+    _assert_one_line_error(err, "no T1w", "sub-01_T1W.nii.gz", "--skip-bids-validation")
     assert not (tmp_path / "out").exists()
+
+
+def test_dataset_level_invalid_bids_16(tmp_path, capsys):
+    root = make_bids(tmp_path / "bids", {"sub-01/anat/sub-01_T1w.nii.gz": SIDECAR_3})
+    (root / "participants.tsv").write_text("participant_id\nsub-07\n")
+    code, err = _run(capsys, root, tmp_path / "out", "participant")
+    assert code == 16
+    _assert_one_line_error(err, "not valid BIDS", "participants.tsv")
+
+
+def test_invalid_image_is_skipped_others_go_on_16(travelling_dataset, tmp_path, capsys):
+    broken = travelling_dataset / "sub-02/ses-B/anat/sub-02_ses-B_T1w.nii.gz"
+    broken.write_bytes(b"\x1f\x8b" + b"not a NIfTI" * 50)
+    code, err = _run(capsys, travelling_dataset, tmp_path / "out", "participant", "--dry-run")
+    assert code == 16
+    skipped = [line for line in err.splitlines() if "Skipped:" in line]
+    assert len(skipped) == 1 and "sub-02_ses-B_T1w.nii.gz" in skipped[0]
+    assert "NIFTI_HEADER_UNREADABLE" in skipped[0]
+    assert "Plan: 3 T1w image(s)" in err and "Traceback" not in err
 
 
 def test_skip_bids_validation(tmp_path, capsys):
@@ -81,7 +100,7 @@ def test_skip_bids_validation(tmp_path, capsys):
     (root / "sub-01/anat/notes.txt").write_text("a stray file the validator rejects")
     code, err = _run(capsys, root, tmp_path / "out", "participant", "--dry-run")
     assert code == 16
-    _assert_one_line_error(err, "notes.txt")
+    assert "NOT_INCLUDED at sub-01/anat/notes.txt" in err
     code, err = _run(capsys, root, tmp_path / "out", "participant", "--dry-run",
                      "--skip-bids-validation")
     assert code == 0, err
