@@ -100,9 +100,10 @@ class HarmonizationModel:
         return self.meta.get("weights_sha256")
 
 
-def new_model(network: str | dict[str, Any] = "default", *, prediction_type: str = "epsilon",
-              context_slices: int = 0, source_field: float = 1.5, target_field: float = 3.0,
-              name: str | None = None, seed: int = 0) -> HarmonizationModel:
+def new_model(network: str | dict[str, Any] = "default", *,
+              prediction_type: str = "v_prediction", context_slices: int = 0,
+              source_field: float = 1.5, target_field: float = 3.0, name: str | None = None,
+              seed: int = 0) -> HarmonizationModel:
     """A freshly initialised (random weights, seeded) model."""
     config = network_config(network, context_slices=context_slices)
     with torch.random.fork_rng(devices=[]):

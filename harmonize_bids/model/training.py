@@ -130,7 +130,7 @@ def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
           precision: str = "auto", seed: int = 0, resume: bool = False,
           checkpoint_every: int = 1000, val_fraction: float = 0.1,
           val_every: int | None = None, patch_size: int | None = None, sloppy: bool = False,
-          network: str | dict[str, Any] | None = None, prediction_type: str = "epsilon",
+          network: str | dict[str, Any] | None = None, prediction_type: str = "v_prediction",
           context_slices: int = 0, source_field: float = 1.5, target_field: float = 3.0,
           name: str | None = None, training_data: dict[str, Any] | None = None,
           grad_clip: float = 1.0, progress: bool = True) -> TrainResult:
@@ -240,7 +240,7 @@ def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
                 torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
             optimizer.step()
             ema.step(net.parameters())
-            losses.append(float(loss))
+            losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
             done = it + 1

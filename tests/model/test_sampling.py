@@ -9,8 +9,8 @@ import torch
 from harmonize_bids.model import harmonize_volume, new_model
 from harmonize_bids.model.sampling import sample, slice_generators
 from harmonize_bids.model.schedulers import (
-    schedule_config,
     sampling_scheduler,
+    schedule_config,
     training_scheduler,
 )
 
