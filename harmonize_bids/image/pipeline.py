@@ -18,12 +18,14 @@ LOGGER = logging.getLogger(__name__)
 
 
 def preprocess_t1w(in_file: PathT, out_dir: PathT, *, skull_strip: str = 'deepbet',
-                   sloppy: bool = False, spacing: float = 1.0) -> dict[str, Path]:
+                   sloppy: bool = False, spacing: float = 1.0,
+                   num_threads: int | None = None) -> dict[str, Path]:
     """Conform, skull-strip, N4, resample to ``spacing`` mm, clip/scale to [0, 1].
 
     Returns paths: ``preproc`` (final [0, 1] image), ``mask`` (brain mask on the
     preproc grid), and the intermediates ``conformed``, ``brain``, ``brain_mask``
-    (native grid), ``n4`` (native grid), ``resampled``.
+    (native grid), ``n4`` (native grid), ``resampled``. ``num_threads`` caps torch
+    threads for the skull-stripping CNN.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -39,7 +41,8 @@ def preprocess_t1w(in_file: PathT, out_dir: PathT, *, skull_strip: str = 'deepbe
 
     conformed = conform(in_file, out_dir / f'{stem}_conformed.nii.gz')
     _tick('conform')
-    brain, brain_mask = _skull_strip(conformed, out_dir, method=skull_strip, sloppy=sloppy)
+    brain, brain_mask = _skull_strip(conformed, out_dir, method=skull_strip, sloppy=sloppy,
+                                     num_threads=num_threads)
     _tick('skull_strip')
     n4 = n4_correct(brain, brain_mask, out_dir / f'{stem}_n4.nii.gz', sloppy=sloppy)
     _tick('n4')

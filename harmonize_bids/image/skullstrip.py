@@ -120,7 +120,7 @@ def hdbet_mask(img: nib.spatialimages.SpatialImage, *, sloppy: bool = False) -> 
 
 
 def skull_strip(in_file: PathT, out_dir: PathT, *, method: str = 'deepbet',
-                sloppy: bool = False) -> tuple[Path, Path]:
+                sloppy: bool = False, num_threads: int | None = None) -> tuple[Path, Path]:
     """Skull-strip ``in_file``; return (brain_file, mask_file) on the input's exact grid.
 
     method: ``'deepbet'`` (default, CPU-friendly CNN with bundled weights), ``'hdbet'``
@@ -128,34 +128,40 @@ def skull_strip(in_file: PathT, out_dir: PathT, *, method: str = 'deepbet',
     augmentation), ``'none'`` (input is already stripped: mask = nonzero, holes filled).
     Volumes with a field of view below ``MIN_HEAD_FOV_MM`` cannot be handled by the CNNs:
     with ``sloppy=True`` they fall back to :func:`otsu_mask` (with a warning), otherwise
-    they raise ImageError.
+    they raise ImageError. ``num_threads`` caps torch's CPU threads (process-wide) for
+    the CNN methods; ``None`` keeps torch's default (all cores).
     """
     if method not in METHODS:
         raise ValueError(f'skull-strip method must be one of {METHODS}, not {method!r}')
     img, data = load_image(in_file)
     if data.ndim != 3:
         raise ImageError(f'{in_file}: expected a 3-D image, got {data.shape}. Run conform first.')
+    fov = float(np.min(np.asarray(data.shape) * zooms_from_affine(img.affine)))
     if method == 'none':
         mask = nonzero_mask(data)
+    elif fov < MIN_HEAD_FOV_MM:
+        if not sloppy:
+            raise ImageError(
+                f'{in_file}: field of view {fov:.0f} mm is too small for {method} '
+                f'(needs >= {MIN_HEAD_FOV_MM:.0f} mm). Use sloppy mode or '
+                "skull_strip='none' for pre-stripped input."
+            )
+        LOGGER.warning('%s: FOV %.0f mm too small for %s; sloppy Otsu foreground mask',
+                       in_file, fov, method)
+        mask = otsu_mask(data)
     else:
-        fov = float(np.min(np.asarray(data.shape) * zooms_from_affine(img.affine)))
-        if fov < MIN_HEAD_FOV_MM:
-            if not sloppy:
-                raise ImageError(
-                    f'{in_file}: field of view {fov:.0f} mm is too small for {method} '
-                    f'(needs >= {MIN_HEAD_FOV_MM:.0f} mm). Use sloppy mode or '
-                    "skull_strip='none' for pre-stripped input."
-                )
-            LOGGER.warning('%s: FOV %.0f mm too small for %s; sloppy Otsu foreground mask',
-                           in_file, fov, method)
-            mask = otsu_mask(data)
-        elif method == 'deepbet':
+        if num_threads is not None:
+            import torch
+
+            torch.set_num_threads(max(1, int(num_threads)))
+        img3 = nib.Nifti1Image(data, img.affine)
+        if method == 'deepbet':
             try:
-                mask = deepbet_mask(nib.Nifti1Image(data, img.affine))
+                mask = deepbet_mask(img3)
             except ImageError as exc:
                 raise ImageError(f'{in_file}: {exc}. Check that it is a T1w head image.') from None
         else:
-            mask = hdbet_mask(nib.Nifti1Image(data, img.affine), sloppy=sloppy)
+            mask = hdbet_mask(img3, sloppy=sloppy)
     if not mask.any():
         raise ImageError(f'{in_file}: skull stripping produced an empty mask. Check the image.')
     out_dir = Path(out_dir)

@@ -1,8 +1,9 @@
 import nibabel as nib
 import numpy as np
+import pytest
 from scipy import ndimage
 
-from harmonize_bids.image import preprocess_t1w, register_pair
+from harmonize_bids.image import preprocess_t1w, register_arrays, register_pair
 
 
 def test_register_pair_recovers_shift(save, tmp_path, phantom):
@@ -33,3 +34,9 @@ def test_preprocess_t1w_chain(save, tmp_path, phantom):
     x, m = pre.get_fdata(), mask.get_fdata() > 0
     assert x.min() == 0 and x.max() == 1 and np.all(x[~m] == 0)
     assert {'conformed', 'brain', 'brain_mask', 'n4', 'resampled'} <= set(out)
+
+
+def test_register_rejects_unseeded():
+    x = np.ones((4, 4, 4), dtype=np.float32)
+    with pytest.raises(ValueError, match='seed'):
+        register_arrays(x, x, np.eye(4), np.eye(4), seed=0)
