@@ -7,8 +7,8 @@ Signals are formed on the subject's working grid, where partial volumes add as s
 SNR model (documented, not fitted): signal per voxel ~ B0 (body-noise-dominated regime,
 SNR ~ B0), voxel volume, 1 / sqrt(pixel bandwidth) and the receive coil (12-channel Head
 Matrix on the Avanto, 32-channel head coil on the Skyra, ~1.4x SNR; Wiggins et al.,
-MRM 56:216-223, 2006). The one free constant anchors a 1 mm white-matter SNR of ~20 for the
-1.5 T protocol.
+MRM 56:216-223, 2006). The one free constant (NOISE_SIGMA) anchors the 1.5 T protocol at a
+1 mm white-matter SNR of ~20 (pure WM, B1 = 1, no bias); the 3 T SNR follows from the model.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from .signal import tissue_signal
 from .tissues import TISSUES
 
 HEAD_CENTRE_MM = np.array([0.0, -18.0, 0.0])  # subject point placed near the isocentre
-NOISE_SIGMA = 0.0036  # per 1 mm^3 voxel at 130 Hz/px, 12-channel coil (M0 = 1 at 1.5 T)
+NOISE_SIGMA = 0.0023  # per 1 mm^3 voxel at 130 Hz/px, 12-channel coil (M0 = 1 at 1.5 T)
 COIL_GAIN = {1.5: 1.0, 3.0: 1.4}
 INT_GAIN = 7000.0  # stored integer units per M0 at 1.5 T
 INT_MAX = 4095  # 12-bit scanner range
@@ -56,13 +56,16 @@ def scanner_grid(protocol: Protocol, factor: int) -> tuple[tuple[int, int, int],
     return shape, affine
 
 
-def _pose(rng: np.random.Generator) -> np.ndarray:
+def _pose(rng: np.random.Generator) -> tuple[np.ndarray, dict]:
     """Subject mm -> scanner mm: a few degrees of rotation, a few mm of translation."""
-    rot = Rotation.from_euler('xyz', rng.normal(0.0, 3.0, 3), degrees=True).as_matrix()
+    angles = rng.normal(0.0, 3.0, 3)
+    shift = rng.normal(0.0, 4.0, 3)
+    rot = Rotation.from_euler('xyz', angles, degrees=True).as_matrix()
     pose = np.eye(4)
     pose[:3, :3] = rot
-    pose[:3, 3] = rng.normal(0.0, 4.0, 3) - rot @ HEAD_CENTRE_MM
-    return pose
+    pose[:3, 3] = shift - rot @ HEAD_CENTRE_MM
+    return pose, {'pose_rotation_xyz_deg': [round(float(a), 3) for a in angles],
+                  'pose_translation_mm': [round(float(a), 3) for a in shift]}
 
 
 def _b1_map(rng: np.random.Generator, protocol: Protocol, world: np.ndarray) -> np.ndarray:
@@ -90,7 +93,7 @@ def acquire(anat: Anatomy, protocol: Protocol, rng: np.random.Generator, *,
             factor: int = 1) -> Acquisition:
     """Image one subject with one protocol; ``factor`` coarsens the scanner matrix."""
     shape, affine = scanner_grid(protocol, factor)
-    pose = _pose(rng)
+    pose, pose_info = _pose(rng)
     wshape = anat.maps['wm'].shape
 
     # Transmit field on the working grid, evaluated every ~8 mm and upsampled.
@@ -140,10 +143,8 @@ def acquire(anat: Anatomy, protocol: Protocol, rng: np.random.Generator, *,
                                 order=0, mode='constant', cval=0)
     brain = dseg > 0
     info = {
-        'pose_rotation_deg': [round(float(a), 3) for a in
-                              Rotation.from_matrix(pose[:3, :3]).as_euler('xyz', degrees=True)],
-        'pose_translation_mm': [round(float(a), 3) for a in pose[:3, 3]],
-        'noise_sigma': float(sigma * INT_GAIN),
+        **pose_info,
+        'noise_sigma': round(float(sigma * INT_GAIN), 3),
         'receive_bias_sd': bias_sd,
     }
     return Acquisition(image=image, affine=affine, dseg=dseg,

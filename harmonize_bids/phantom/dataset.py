@@ -108,7 +108,9 @@ def _write_top_level(root: Path, deriv: Path) -> None:
     (deriv / 'README').write_text(
         'Ground truth of the phantom, in each session\'s raw T1w grid: dseg (0 background,\n'
         '1 CSF, 2 GM, 3 WM, 4 lesion; hard labels from the maximum tissue probability inside\n'
-        'the brain), brain mask, lesion mask (lesioned participants only).\n')
+        'the brain), brain mask, lesion mask (lesioned participants only). The brain mask is\n'
+        'the deformed template brain; extracerebral CSF beyond it is not labelled.\n'
+        'PhantomTruth in each dseg sidecar records the subject and session parameters.\n')
     lines = ['index\tname\tabbreviation'] + [
         f'{k}\t{v}\t{v.upper()[:3] if v != "lesion" else "LES"}' for k, v in DSEG_LABELS.items()]
     (deriv / 'dseg.tsv').write_text('\n'.join(lines) + '\n')

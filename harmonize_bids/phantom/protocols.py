@@ -80,6 +80,8 @@ class Protocol:
                                     f'echo spacing {self.echo_spacing} ms',
             'CoilCombinationMethod': 'Adaptive Combine',
             'InstitutionName': 'harmonize_bids synthetic phantom',
+            'StationName': f'phantom-{self.session}',  # pseudonyms, as BIDS allows
+            'DeviceSerialNumber': f'PHANTOM-{self.session}',
             'PhaseEncodingDirection': 'i',
             'SliceThickness': self.slice_thickness,
             'AcquisitionMatrixPE': self.matrix_phase,
