@@ -60,9 +60,11 @@ def setup_logging(verbose: int) -> None:
     from nipype import config as nipype_config
     from nipype import logging as nipype_logging
 
-    nipype_level = "INFO" if verbose else "WARNING"
-    for key in ("workflow_level", "interface_level", "utils_level"):
-        nipype_config.set("logging", key, nipype_level)
+    # Without -v, node failures are summarised by us (one line each, crash file named).
+    levels = {"workflow_level": "CRITICAL", "interface_level": "WARNING",
+              "utils_level": "WARNING"}
+    for key, quiet in levels.items():
+        nipype_config.set("logging", key, "INFO" if verbose else quiet)
     nipype_logging.update_logging(nipype_config)
     nipype_root = logging.getLogger("nipype")
     nipype_root.handlers.clear()
@@ -198,3 +200,7 @@ def _load_plugin_settings(path: Path) -> dict:
             "optional 'plugin_args:'."
         )
     return settings
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+"""Participant level end to end, on tiny datasets with a tiny random-weight test model."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from bidsfactory import SIDECAR_15, make_bids
+
+from harmonize_bids.cli.run import main
+
+pytestmark = pytest.mark.slow
+DERIVATIVES = ("desc-preproc_T1w", "desc-brain_mask", "desc-harmonized_T1w")
+
+
+@pytest.fixture(scope="module")
+def test_model(tmp_path_factory) -> Path:
+    """A real (tiny) network with random weights: tests the wiring, never shipped."""
+    from harmonize_bids.model.folder import new_model, save_model_folder
+
+    return save_model_folder(new_model("sloppy", source_field=1.5, target_field=3.0, seed=1),
+                             tmp_path_factory.mktemp("models") / "tiny-1p5T-to-3T")
+
+
+@pytest.fixture
+def linear_plugin(tmp_path) -> Path:
+    plugin = tmp_path / "linear.yml"
+    plugin.write_text("plugin: Linear\n")
+    return plugin
+
+
+def _outputs(out: Path, stem: str) -> list[Path]:
+    folder = out / stem.split("_")[0] / stem.split("_")[1] / "anat"
+    return [folder / f"{stem}_{name}.nii.gz" for name in DERIVATIVES]
+
+
+def _run(*argv) -> int:
+    return main([str(arg) for arg in argv])
+
+
+def test_end_to_end_multiproc(travelling_dataset, test_model, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = _run(travelling_dataset, out, "participant", "-w", tmp_path / "work", "--model",
+                test_model, "--skull-strip", "none", "--sloppy", "--nprocs", "2")
+    assert code == 0, capsys.readouterr().err
+    for subject in ("01", "02"):
+        for session in ("A", "B"):
+            for path in _outputs(out, f"sub-{subject}_ses-{session}"):
+                assert path.is_file(), path
+                assert path.with_name(path.name.replace(".nii.gz", ".json")).is_file()
+    harmonized = out / "sub-01/ses-A/anat/sub-01_ses-A_desc-harmonized_T1w.json"
+    sidecar = json.loads(harmonized.read_text())
+    model_meta = json.loads((test_model / "model.json").read_text())
+    record = sidecar["Harmonization"]
+    assert record["ModelApplied"] is True
+    assert record["ModelSHA256"] == model_meta["weights_sha256"]
+    assert (record["SourceFieldStrength"], record["TargetFieldStrength"]) == (1.5, 3.0)
+    assert {"Sampler", "Steps", "EnsembleSize", "Seed", "Device"} <= set(record)
+    assert record["SoftwareVersions"]["harmonize_bids"]
+    assert sidecar["SkullStripped"] is True
+    assert sidecar["Sources"] == [
+        "bids::sub-01/ses-A/anat/sub-01_ses-A_desc-preproc_T1w.nii.gz",
+        "bids::sub-01/ses-A/anat/sub-01_ses-A_desc-brain_mask.nii.gz"]
+    at_target = json.loads(
+        (out / "sub-01/ses-B/anat/sub-01_ses-B_desc-harmonized_T1w.json").read_text())
+    assert at_target["Harmonization"]["ModelApplied"] is False
+    preproc = json.loads(
+        (out / "sub-01/ses-A/anat/sub-01_ses-A_desc-preproc_T1w.json").read_text())
+    assert preproc["Sources"] == ["bids:raw:sub-01/ses-A/anat/sub-01_ses-A_T1w.nii.gz"]
+    description = json.loads((out / "dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative"
+    assert description["GeneratedBy"][0]["Name"] == "harmonize_bids"
+    assert "raw" in description["DatasetLinks"]
+    assert "desc-harmonized" in (out / "descriptions.tsv").read_text()
+    assert "Durrer" in (out / "logs" / "CITATION.md").read_text()
+    html = (out / "sub-01.html").read_text()
+    for figure in ("sub-01_ses-A_mask.png", "sub-01_ses-A_beforeafter.png",
+                   "sub-01_ses-A_histogram.png"):
+        assert f"sub-01/figures/{figure}" in html and (out / "sub-01/figures" / figure).is_file()
+    assert not (out / ".staging").exists()
+    validator = Path(sys.executable).with_name("bids-validator-deno")
+    result = subprocess.run([validator, str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-2000:]
+
+
+def test_outputs_overlay_the_raw_image(travelling_dataset, test_model, tmp_path, linear_plugin):
+    # A non-RAS, anisotropic raw image: outputs must sit on the same world coordinates.
+    raw = travelling_dataset / "sub-01/ses-A/anat/sub-01_ses-A_T1w.nii.gz"
+    data = np.zeros((20, 16, 12), np.int16)
+    data[6:14, 4:12, 3:9] = 900
+    affine = np.array([[0, 0, 1.2, -10], [-1.5, 0, 0, 20], [0, 1.0, 0, 5], [0, 0, 0, 1]])
+    nib.save(nib.Nifti1Image(data, affine), raw)
+    out = tmp_path / "out"
+    code = _run(travelling_dataset, out, "participant", "-w", tmp_path / "work", "--model",
+                test_model, "--skull-strip", "none", "--sloppy", "--participant-label", "01",
+                "--session-label", "A", "--use-plugin", linear_plugin)
+    assert code == 0
+    mask_img = nib.load(out / "sub-01/ses-A/anat/sub-01_ses-A_desc-brain_mask.nii.gz")
+    assert np.allclose(mask_img.header.get_zooms(), 1.0)
+
+    def world_centroid(image, selection):
+        voxels = np.argwhere(selection).mean(axis=0)
+        return image.affine[:3, :3] @ voxels + image.affine[:3, 3]
+
+    offset = world_centroid(mask_img, mask_img.get_fdata() > 0) - world_centroid(
+        nib.load(raw), data > 0)
+    assert np.linalg.norm(offset) < 1.0, offset
+
+
+def test_resume_skips_finished_work(travelling_dataset, test_model, tmp_path, linear_plugin):
+    argv = [travelling_dataset, tmp_path / "out", "participant", "-w", tmp_path / "work",
+            "--model", test_model, "--skull-strip", "none", "--sloppy",
+            "--participant-label", "01", "--use-plugin", linear_plugin]
+    assert _run(*argv) == 0
+    harmonized = next((tmp_path / "work").rglob("harmonize/harmonized.nii.gz"))
+    first = harmonized.stat().st_mtime_ns
+    final = tmp_path / "out/sub-01/ses-A/anat/sub-01_ses-A_desc-harmonized_T1w.nii.gz"
+    final.unlink()
+    assert _run(*argv) == 0
+    assert harmonized.stat().st_mtime_ns == first  # the cached node was not rerun
+    assert final.is_file()  # sinks always run: the missing output is restored
+
+
+def test_bad_inputs_fail_alone(tmp_path, test_model, linear_plugin, capsys):
+    root = make_bids(tmp_path / "bids", {
+        f"sub-0{i}/anat/sub-0{i}_T1w.nii.gz": SIDECAR_15 for i in range(1, 5)})
+    (root / "sub-05/anat").mkdir(parents=True)
+    shutil.copy(root / "sub-01/anat/sub-01_T1w.nii.gz", root / "sub-05/anat/sub-05_T1w.nii.gz")
+    with (root / "participants.tsv").open("a") as table:
+        table.write("sub-05\n")
+    (root / "sub-02/anat/sub-02_T1w.nii.gz").write_bytes(b"\x1f\x8b" + b"garbage" * 100)
+    nib.save(nib.Nifti1Image(np.ones((12, 14, 10, 3), np.float32), np.eye(4)),
+             root / "sub-03/anat/sub-03_T1w.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((12, 14, 10), np.int16), np.eye(4)),
+             root / "sub-04/anat/sub-04_T1w.nii.gz")
+    out = tmp_path / "out"
+    argv = [root, out, "participant", "-w", tmp_path / "work", "--model", test_model,
+            "--skull-strip", "none", "--sloppy", "--use-plugin", linear_plugin]
+
+    # With validation: corrupt and 4-D files are skipped (16), the missing sidecar is
+    # skipped (66), the all-zero image fails in processing (1): exit 1, sub-01 complete.
+    code = _run(*argv)
+    err = capsys.readouterr().err
+    assert code == 1
+    for name in DERIVATIVES:
+        assert (out / f"sub-01/anat/sub-01_{name}.nii.gz").is_file()
+    for subject in ("02", "03", "04", "05"):
+        assert not list(out.glob(f"sub-{subject}/**/*.nii.gz")), subject
+    lines = err.splitlines()
+    assert any("sub-02_T1w.nii.gz" in line and "NIFTI_HEADER_UNREADABLE" in line
+               for line in lines)
+    assert any("sub-03_T1w.nii.gz" in line and "TOO_MANY_DIMENSIONS" in line for line in lines)
+    assert any("sub-05_T1w.nii.gz" in line and "--source-field" in line for line in lines)
+    assert any("FAILED sub-04/anat/sub-04_T1w.nii.gz" in line and "zero" in line.lower()
+               for line in lines)
+    assert "Traceback" not in err
+
+    # Without validation, the corrupt and 4-D files fail in conform, each on its own.
+    shutil.rmtree(out)
+    code = _run(*argv, "--skip-bids-validation", "--participant-label", "01", "02", "03")
+    err = capsys.readouterr().err
+    assert code == 1
+    assert any("FAILED sub-02/anat/sub-02_T1w.nii.gz" in line for line in err.splitlines())
+    assert any("FAILED sub-03/anat/sub-03_T1w.nii.gz" in line and "(12, 14, 10, 3)" in line
+               for line in err.splitlines())
+    assert (out / "sub-01/anat/sub-01_desc-harmonized_T1w.nii.gz").is_file()
+
+
+def test_two_jobs_into_one_output_dir(travelling_dataset, test_model, tmp_path, linear_plugin):
+    out = tmp_path / "out"
+    jobs = [subprocess.Popen(
+        [sys.executable, "-m", "harmonize_bids.cli.run", str(travelling_dataset), str(out),
+         "participant", "-w", str(tmp_path / f"work{label}"), "--model", str(test_model),
+         "--skull-strip", "none", "--sloppy", "--participant-label", label,
+         "--use-plugin", str(linear_plugin)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "NIPYPE_NO_ET": "1"}) for label in ("01", "02")]
+    for job in jobs:
+        _, err = job.communicate(timeout=600)
+        assert job.returncode == 0, err[-2000:]
+    for path in out.rglob("*.nii.gz"):
+        assert nib.load(path).get_fdata().size > 0
+    for path in out.rglob("*.json"):
+        json.loads(path.read_text())
+    assert len(list(out.rglob("*_desc-harmonized_T1w.nii.gz"))) == 4
+    assert json.loads((out / "dataset_description.json").read_text())["DatasetType"] == \
+        "derivative"
+
+
+def test_runs_with_networking_off(travelling_dataset, test_model, tmp_path, linear_plugin):
+    if shutil.which("unshare") is None or subprocess.run(
+            ["unshare", "-rn", "true"], capture_output=True).returncode != 0:
+        pytest.skip("unshare -rn is not permitted on this machine")
+    result = subprocess.run(
+        ["unshare", "-rn", sys.executable, "-m", "harmonize_bids.cli.run",
+         str(travelling_dataset), str(tmp_path / "out"), "participant", "-w",
+         str(tmp_path / "work"), "--model", str(test_model), "--sloppy",
+         "--participant-label", "01", "--use-plugin", str(linear_plugin)],
+        capture_output=True, text=True, env={**os.environ, "NIPYPE_NO_ET": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "out/sub-01/ses-A/anat/sub-01_ses-A_desc-harmonized_T1w.nii.gz").is_file()
