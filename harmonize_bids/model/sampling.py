@@ -112,12 +112,14 @@ def _evaluate(net: torch.nn.Module, x: torch.Tensor, t: torch.Tensor,
 def sample(net: torch.nn.Module, scheduler: SchedulerMixin, source: torch.Tensor, *,
            steps: int, generators: list[torch.Generator],
            dtype: torch.dtype = torch.float32, chunk: int | None = None,
+           memory_format: torch.memory_format = torch.contiguous_format,
            callback: Callable[[int], None] | None = None) -> torch.Tensor:
     """Denoise a batch of target slices conditioned on ``source`` (B, C, H, W, [-1, 1]).
 
     Returns the sampled target slices (B, 1, H, W) in network scale.  ``dtype`` is the
     autocast dtype of the network; scheduler arithmetic stays in float32.  ``chunk``
-    evaluates the network on fixed-size groups of slices (batch-size-invariant rounding).
+    evaluates the network on fixed-size groups of slices (batch-size-invariant rounding);
+    ``memory_format`` is the layout of the network input (channels-last is faster on CPU).
     """
     device = source.device
     scheduler.set_timesteps(steps, device=device)
@@ -128,6 +130,7 @@ def sample(net: torch.nn.Module, scheduler: SchedulerMixin, source: torch.Tensor
     with batch_invariant_time_embedding(net):
         for t in scheduler.timesteps:
             net_in = torch.cat([source, scheduler.scale_model_input(x, t)], dim=1)
+            net_in = net_in.contiguous(memory_format=memory_format)
             with autocast(device, dtype):
                 out = _evaluate(net, net_in, t, chunk).float()
             x = scheduler.step(out, t, x, **step_kwargs).prev_sample
@@ -218,6 +221,9 @@ def harmonize_volume(model: HarmonizationModel, volume: np.ndarray, mask: np.nda
 
     net = model.net.to(dev).eval()
     chunk = CPU_CHUNK if dev.type == "cpu" else None
+    # oneDNN convolutions are 2-3.5x faster in channels-last layout on CPU (bf16 most).
+    layout = torch.channels_last if dev.type == "cpu" else torch.contiguous_format
+    net = net.to(memory_format=layout)
     n_total = len(vol)
     bar = tqdm(total=int(slices.size) * ensemble * steps, unit="slice-step",
                desc=f"harmonize ({sampler}, {steps} steps)", disable=not progress)
@@ -236,7 +242,7 @@ def harmonize_volume(model: HarmonizationModel, volume: np.ndarray, mask: np.nda
                 gens = slice_generators(seed, member, batch, noise=noise)
                 acc += sample(net, sampling_scheduler(model.scheduler_config, sampler), source,
                               steps=steps, generators=gens, dtype=dtype, chunk=chunk,
-                              callback=bar.update)
+                              memory_format=layout, callback=bar.update)
             pred = from_network(acc / ensemble)[:, 0, top:top + h, left:left + w]
             pred = pred.cpu().numpy()
             for b, i in enumerate(batch):
