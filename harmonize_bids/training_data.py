@@ -83,3 +83,18 @@ def prepare_pairs(pairs: list[TravellingPair], work_dir: Path, *, skull_strip: s
     return [prepare_pair(pair, work_dir, skull_strip=skull_strip, sloppy=sloppy)
             for pair in tqdm(pairs, desc="preparing pairs", unit="subject",
                              disable=not progress)]
+
+
+def wait_for_pairs(pairs: list[TravellingPair], work_dir: Path, *, skull_strip: str = "deepbet",
+                   sloppy: bool = False, timeout_s: float = 24 * 3600,
+                   poll_s: float = 5.0) -> list[PreparedPair]:
+    """Non-zero ranks under torchrun: wait for rank 0 to prepare every pair."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not all((work_dir / f"sub-{pair.subject}" / _DONE).is_file() for pair in pairs):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"prepared pairs did not appear in {work_dir}")
+        time.sleep(poll_s)
+    return [prepare_pair(pair, work_dir, skull_strip=skull_strip, sloppy=sloppy)
+            for pair in pairs]

@@ -16,7 +16,7 @@ DDPM_STEPS = 1000
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
-class _Parser(argparse.ArgumentParser):
+class ExitCodeParser(argparse.ArgumentParser):
     """argparse that raises UsageError (exit 64) instead of exiting with code 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
@@ -72,7 +72,7 @@ def device(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = ExitCodeParser(
         prog="harmonize-bids",
         description="Harmonize T1w MPRAGE contrast between 1.5 T and 3 T with a conditional "
         "diffusion model (Durrer et al., MIDL 2023), as a BIDS App.",

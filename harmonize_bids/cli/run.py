@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 from pathlib import Path
 
@@ -19,7 +17,6 @@ from ..bids import (
     validate_bids,
 )
 from ..errors import (
-    HarmonizeBidsError,
     InvalidBIDSError,
     MissingInputError,
     NoMatchingImagesError,
@@ -27,60 +24,13 @@ from ..errors import (
     UsageError,
 )
 from ..participant import ParticipantSettings, run_participant
+from .common import LOGGER, run_entry_point
 from .parser import parse_args
-
-LOGGER = logging.getLogger("harmonize_bids")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns the BIDS-Apps exit code."""
-    os.environ.setdefault("NIPYPE_NO_ET", "1")  # nipype must not phone home
-    verbose = 0
-    try:
-        options = parse_args(argv)
-        verbose = options.verbose
-        setup_logging(verbose)
-        return run(options)
-    except HarmonizeBidsError as error:
-        return _fail(error, error.exit_code, verbose)
-    except KeyboardInterrupt:
-        print("harmonize-bids: interrupted", file=sys.stderr)
-        return 130
-    except Exception as error:  # noqa: BLE001 - last resort: one line, code 1
-        return _fail(error, 1, verbose, unexpected=True)
-
-
-def setup_logging(verbose: int) -> None:
-    level = logging.DEBUG if verbose > 1 else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s",
-                        datefmt="%y%m%d-%H:%M:%S", force=True)
-    logging.getLogger("bids").setLevel(logging.WARNING)
-    # nipype keeps its own stdout handler and re-reads its levels from its config at
-    # every run: log once, through ours, and show node chatter only with -v.
-    from nipype import config as nipype_config
-    from nipype import logging as nipype_logging
-
-    # Without -v, node failures are summarised by us (one line each, crash file named).
-    levels = {"workflow_level": "CRITICAL", "interface_level": "WARNING",
-              "utils_level": "WARNING"}
-    for key, quiet in levels.items():
-        nipype_config.set("logging", key, "INFO" if verbose else quiet)
-    nipype_logging.update_logging(nipype_config)
-    nipype_root = logging.getLogger("nipype")
-    nipype_root.handlers.clear()
-    nipype_root.propagate = True
-
-
-def _fail(error: BaseException, code: int, verbose: int, *, unexpected: bool = False) -> int:
-    message = str(error) or type(error).__name__
-    if unexpected:
-        message = f"unexpected {type(error).__name__}: {message}"
-    if not verbose:
-        hint = " (run with -v for the traceback)" if unexpected else ""
-        print(f"harmonize-bids: error: {message}{hint}", file=sys.stderr)
-    else:
-        LOGGER.exception("harmonize-bids: error: %s", message)
-    return code
+    return run_entry_point(parse_args, run, argv)
 
 
 def run(options: argparse.Namespace) -> int:

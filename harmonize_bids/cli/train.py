@@ -1,0 +1,171 @@
+"""`harmonize-bids-train BIDS_DIR MODEL_DIR --source-field 1.5 --target-field 3`.
+
+Trains a direction-specific model on travelling subjects (each scanned at both field
+strengths): pairs their sessions, preprocesses both as the participant level does,
+registers the target to the source, and runs the diffusion training loop. Run it
+under `torchrun --nproc_per_node N -m harmonize_bids.cli.train ...` to use several
+processes or GPUs; rank 0 prepares the data, writes checkpoints and the model folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .. import __version__
+from ..bids import (
+    discover_t1w,
+    load_bids_filters,
+    load_layout,
+    pair_sessions,
+    validate_bids,
+)
+from ..errors import InvalidBIDSError, UsageError
+from .common import LOGGER, run_entry_point
+from .parser import (
+    SKULL_STRIP_METHODS,
+    ExitCodeParser,
+    device,
+    field_strength,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ExitCodeParser(
+        prog="harmonize-bids-train",
+        description="Train a harmonization model on paired (travelling-subject) T1w data.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("bids_dir", type=Path, metavar="BIDS_DIR",
+                        help="BIDS dataset with subjects scanned at both field strengths")
+    parser.add_argument("model_dir", type=Path, metavar="MODEL_DIR",
+                        help="the model folder to write")
+    parser.add_argument("--version", action="version",
+                        version=f"harmonize-bids-train {__version__}")
+    parser.add_argument("--source-field", type=field_strength, required=True,
+                        metavar="{1.5,3}", help="field strength the model maps from")
+    parser.add_argument("--target-field", type=field_strength, required=True,
+                        metavar="{1.5,3}", help="field strength the model maps to")
+    parser.add_argument("--participant-label", "--participant_label", nargs="+", default=[],
+                        metavar="LABEL", help="subjects to train on (default: all)")
+    parser.add_argument("--session-label", "--session_label", nargs="+", default=[],
+                        metavar="LABEL", help="sessions to use")
+    parser.add_argument("--bids-filter-file", type=Path, metavar="FILE",
+                        help='JSON filters for the T1w query, as for harmonize-bids')
+    parser.add_argument("--skip-bids-validation", action="store_true",
+                        help="do not run the BIDS validator")
+    parser.add_argument("--skull-strip", choices=SKULL_STRIP_METHODS, default="deepbet",
+                        help="skull stripping, as for harmonize-bids")
+    parser.add_argument("-w", "--work-dir", type=Path,
+                        help="prepared pairs and checkpoints (default: MODEL_DIR.work)")
+    parser.add_argument("--iterations", type=positive_int, default=50_000,
+                        help="optimizer steps")
+    parser.add_argument("--batch-size", type=positive_int, default=16,
+                        help="slices per step per process")
+    parser.add_argument("--lr", type=positive_float, default=1e-4, help="AdamW learning rate")
+    parser.add_argument("--patch-size", type=positive_int,
+                        help="train on random square patches of this size (default: whole "
+                             "brain-box slices)")
+    parser.add_argument("--prediction-type", choices=("epsilon", "v_prediction"),
+                        default="v_prediction",
+                        help="what the network predicts (epsilon: the paper)")
+    parser.add_argument("--context-slices", type=non_negative_int, default=0,
+                        help="neighbouring source slices on each side as extra channels")
+    parser.add_argument("--checkpoint-every", type=positive_int, default=500,
+                        help="iterations between checkpoints")
+    parser.add_argument("--val-fraction", type=float, default=0.1,
+                        help="fraction of slices held out for the validation loss")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the last checkpoint in the work dir")
+    parser.add_argument("--device", type=device, default="auto",
+                        help="auto, cpu, cuda, cuda:N, mps")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed")
+    parser.add_argument("--name", help="model name (default: from the direction)")
+    parser.add_argument("--sloppy", action="store_true",
+                        help="tiny network and coarse preprocessing, for tests")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging; tracebacks on errors")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    options = build_parser().parse_args(argv)
+    if options.source_field == options.target_field:
+        raise UsageError("--source-field and --target-field must differ.")
+    if not 0.0 <= options.val_fraction < 1.0:
+        raise UsageError(f"--val-fraction {options.val_fraction} must be in [0, 1).")
+    return options
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_entry_point(parse_args, run, argv, prog="harmonize-bids-train")
+
+
+def run(options: argparse.Namespace) -> int:
+    from ..model.training import train
+    from ..training_data import prepare_pairs, wait_for_pairs
+
+    bids_dir = options.bids_dir.absolute()
+    model_dir = options.model_dir.absolute()
+    work_dir = (options.work_dir or model_dir.with_name(model_dir.name + ".work")).absolute()
+    bids_filters = load_bids_filters(options.bids_filter_file)
+    rank = int(os.environ.get("RANK", "0"))
+    if not options.skip_bids_validation and rank == 0:
+        validation = validate_bids(bids_dir)
+        if validation.errors:
+            code, where = validation.errors[0]
+            raise InvalidBIDSError(f"{bids_dir}: the BIDS validator reports {code} at {where}; "
+                                   "fix it or pass --skip-bids-validation.")
+    found = discover_t1w(load_layout(bids_dir), participant_labels=options.participant_label,
+                         session_labels=options.session_label, bids_filters=bids_filters)
+    for reason in found.skipped.values():
+        LOGGER.warning("Skipped: %s", reason)
+    pairs = pair_sessions(found.images, source_field=options.source_field,
+                          target_field=options.target_field)
+    LOGGER.info("%d travelling subject(s): %s", len(pairs),
+                ", ".join(f"sub-{pair.subject}" for pair in pairs))
+    prepare = prepare_pairs if rank == 0 else wait_for_pairs
+    prepared = prepare(pairs, work_dir / "pairs", skull_strip=options.skull_strip,
+                       sloppy=options.sloppy)
+    volumes = [pair.load() for pair in prepared]
+    result = train(
+        [source for source, _, _ in volumes], [target for _, target, _ in volumes],
+        [mask for _, _, mask in volumes], model_dir, work_dir=work_dir / "checkpoints",
+        iterations=options.iterations, batch_size=options.batch_size, lr=options.lr,
+        device=options.device, seed=options.seed, resume=options.resume,
+        checkpoint_every=options.checkpoint_every, val_fraction=options.val_fraction,
+        patch_size=options.patch_size, sloppy=options.sloppy,
+        prediction_type=options.prediction_type, context_slices=options.context_slices,
+        source_field=options.source_field, target_field=options.target_field,
+        name=options.name, training_data=describe_training_data(bids_dir, pairs))
+    if rank == 0:
+        val = f", validation loss {result.val_losses[-1][1]:.4g}" if result.val_losses else ""
+        LOGGER.info("Model written to %s after %d iterations%s", result.model_dir,
+                    result.iterations, val)
+    return 0
+
+
+def describe_training_data(bids_dir: Path, pairs) -> dict:
+    """What model.json records about the data a model saw."""
+    try:
+        description = json.loads((bids_dir / "dataset_description.json").read_text())
+    except (OSError, ValueError):
+        description = {}
+    return {
+        "dataset": description.get("Name", bids_dir.name),
+        "generated_by": description.get("GeneratedBy", []),
+        "subjects": [f"sub-{pair.subject}" for pair in pairs],
+        "n_subjects": len(pairs),
+        "sessions": {f"sub-{pair.subject}": [pair.source.session, pair.target.session]
+                     for pair in pairs},
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

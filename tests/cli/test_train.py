@@ -1,0 +1,53 @@
+"""harmonize-bids-train on a tiny travelling-subject dataset."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from bidsfactory import SIDECAR_3, SIDECAR_15, make_bids
+
+from harmonize_bids.cli.train import main
+from harmonize_bids.model.folder import ModelFolderError, load_model_folder
+
+pytestmark = pytest.mark.slow
+
+
+def _train(*argv) -> int:
+    return main([str(arg) for arg in argv])
+
+
+def test_train_writes_a_loadable_model_and_resumes(travelling_dataset, tmp_path):
+    model_dir = tmp_path / "model"
+    common = [travelling_dataset, model_dir, "--source-field", "1.5", "--target-field", "3",
+              "--sloppy", "--skull-strip", "none", "--batch-size", "2",
+              "--checkpoint-every", "2", "--seed", "3"]
+    assert _train(*common, "--iterations", "2") == 0
+    model = load_model_folder(model_dir, source_field=1.5, target_field=3.0)
+    assert model.meta["iterations"] == 2
+    assert model.meta["training_data"]["subjects"] == ["sub-01", "sub-02"]
+    with pytest.raises(ModelFolderError, match="direction"):
+        load_model_folder(model_dir, source_field=3.0, target_field=1.5)
+    assert _train(*common, "--iterations", "4", "--resume") == 0
+    meta = json.loads((model_dir / "model.json").read_text())
+    assert meta["iterations"] == 4
+    assert (tmp_path / "model.work" / "pairs" / "sub-01" / "pair.json").is_file()
+
+
+def test_train_refuses_unpaired_subjects(tmp_path, capsys):
+    root = make_bids(tmp_path / "bids", {
+        "sub-01/ses-A/anat/sub-01_ses-A_T1w.nii.gz": SIDECAR_15,
+        "sub-01/ses-B/anat/sub-01_ses-B_T1w.nii.gz": SIDECAR_3,
+        "sub-02/ses-A/anat/sub-02_ses-A_T1w.nii.gz": SIDECAR_15,
+    })
+    code = _train(root, tmp_path / "model", "--source-field", "1.5", "--target-field", "3")
+    assert code == 66
+    assert "sub-02 (no 3 T image)" in capsys.readouterr().err
+    assert not (tmp_path / "model").exists()
+
+
+def test_train_usage_errors(travelling_dataset, tmp_path, capsys):
+    assert _train(travelling_dataset, tmp_path / "m", "--source-field", "3",
+                  "--target-field", "3") == 64
+    assert _train(travelling_dataset, tmp_path / "m", "--target-field", "3") == 64
+    assert "--source-field" in capsys.readouterr().err
