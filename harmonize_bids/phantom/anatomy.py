@@ -21,7 +21,7 @@ from .tissues import BRAIN_TISSUES
 _TEMPLATE = 'mni_icbm152_{}_tal_nlin_sym_09a_converted.nii.gz'
 # Working-grid padding around the template box, mm (x, y, z) low/high: room for the skull,
 # scalp and neck.
-PAD_MM = ((18, 18), (18, 18), (48, 18))
+PAD_MM = ((18, 18), (18, 18), (64, 18))
 
 
 @dataclass
