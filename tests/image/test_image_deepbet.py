@@ -14,7 +14,8 @@ TEMPLATE = 'mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz'
 
 
 @pytest.mark.slow
-def test_deepbet_mask_on_coarse_lps_head(tmp_path):
+@pytest.mark.parametrize('sloppy', [False, True])
+def test_deepbet_mask_on_coarse_lps_head(tmp_path, sloppy):
     import nilearn
 
     src = Path(nilearn.__file__).parent / 'datasets' / 'data' / TEMPLATE
@@ -30,7 +31,7 @@ def test_deepbet_mask_on_coarse_lps_head(tmp_path):
     flip = nib.orientations.axcodes2ornt(('L', 'P', 'S'))
     lps = nib.Nifti1Image(head.astype(np.float32), affine).as_reoriented(flip)
     lps.to_filename(tmp_path / 'head.nii.gz')
-    _, mask_file = skull_strip(tmp_path / 'head.nii.gz', tmp_path, method='deepbet')
+    _, mask_file = skull_strip(tmp_path / 'head.nii.gz', tmp_path, method='deepbet', sloppy=sloppy)
     mask_img = nib.load(mask_file)
     assert mask_img.shape == lps.shape and np.allclose(mask_img.affine, lps.affine)
     truth_lps = nib.orientations.apply_orientation(truth, flip)
