@@ -84,7 +84,7 @@ def deepbet_mask(img: nib.spatialimages.SpatialImage, *, threshold: float = 0.5,
     """
     bet = _deepbet_model()
     canon = nib.as_closest_canonical(img)
-    x = np.asarray(canon.get_fdata(dtype=np.float32))
+    x = np.ascontiguousarray(canon.get_fdata(dtype=np.float32))  # torch: no negative strides
     try:
         prob = bet.run_model(x, shape=(size, size, size))
         mask = bet.postprocess(prob > threshold)
