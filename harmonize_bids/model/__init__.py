@@ -26,7 +26,18 @@ from .folder import (
 )
 from .sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, harmonize_volume
 
+
+def __getattr__(name: str) -> object:
+    # training pulls in diffusers.training_utils (slow import); load it on first use
+    if name in ("train", "TrainResult"):
+        from . import training
+
+        return getattr(training, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
+    "TrainResult",
     "DEFAULT_SAMPLER",
     "DEFAULT_STEPS",
     "FORMAT_VERSION",
@@ -36,4 +47,5 @@ __all__ = [
     "load_model_folder",
     "new_model",
     "save_model_folder",
+    "train",
 ]
