@@ -184,7 +184,8 @@ def harmonize_volume(model: HarmonizationModel, volume: np.ndarray, mask: np.nda
     ensemble : average this many samples (different noise).
     seed : same seed -> same output (bit for bit on CPU, any batch size).
     device : ``'auto'`` (CUDA, MPS, CPU), ``'cpu'``, ``'cuda'``, ``'cuda:N'``, ``'mps'``.
-    batch_size : slices per network call; chosen from free memory when None.
+    batch_size : slices sampled together; chosen from free memory when None (on CPU
+        rounded up to a multiple of 4, the fixed network call size; see ``CPU_CHUNK``).
     noise : ``'shared'`` noise field for all slices (default) or ``'independent'``.
     precision : ``'auto'`` (bf16 on capable CPUs, bf16/fp16 on CUDA), ``'fp32'``, ...
 
@@ -219,6 +220,8 @@ def harmonize_volume(model: HarmonizationModel, volume: np.ndarray, mask: np.nda
     top, left = (height - h) // 2, (width - w) // 2
     if batch_size is None:
         batch_size = choose_batch_size(model, height, width, dev)
+    if dev.type == "cpu":  # the network sees CPU_CHUNK slices per call anyway
+        batch_size = math.ceil(batch_size / CPU_CHUNK) * CPU_CHUNK
     LOGGER.info("Harmonizing %d slices of %dx%d (padded %dx%d) with %s, %d steps, ensemble %d, "
                 "batch %d on %s (%s).", slices.size, h, w, height, width, sampler, steps,
                 ensemble, batch_size, dev, str(dtype).removeprefix("torch."))

@@ -96,3 +96,16 @@ def test_oracle_recovers_clean_slice(sampler, steps, prediction_type):
     out = sample(Oracle(x0, prediction_type), scheduler, source, steps=steps,
                  generators=slice_generators(0, 0, [0]))
     assert torch.allclose(out, x0, atol=1e-3), float((out - x0).abs().max())
+
+
+def test_context_slices_model_runs(tmp_path):
+    from harmonize_bids.model import load_model_folder, save_model_folder
+
+    model = new_model("sloppy", context_slices=1)
+    assert model.net.config.in_channels == 4
+    source, _, mask = phantom_pair((7, 18, 14))
+    out = harmonize_volume(model, source, mask, steps=3, device="cpu", progress=False)
+    loaded = load_model_folder(save_model_folder(model, tmp_path / "m"))
+    assert loaded.context_slices == 1
+    assert np.array_equal(out, harmonize_volume(loaded, source, mask, steps=3, device="cpu",
+                                                progress=False))

@@ -83,3 +83,16 @@ def test_torchrun_two_ranks_identical_weights(tmp_path):
     # the two ranks drew different batches, yet ended with the same weights
     assert (tmp_path / "rank0.loss").read_text() != (tmp_path / "rank1.loss").read_text()
     assert load_model_folder(tmp_path / "model").meta["training"]["processes"] == 2
+
+
+def test_validation_holds_out_whole_volumes(tmp_path):
+    pairs = [phantom_pair((6, 16, 16), seed=s) for s in range(3)]
+    result = train([p[0] for p in pairs], [p[1] for p in pairs], [p[2] for p in pairs],
+                   tmp_path / "m", iterations=2, batch_size=2, sloppy=True, device="cpu",
+                   precision="fp32", val_fraction=0.34, checkpoint_every=2, patch_size=8,
+                   context_slices=1, progress=False)
+    data = result.model.meta["training_data"]
+    per_volume = int(pairs[0][2].any(axis=(1, 2)).sum())
+    assert data["val_slices"] == per_volume and data["train_slices"] == 2 * per_volume
+    assert len(result.val_losses) == 1 and np.isfinite(result.val_losses[0][1])
+    assert load_model_folder(tmp_path / "m").meta["training"]["patch"] == [8, 8]
