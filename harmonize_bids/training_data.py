@@ -20,7 +20,6 @@ import numpy as np
 from .bids import TravellingPair
 
 LOGGER = logging.getLogger(__name__)
-_DONE = "pair.json"
 
 
 @dataclass(frozen=True)
@@ -45,33 +44,57 @@ class PreparedPair:
 
 def prepare_pair(pair: TravellingPair, work_dir: Path, *, skull_strip: str = "deepbet",
                  sloppy: bool = False) -> PreparedPair:
-    """Preprocess both images of one subject and register the target to the source."""
-    from .image import preprocess_t1w, register_pair
+    """Preprocess both images of one subject and register the target to the source.
+
+    Each session's preprocessing is cached on its own, so the two directions
+    (1.5T->3T and 3T->1.5T) share it and differ only in the registration.
+    """
+    from .image import register_pair
 
     subject_dir = work_dir / f"sub-{pair.subject}"
-    done = subject_dir / _DONE
+    direction = f"{pair.source.field_strength:g}T-to-{pair.target.field_strength:g}T"
+    done = subject_dir / f"pair_{direction}.json"
+    inputs = [str(pair.source.path), str(pair.target.path)]
     if done.is_file():
         recorded = json.loads(done.read_text())
-        if recorded["inputs"] == [str(pair.source.path), str(pair.target.path)]:
-            LOGGER.info("sub-%s: reusing prepared pair in %s", pair.subject, subject_dir)
+        if recorded["inputs"] == inputs:
+            LOGGER.info("sub-%s: reusing prepared %s pair", pair.subject, direction)
             return PreparedPair(pair.subject, *(Path(recorded[key])
                                                 for key in ("source", "target", "mask")))
-    shutil.rmtree(subject_dir, ignore_errors=True)
-    source = preprocess_t1w(pair.source.path, subject_dir / "source", skull_strip=skull_strip,
-                            sloppy=sloppy)
-    target = preprocess_t1w(pair.target.path, subject_dir / "target", skull_strip=skull_strip,
-                            sloppy=sloppy)
+    source = _preprocessed(pair.source, subject_dir, skull_strip=skull_strip, sloppy=sloppy)
+    target = _preprocessed(pair.target, subject_dir, skull_strip=skull_strip, sloppy=sloppy)
     registered = register_pair(source["preproc"], target["preproc"],
-                               subject_dir / "target_in_source.nii.gz",
+                               subject_dir / f"target_{direction}.nii.gz",
                                fixed_mask=source["mask"], sloppy=sloppy)
-    prepared = PreparedPair(pair.subject, source["preproc"], registered, source["mask"])
-    record = {"inputs": [str(pair.source.path), str(pair.target.path)],
-              "source": str(prepared.source), "target": str(prepared.target),
-              "mask": str(prepared.mask)}
-    partial = done.with_suffix(".tmp")
-    partial.write_text(json.dumps(record, indent=2))
-    partial.replace(done)
+    prepared = PreparedPair(pair.subject, Path(source["preproc"]), registered,
+                            Path(source["mask"]))
+    _write_record(done, {"inputs": inputs, "source": str(prepared.source),
+                         "target": str(prepared.target), "mask": str(prepared.mask)})
     return prepared
+
+
+def _preprocessed(image, subject_dir: Path, *, skull_strip: str, sloppy: bool) -> dict:
+    """preprocess_t1w for one session, cached in the work dir."""
+    from .image import preprocess_t1w
+
+    session_dir = subject_dir / f"ses-{image.session or 'none'}-run-{image.run or 'none'}"
+    done = session_dir / "preprocessed.json"
+    if done.is_file():
+        recorded = json.loads(done.read_text())
+        if recorded["input"] == str(image.path):
+            return recorded
+    shutil.rmtree(session_dir, ignore_errors=True)
+    outputs = preprocess_t1w(image.path, session_dir, skull_strip=skull_strip, sloppy=sloppy)
+    record = {"input": str(image.path), "preproc": str(outputs["preproc"]),
+              "mask": str(outputs["mask"])}
+    _write_record(done, record)
+    return record
+
+
+def _write_record(path: Path, record: dict) -> None:
+    partial = path.with_suffix(".tmp")
+    partial.write_text(json.dumps(record, indent=2))
+    partial.replace(path)
 
 
 def prepare_pairs(pairs: list[TravellingPair], work_dir: Path, *, skull_strip: str = "deepbet",
@@ -92,7 +115,11 @@ def wait_for_pairs(pairs: list[TravellingPair], work_dir: Path, *, skull_strip: 
     import time
 
     deadline = time.monotonic() + timeout_s
-    while not all((work_dir / f"sub-{pair.subject}" / _DONE).is_file() for pair in pairs):
+    def ready(pair: TravellingPair) -> bool:
+        direction = f"{pair.source.field_strength:g}T-to-{pair.target.field_strength:g}T"
+        return (work_dir / f"sub-{pair.subject}" / f"pair_{direction}.json").is_file()
+
+    while not all(ready(pair) for pair in pairs):
         if time.monotonic() > deadline:
             raise TimeoutError(f"prepared pairs did not appear in {work_dir}")
         time.sleep(poll_s)

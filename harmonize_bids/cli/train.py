@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--skull-strip", choices=SKULL_STRIP_METHODS, default="deepbet",
                         help="skull stripping, as for harmonize-bids")
     parser.add_argument("-w", "--work-dir", type=Path,
-                        help="prepared pairs and checkpoints (default: MODEL_DIR.work)")
+                        help="prepared pairs and checkpoints (default: MODEL_DIR.work); both "
+                             "directions can share one, reusing the preprocessing")
     parser.add_argument("--iterations", type=positive_int, default=50_000,
                         help="optimizer steps")
     parser.add_argument("--batch-size", type=positive_int, default=16,
@@ -81,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="iterations between checkpoints")
     parser.add_argument("--val-fraction", type=float, default=0.1,
                         help="fraction of slices held out for the validation loss")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="preprocess and register the pairs into the work dir, then stop "
+                             "(e.g. on CPU nodes before training on a GPU)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the last checkpoint in the work dir")
     parser.add_argument("--device", type=device, default="auto",
@@ -133,10 +137,15 @@ def run(options: argparse.Namespace) -> int:
     prepare = prepare_pairs if rank == 0 else wait_for_pairs
     prepared = prepare(pairs, work_dir / "pairs", skull_strip=options.skull_strip,
                        sloppy=options.sloppy)
+    if options.prepare_only:
+        LOGGER.info("Prepared %d pair(s) in %s; --prepare-only: not training.", len(prepared),
+                    work_dir / "pairs")
+        return 0
     volumes = [pair.load() for pair in prepared]
     result = train(
         [source for source, _, _ in volumes], [target for _, target, _ in volumes],
-        [mask for _, _, mask in volumes], model_dir, work_dir=work_dir / "checkpoints",
+        [mask for _, _, mask in volumes], model_dir,
+        work_dir=work_dir / f"checkpoints-{options.source_field:g}T-to-{options.target_field:g}T",
         iterations=options.iterations, batch_size=options.batch_size, lr=options.lr,
         device=options.device, seed=options.seed, resume=options.resume,
         checkpoint_every=options.checkpoint_every, val_fraction=options.val_fraction,

@@ -31,7 +31,7 @@ def test_train_writes_a_loadable_model_and_resumes(travelling_dataset, tmp_path)
     assert _train(*common, "--iterations", "4", "--resume") == 0
     meta = json.loads((model_dir / "model.json").read_text())
     assert meta["iterations"] == 4
-    assert (tmp_path / "model.work" / "pairs" / "sub-01" / "pair.json").is_file()
+    assert (tmp_path / "model.work" / "pairs" / "sub-01" / "pair_1.5T-to-3T.json").is_file()
 
 
 def test_train_refuses_unpaired_subjects(tmp_path, capsys):
