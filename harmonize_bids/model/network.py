@@ -23,6 +23,7 @@ DEFAULT_NETWORK: dict[str, Any] = {
     "down_block_types": ["DownBlock2D"] * 4,
     "up_block_types": ["UpBlock2D"] * 4,
     "norm_num_groups": 32,
+    "add_attention": False,  # diffusers adds a mid-block self-attention unless told not to
 }
 
 #: A tiny network for tests and ``--sloppy`` runs (two levels, 8-16 channels).
@@ -34,6 +35,7 @@ SLOPPY_NETWORK: dict[str, Any] = {
     "down_block_types": ["DownBlock2D"] * 2,
     "up_block_types": ["UpBlock2D"] * 2,
     "norm_num_groups": 8,
+    "add_attention": False,
 }
 
 NETWORKS = {"default": DEFAULT_NETWORK, "sloppy": SLOPPY_NETWORK}
