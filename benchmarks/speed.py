@@ -72,7 +72,9 @@ def child(sampler: str, steps: int, precision: str = "auto", slices: int | None 
         cmd += ["--slices", str(slices)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True,
                           env={**os.environ, "BENCH_OUT": out})
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"# {sampler} {steps} steps ({precision}, slices={slices}): {result}", flush=True)
+    return result
 
 
 def main() -> None:
