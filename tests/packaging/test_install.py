@@ -78,7 +78,9 @@ def install(tmp_path_factory) -> Install:
     (setup.wheel,) = (setup.root / "wheels").glob("harmonize_bids-*.whl")
 
     _run([sys.executable, "-m", "venv", str(setup.venv)])
-    pip = [str(setup.venv / "bin/python"), "-m", "pip", "install", "--quiet"]
+    # --no-compile: the image byte-compiles at install; here that is a minute of CPU spent
+    # on modules the run never imports.
+    pip = [str(setup.venv / "bin/python"), "-m", "pip", "install", "--quiet", "--no-compile"]
     # torch from local disk only: never let a test pull a multi-GB CUDA build.
     local = subprocess.run([*pip, "--no-index", "--no-deps", f"torch=={torch_version}"],
                            capture_output=True, text=True)
