@@ -2,7 +2,7 @@
 
 Volume: nilearn's brain-extracted ICBM152 2009a T1 template (197x233x189, 1 mm), RAS+,
 clipped to its 0.1/99.9 brain percentiles and scaled to [0, 1]; mask = nonzero voxels.
-Network: the default config (32-64-64-128, 2.95 M parameters) with random weights; speed
+Network: the default config (32-64-64-128, 2.88 M parameters) with random weights; speed
 does not depend on the weights.  Each configuration runs in a fresh subprocess so its
 peak resident memory (ru_maxrss) is its own.  Prints a Markdown table with wall time and
 CPU time; on a shared machine CPU time / threads estimates the uncontended wall time.
@@ -120,7 +120,7 @@ def main() -> None:
     diff = np.abs(np.load("/tmp/speed_bf16.npy") - np.load("/tmp/speed_fp32.npy"))
 
     print(f"Volume: ICBM152 2009a T1, 197x233x189 @ 1 mm, {slices} sagittal brain slices; "
-          f"default network (2.95 M params, random weights); CPU, {threads} torch threads, "
+          f"default network (2.88 M params, random weights); CPU, {threads} torch threads, "
           f"load average at start {load[0]:.1f} (CPU shared with other jobs).")
     print()
     print("| sampler | steps | wall time (s) | CPU time (s) | CPU time / threads (s) | "

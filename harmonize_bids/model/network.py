@@ -14,7 +14,7 @@ from typing import Any
 from diffusers import UNet2DModel
 
 #: The default network: 4 levels (32-64-64-128), one residual block per level, no
-#: attention; about 2.95 M parameters with 2 input channels.
+#: attention; 2.88 M parameters with 2 input channels.
 DEFAULT_NETWORK: dict[str, Any] = {
     "in_channels": 2,
     "out_channels": 1,
