@@ -47,6 +47,10 @@ def run(options: argparse.Namespace) -> int:
     check_output_dir(bids_dir, output_dir)
     if not bids_dir.is_dir():
         raise MissingInputError(f"BIDS_DIR {bids_dir} does not exist or is not a folder.")
+    if options.analysis_level == "group":
+        # The group level reads OUTPUT_DIR and only the raw JSON sidecars: no BIDS
+        # validation and no pybids discovery, both of which need the raw NIfTI files.
+        return _run_group(options, bids_dir, output_dir)
     if options.skip_bids_validation:
         LOGGER.info("BIDS validation skipped (--skip-bids-validation)")
         validation = ValidationReport()
@@ -93,11 +97,6 @@ def run(options: argparse.Namespace) -> int:
     if options.dry_run:
         LOGGER.info("Dry run: nothing processed, nothing written.")
         return _exit_code(problems)
-    if options.analysis_level == "group":
-        raise ProcessingError(
-            f"the group level is not part of harmonize_bids {__version__} yet; nothing was "
-            "processed."
-        )
     summary = run_participant(images, _participant_settings(options, bids_dir, output_dir))
     LOGGER.info("Finished %d of %d image(s); outputs in %s", len(summary.finished),
                 len(images), output_dir)
@@ -106,6 +105,17 @@ def run(options: argparse.Namespace) -> int:
     if summary.failed:
         return ProcessingError.exit_code
     return _exit_code(problems)
+
+
+def _run_group(options: argparse.Namespace, bids_dir: Path, output_dir: Path) -> int:
+    from ..qc.group import GroupSettings, run_group
+
+    run_group(GroupSettings(
+        bids_dir=bids_dir, output_dir=output_dir,
+        participant_labels=options.participant_label or (),
+        session_labels=options.session_label or (), sloppy=options.sloppy,
+        dry_run=options.dry_run))
+    return 0
 
 
 def _exit_code(problems: dict[int, list[str]]) -> int:
