@@ -35,40 +35,45 @@ def field_strength(text: str) -> float:
     return tesla
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
+def _number(cast: type, *, above: float, inclusive: bool, rule: str):
+    """An argparse type: `cast(text)` that must be > above (>= when inclusive)."""
+    noun = "an integer" if cast is int else "a number"
+
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if value < above or (value == above and not inclusive):
+            raise argparse.ArgumentTypeError(f"{text!r} must be {rule}")
+        return value
+
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-    return value
+positive_int = _number(int, above=1, inclusive=True, rule="at least 1")
+non_negative_int = _number(int, above=0, inclusive=True, rule="0 or more")
+positive_float = _number(float, above=0, inclusive=False, rule="positive")
 
 
 def device(text: str) -> str:
     if not _DEVICE_PATTERN.match(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not one of auto, cpu, cuda, cuda:N, mps")
     return text
+
+
+def add_selection_arguments(group) -> None:
+    """Options that choose T1w images, shared by harmonize-bids and harmonize-bids-train."""
+    group.add_argument("--participant-label", "--participant_label", nargs="+", default=[],
+                       metavar="LABEL", help="participants to process (with or without "
+                       "'sub-'); default: all")
+    group.add_argument("--session-label", "--session_label", nargs="+", default=[],
+                       metavar="LABEL", help="sessions to process (with or without 'ses-')")
+    group.add_argument("--bids-filter-file", type=Path, metavar="FILE",
+                       help='JSON filters for the T1w query, e.g. {"t1w": {"acquisition": '
+                       '"mprage"}}; null means the entity must be absent')
+    group.add_argument("--skip-bids-validation", action="store_true",
+                       help="do not run the BIDS validator on BIDS_DIR")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,17 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="participant: harmonize each image; group: dataset-wide QC")
     parser.add_argument("--version", action="version", version=f"harmonize-bids {__version__}")
 
-    select = parser.add_argument_group("selecting images")
-    select.add_argument("--participant-label", "--participant_label", nargs="+", default=[],
-                        metavar="LABEL", help="participants to process (with or without "
-                        "'sub-'); default: all")
-    select.add_argument("--session-label", "--session_label", nargs="+", default=[],
-                        metavar="LABEL", help="sessions to process (with or without 'ses-')")
-    select.add_argument("--bids-filter-file", type=Path, metavar="FILE",
-                        help='JSON filters for the T1w query, e.g. {"t1w": {"acquisition": '
-                        '"mprage"}}; null means the entity must be absent')
-    select.add_argument("--skip-bids-validation", action="store_true",
-                        help="do not run the BIDS validator on BIDS_DIR")
+    add_selection_arguments(parser.add_argument_group("selecting images"))
 
     fields = parser.add_argument_group("field strength")
     fields.add_argument("--target-field", type=field_strength, default=3.0, metavar="{1.5,3}",

@@ -28,6 +28,7 @@ from .common import LOGGER, run_entry_point
 from .parser import (
     SKULL_STRIP_METHODS,
     ExitCodeParser,
+    add_selection_arguments,
     device,
     field_strength,
     non_negative_int,
@@ -52,14 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="{1.5,3}", help="field strength the model maps from")
     parser.add_argument("--target-field", type=field_strength, required=True,
                         metavar="{1.5,3}", help="field strength the model maps to")
-    parser.add_argument("--participant-label", "--participant_label", nargs="+", default=[],
-                        metavar="LABEL", help="subjects to train on (default: all)")
-    parser.add_argument("--session-label", "--session_label", nargs="+", default=[],
-                        metavar="LABEL", help="sessions to use")
-    parser.add_argument("--bids-filter-file", type=Path, metavar="FILE",
-                        help='JSON filters for the T1w query, as for harmonize-bids')
-    parser.add_argument("--skip-bids-validation", action="store_true",
-                        help="do not run the BIDS validator")
+    add_selection_arguments(parser)
     parser.add_argument("--skull-strip", choices=SKULL_STRIP_METHODS, default="deepbet",
                         help="skull stripping, as for harmonize-bids")
     parser.add_argument("-w", "--work-dir", type=Path,
