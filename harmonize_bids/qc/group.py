@@ -57,6 +57,7 @@ class GroupSettings:
     output_dir: Path
     participant_labels: Sequence[str] = ()
     session_labels: Sequence[str] = ()
+    work_dir: Path | None = None
     sloppy: bool = False
     dry_run: bool = False
 
@@ -214,11 +215,13 @@ def run_group(settings: GroupSettings) -> GroupOutputs | None:
         return None
 
     measured = {}
+    sources = {source.stem for source, _ in travelling_pairs(images, target)}
     for index, image in enumerate(images, start=1):
         if image.missing:
             continue
         tick = time.monotonic()
-        measured[image.stem] = _measure_image(image)
+        measured[image.stem] = _measure_image(image, figures_dir=output_dir / FIGURES,
+                                              keep_labels=image.stem in sources)
         LOGGER.info("[%d/%d] %s measured (%.0f s)", index, len(images), image.stem,
                     time.monotonic() - tick)
     if not measured:
@@ -226,7 +229,8 @@ def run_group(settings: GroupSettings) -> GroupOutputs | None:
             f"No image in {output_dir} has all participant outputs ("
             f"{', '.join(DERIVATIVES.values())}); re-run the participant level.")
     rows = _image_rows(images, measured, target)
-    paired_rows = _paired_rows(images, measured, target, sloppy=settings.sloppy)
+    paired_rows = _paired_rows(images, measured, target, sloppy=settings.sloppy,
+                               work_dir=settings.work_dir)
     _flag_outliers(rows)
     ensure_bidsignore(output_dir)
     table = write_atomically(output_dir / TABLE, _tsv(rows, IMAGE_COLUMNS))
@@ -260,18 +264,32 @@ def ensure_bidsignore(output_dir: Path) -> Path:
 
 @dataclass
 class Measured:
-    """Per-image arrays and measures kept for the tables, pairs and figures."""
+    """Per-image measures kept for the tables and figures (no volumes: 300 sessions must
+    fit in memory); segmentations only for the source scans of travelling subjects."""
+
+    hist_preproc: np.ndarray
+    hist_harmonized: np.ndarray
+    values: dict[str, float]
+    thumbnail: Path
+    labels: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class Volumes:
+    """One image's participant outputs loaded as arrays."""
 
     preproc: np.ndarray
     harmonized: np.ndarray
     mask: np.ndarray
     affine: np.ndarray
     spacing: tuple[float, float, float]
-    labels_preproc: np.ndarray
-    labels_harmonized: np.ndarray
-    hist_preproc: np.ndarray
-    hist_harmonized: np.ndarray
-    values: dict[str, float]
+
+
+def load_outputs(image: GroupImage) -> Volumes:
+    """The preprocessed and harmonized images and the brain mask of one image."""
+    preproc, affine, spacing = load_volume(image.paths["preproc"])
+    return Volumes(preproc, load_volume(image.paths["harmonized"])[0],
+                   load_volume(image.paths["mask"])[0] > 0, affine, spacing)
 
 
 def load_volume(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
@@ -283,10 +301,10 @@ def load_volume(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, float,
     return data, img.affine, tuple(float(z) for z in img.header.get_zooms()[:3])
 
 
-def _measure_image(image: GroupImage) -> Measured:
-    preproc, affine, spacing = load_volume(image.paths["preproc"])
-    harmonized = load_volume(image.paths["harmonized"])[0]
-    mask = load_volume(image.paths["mask"])[0] > 0
+def _measure_image(image: GroupImage, *, figures_dir: Path, keep_labels: bool) -> Measured:
+    loaded = load_outputs(image)
+    preproc, harmonized, mask, spacing = (loaded.preproc, loaded.harmonized, loaded.mask,
+                                          loaded.spacing)
     voxel = float(np.prod(spacing))
     labels = {key: metrics.segment_tissues(volume, mask, spacing=spacing)
               for key, volume in (("preproc", preproc), ("harmonized", harmonized))}
@@ -296,9 +314,10 @@ def _measure_image(image: GroupImage) -> Measured:
             values[f"{tissue.lower()}_volume_{key}_mm3"] = volume
     for key, volume in (("preproc", preproc), ("harmonized", harmonized)):
         values[f"through_plane_{key}"] = metrics.through_plane_consistency(volume, mask)
-    return Measured(preproc, harmonized, mask, affine, spacing, labels["preproc"],
-                    labels["harmonized"], metrics.brain_histogram(preproc, mask),
-                    metrics.brain_histogram(harmonized, mask), values)
+    thumbnail = plot_thumbnail(harmonized, mask, figures_dir / f"{image.stem}_thumbnail.png")
+    return Measured(metrics.brain_histogram(preproc, mask),
+                    metrics.brain_histogram(harmonized, mask), values, thumbnail,
+                    labels if keep_labels else {})
 
 
 IMAGE_COLUMNS = (
@@ -445,36 +464,81 @@ def _flag_outliers(rows: list[dict]) -> None:
         row["flag_reason"] = "; ".join(row["reasons"])
 
 
-def _paired_rows(images: list[GroupImage], measured: dict[str, Measured], target: float, *,
-                 sloppy: bool) -> list[dict]:
-    """The paper's metrics for each travelling subject's source scan vs its target scan."""
+def registered_target_path(work_dir: Path, source_stem: str, target_stem: str, *,
+                           sloppy: bool = False) -> Path:
+    """Where the group level keeps a target scan registered into a source scan's space
+    (``sloppy``: affine only; otherwise affine then SyN)."""
+    kind = "affine" if sloppy else "syn"
+    return work_dir / "group" / f"{target_stem}_to_{source_stem}_{kind}.nii.gz"
+
+
+def _register(source: Volumes, target: Volumes, cached: Path | None, *, sloppy: bool,
+              inputs: Sequence[Path] = ()) -> np.ndarray:
+    """The target's preprocessed image in the source's space, reusing the work dir's copy
+    when it is newer than the participant outputs it came from."""
+    import nibabel as nib
+
     from ..image import register_arrays
 
-    rows = []
-    subjects = sorted({image.subject for image in images})
-    for subject in subjects:
-        mine = [i for i in images if i.subject == subject and i.stem in measured]
+    fresh = cached is not None and cached.is_file() and all(
+        cached.stat().st_mtime >= path.stat().st_mtime for path in inputs)
+    if fresh:
+        img = nib.load(cached)
+        if img.shape == source.preproc.shape and np.allclose(img.affine, source.affine):
+            LOGGER.info("Reusing %s", cached)
+            return np.asanyarray(img.dataobj, dtype=np.float32)
+    registered = register_arrays(source.preproc, target.preproc, source.affine, target.affine,
+                                 fixed_mask=source.mask, sloppy=sloppy, seed=1)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(dir=cached.parent, suffix=".nii.gz")
+        os.close(handle)
+        nib.save(nib.Nifti1Image(registered, source.affine), partial)
+        os.replace(partial, cached)
+    return registered
+
+
+def travelling_pairs(images: list[GroupImage],
+                     target: float) -> list[tuple[GroupImage, GroupImage]]:
+    """(source, target) scan pairs of travelling subjects: every harmonized scan of a
+    subject with every scan of the same subject acquired at the target field."""
+    pairs = []
+    for subject in sorted({image.subject for image in images}):
+        mine = [i for i in images if i.subject == subject and not i.missing]
         sources = [i for i in mine if i.field_strength is not None
                    and i.field_strength != target and i.record.get("ModelApplied")]
         targets = [i for i in mine if i.field_strength == target]
-        for source in sources:
-            for reference in targets:
-                tick = time.monotonic()
-                s, t = measured[source.stem], measured[reference.stem]
-                registered = register_arrays(s.preproc, t.preproc, s.affine, t.affine,
-                                             fixed_mask=s.mask, sloppy=sloppy, seed=1)
-                for method, row in paired_metrics(s.preproc, s.harmonized, registered, s.mask,
-                                                  spacing=s.spacing,
-                                                  labels_source=s.labels_preproc,
-                                                  labels_harmonized=s.labels_harmonized
-                                                  ).items():
-                    rows.append({"participant_id": subject,
-                                 "source_session_id": source.session,
-                                 "target_session_id": reference.session,
-                                 "source_field": source.field_strength,
-                                 "target_field": target, "method": method, **row})
-                LOGGER.info("sub-%s: %s vs %s (registered, %.0f s)", subject, source.stem,
-                            reference.stem, time.monotonic() - tick)
+        pairs += [(source, reference) for source in sources for reference in targets]
+    return pairs
+
+
+def _paired_rows(images: list[GroupImage], measured: dict[str, Measured], target: float, *,
+                 sloppy: bool, work_dir: Path | None = None) -> list[dict]:
+    """The paper's metrics for each travelling subject's source scan vs its target scan."""
+    rows = []
+    for source, reference in travelling_pairs(images, target):
+        if source.stem not in measured or reference.stem not in measured:
+            continue
+        subject = source.subject
+        tick = time.monotonic()
+        s, t = load_outputs(source), load_outputs(reference)
+        labels = measured[source.stem].labels
+        cached = None if work_dir is None else registered_target_path(
+            work_dir, source.stem, reference.stem, sloppy=sloppy)
+        registered = _register(s, t, cached, sloppy=sloppy, inputs=[
+            source.paths["preproc"], source.paths["mask"], reference.paths["preproc"]])
+        for method, row in paired_metrics(s.preproc, s.harmonized, registered, s.mask,
+                                          spacing=s.spacing,
+                                          labels_source=labels.get("preproc"),
+                                          labels_harmonized=labels.get("harmonized")
+                                          ).items():
+            rows.append({"participant_id": subject,
+                         "source_session_id": source.session,
+                         "target_session_id": reference.session,
+                         "source_field": source.field_strength,
+                         "target_field": target, "method": method, **row})
+        LOGGER.info("sub-%s: %s vs %s (registered, %.0f s)", subject, source.stem,
+                    reference.stem, time.monotonic() - tick)
     if not rows:
         LOGGER.info("No travelling subject (scans at both fields): no paired metrics")
     return rows
@@ -671,8 +735,12 @@ def _format(value: object, digits: int = 3) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:.{digits}g}"
+        return f"{value:,.0f}" if digits == 0 else f"{value:.{digits}g}"
     return str(value)
+
+
+def _digits(column: str) -> int:
+    return 0 if column.endswith("_mm3") else 3
 
 
 def write_group_report(output_dir: Path, *, images: list[GroupImage],
@@ -689,11 +757,7 @@ def write_group_report(output_dir: Path, *, images: list[GroupImage],
     }
     sessions = []
     for row in sorted(rows, key=lambda row: (not row["flagged"], row["stem"])):
-        thumbnail = None
-        if row["stem"] in measured:
-            found = measured[row["stem"]]
-            thumbnail = plot_thumbnail(found.harmonized, found.mask,
-                                       figures_dir / f"{row['stem']}_thumbnail.png")
+        thumbnail = measured[row["stem"]].thumbnail if row["stem"] in measured else None
         report = f"sub-{row['participant_id']}.html"
         sessions.append({
             "stem": row["stem"], "flagged": row["flagged"], "reason": row["flag_reason"],
@@ -703,23 +767,23 @@ def write_group_report(output_dir: Path, *, images: list[GroupImage],
             "thumbnail": None if thumbnail is None else str(thumbnail.relative_to(output_dir)),
             "link": f"{report}#{row['stem']}" if (output_dir / report).is_file() else None,
             "cells": [_format(row.get(key), digits) for key, digits in (
-                ("brain_volume_mm3", 4), ("csf_volume_preproc_mm3", 3),
-                ("gm_volume_preproc_mm3", 3), ("wm_volume_preproc_mm3", 3),
-                ("csf_volume_harmonized_mm3", 3), ("gm_volume_harmonized_mm3", 3),
-                ("wm_volume_harmonized_mm3", 3), ("ahd_preproc", 3), ("ahd_harmonized", 3),
+                ("brain_volume_mm3", 0), ("csf_volume_preproc_mm3", 0),
+                ("gm_volume_preproc_mm3", 0), ("wm_volume_preproc_mm3", 0),
+                ("csf_volume_harmonized_mm3", 0), ("gm_volume_harmonized_mm3", 0),
+                ("wm_volume_harmonized_mm3", 0), ("ahd_preproc", 3), ("ahd_harmonized", 3),
                 ("through_plane_preproc", 3), ("through_plane_harmonized", 3))],
         })
     paired = [{"subject": row["participant_id"],
                "sessions": f"{row['source_session_id']} → {row['target_session_id']}",
                "method": row["method"],
-               "cells": [_format(row[column]) for column in PAIRED_COLUMNS[6:]]}
+               "cells": [_format(row[column], _digits(column)) for column in PAIRED_COLUMNS[6:]]}
               for row in paired_rows]
     means = []
     for method in ("Original", "Harmonized"):
         chosen = [row for row in paired_rows if row["method"] == method]
         if chosen:
             means.append({"method": method, "cells": [
-                _format(float(np.nanmean([row[column] for row in chosen])))
+                _format(float(np.nanmean([row[column] for row in chosen])), _digits(column))
                 for column in PAIRED_COLUMNS[6:]]})
     models = sorted({(row["model_name"], row["model_sha256"], row["sampler"], row["steps"],
                       row["seed"]) for row in rows if row["model_applied"]}, key=str)
