@@ -112,6 +112,7 @@ def _run_group(options: argparse.Namespace, bids_dir: Path, output_dir: Path) ->
 
     run_group(GroupSettings(
         bids_dir=bids_dir, output_dir=output_dir, work_dir=options.work_dir.absolute(),
+        nprocs=options.nprocs,
         participant_labels=options.participant_label or (),
         session_labels=options.session_label or (), sloppy=options.sloppy,
         dry_run=options.dry_run))

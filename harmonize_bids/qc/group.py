@@ -58,6 +58,7 @@ class GroupSettings:
     participant_labels: Sequence[str] = ()
     session_labels: Sequence[str] = ()
     work_dir: Path | None = None
+    nprocs: int = 1
     sloppy: bool = False
     dry_run: bool = False
 
@@ -214,16 +215,8 @@ def run_group(settings: GroupSettings) -> GroupOutputs | None:
         LOGGER.info("Dry run: nothing computed, nothing written.")
         return None
 
-    measured = {}
-    sources = {source.stem for source, _ in travelling_pairs(images, target)}
-    for index, image in enumerate(images, start=1):
-        if image.missing:
-            continue
-        tick = time.monotonic()
-        measured[image.stem] = _measure_image(image, figures_dir=output_dir / FIGURES,
-                                              keep_labels=image.stem in sources)
-        LOGGER.info("[%d/%d] %s measured (%.0f s)", index, len(images), image.stem,
-                    time.monotonic() - tick)
+    measured = _measure_all(images, figures_dir=output_dir / FIGURES, nprocs=settings.nprocs,
+                            sources={s.stem for s, _ in travelling_pairs(images, target)})
     if not measured:
         raise MissingInputError(
             f"No image in {output_dir} has all participant outputs ("
@@ -299,6 +292,34 @@ def load_volume(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, float,
     img = nib.load(path)
     data = np.asanyarray(img.dataobj, dtype=np.float32)
     return data, img.affine, tuple(float(z) for z in img.header.get_zooms()[:3])
+
+
+def _measure_all(images: list[GroupImage], *, figures_dir: Path, nprocs: int,
+                 sources: set[str]) -> dict[str, Measured]:
+    """Segment and measure every complete image, in ``nprocs`` processes."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    todo = [image for image in images if not image.missing]
+    measured: dict[str, Measured] = {}
+    tick = time.monotonic()
+
+    def done(image: GroupImage, result: Measured) -> None:
+        measured[image.stem] = result
+        LOGGER.info("[%d/%d] %s measured (%.0f s so far)", len(measured), len(todo),
+                    image.stem, time.monotonic() - tick)
+
+    if nprocs > 1 and len(todo) > 1:
+        with ProcessPoolExecutor(max_workers=min(nprocs, len(todo))) as pool:
+            futures = {pool.submit(_measure_image, image, figures_dir=figures_dir,
+                                   keep_labels=image.stem in sources): image
+                       for image in todo}
+            for future in as_completed(futures):
+                done(futures[future], future.result())
+    else:
+        for image in todo:
+            done(image, _measure_image(image, figures_dir=figures_dir,
+                                       keep_labels=image.stem in sources))
+    return measured
 
 
 def _measure_image(image: GroupImage, *, figures_dir: Path, keep_labels: bool) -> Measured:

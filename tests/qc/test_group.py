@@ -122,7 +122,8 @@ def group_run(tmp_path_factory):
     sidecars_only = root / "bids_sidecars"
     shutil.copytree(bids, sidecars_only, ignore=shutil.ignore_patterns("*.nii.gz", "*.nii"))
     assert not list(sidecars_only.rglob("*.nii*"))
-    assert _run(sidecars_only, out, "group", "--sloppy", "-w", root / "work") == 0
+    assert _run(sidecars_only, out, "group", "--sloppy", "-w", root / "work",
+                "--nprocs", "2") == 0
     return {"bids": bids, "out": out, "model": model, "work": root / "work"}
 
 
