@@ -223,7 +223,7 @@ def run_group(settings: GroupSettings) -> GroupOutputs | None:
             f"{', '.join(DERIVATIVES.values())}); re-run the participant level.")
     rows = _image_rows(images, measured, target)
     paired_rows = _paired_rows(images, measured, target, sloppy=settings.sloppy,
-                               work_dir=settings.work_dir)
+                               work_dir=settings.work_dir, nprocs=settings.nprocs)
     _flag_outliers(rows)
     ensure_bidsignore(output_dir)
     table = write_atomically(output_dir / TABLE, _tsv(rows, IMAGE_COLUMNS))
@@ -534,34 +534,48 @@ def travelling_pairs(images: list[GroupImage],
 
 
 def _paired_rows(images: list[GroupImage], measured: dict[str, Measured], target: float, *,
-                 sloppy: bool, work_dir: Path | None = None) -> list[dict]:
+                 sloppy: bool, work_dir: Path | None = None, nprocs: int = 1) -> list[dict]:
     """The paper's metrics for each travelling subject's source scan vs its target scan."""
-    rows = []
-    for source, reference in travelling_pairs(images, target):
-        if source.stem not in measured or reference.stem not in measured:
-            continue
-        subject = source.subject
-        tick = time.monotonic()
-        s, t = load_outputs(source), load_outputs(reference)
-        labels = measured[source.stem].labels
-        cached = None if work_dir is None else registered_target_path(
-            work_dir, source.stem, reference.stem, sloppy=sloppy)
-        registered = _register(s, t, cached, sloppy=sloppy, inputs=[
-            source.paths["preproc"], source.paths["mask"], reference.paths["preproc"]])
-        for method, row in paired_metrics(s.preproc, s.harmonized, registered, s.mask,
-                                          spacing=s.spacing,
-                                          labels_source=labels.get("preproc"),
-                                          labels_harmonized=labels.get("harmonized")
-                                          ).items():
-            rows.append({"participant_id": subject,
-                         "source_session_id": source.session,
-                         "target_session_id": reference.session,
-                         "source_field": source.field_strength,
-                         "target_field": target, "method": method, **row})
-        LOGGER.info("sub-%s: %s vs %s (registered, %.0f s)", subject, source.stem,
-                    reference.stem, time.monotonic() - tick)
-    if not rows:
+    from concurrent.futures import ProcessPoolExecutor
+
+    pairs = [(source, reference) for source, reference in travelling_pairs(images, target)
+             if source.stem in measured and reference.stem in measured]
+    jobs = [dict(source=source, reference=reference, target=target, sloppy=sloppy,
+                 labels=measured[source.stem].labels,
+                 cached=None if work_dir is None else registered_target_path(
+                     work_dir, source.stem, reference.stem, sloppy=sloppy))
+            for source, reference in pairs]
+    if nprocs > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=min(nprocs, len(jobs))) as pool:
+            results = list(pool.map(_pair_rows_star, jobs))
+    else:
+        results = [_pair_rows(**job) for job in jobs]
+    if not results:
         LOGGER.info("No travelling subject (scans at both fields): no paired metrics")
+    return [row for rows in results for row in rows]
+
+
+def _pair_rows_star(job: dict) -> list[dict]:
+    return _pair_rows(**job)
+
+
+def _pair_rows(*, source: GroupImage, reference: GroupImage, target: float, sloppy: bool,
+               labels: dict[str, np.ndarray], cached: Path | None) -> list[dict]:
+    """Original and Harmonized rows of one (source scan, target scan) pair."""
+    tick = time.monotonic()
+    s, t = load_outputs(source), load_outputs(reference)
+    registered = _register(s, t, cached, sloppy=sloppy, inputs=[
+        source.paths["preproc"], source.paths["mask"], reference.paths["preproc"]])
+    rows = []
+    for method, row in paired_metrics(s.preproc, s.harmonized, registered, s.mask,
+                                      spacing=s.spacing, labels_source=labels.get("preproc"),
+                                      labels_harmonized=labels.get("harmonized")).items():
+        rows.append({"participant_id": source.subject, "source_session_id": source.session,
+                     "target_session_id": reference.session,
+                     "source_field": source.field_strength, "target_field": target,
+                     "method": method, **row})
+    LOGGER.info("sub-%s: %s vs %s (registered and measured, %.0f s)", source.subject,
+                source.stem, reference.stem, time.monotonic() - tick)
     return rows
 
 
