@@ -712,6 +712,12 @@ def plot_group_histograms(images: list[GroupImage], measured: dict[str, Measured
         axis.set_xlabel("intensity (preprocessed [0, 1] scale)")
         axis.legend(fontsize=8, frameon=False)
     axes[0].set_ylabel("fraction of brain voxels")
+    # Scale to the acquired images' curves: a failed harmonization's spikes (all voxels
+    # at 0 or 1) would otherwise flatten everything else; they are cut at the top.
+    peaks = [(measured[i.stem].hist_preproc / max(measured[i.stem].hist_preproc.sum(), 1)).max()
+             for i in images if i.stem in measured]
+    if peaks:
+        axes[0].set_ylim(0, 1.6 * max(peaks))
     return save_figure(figure, out_file)
 
 
