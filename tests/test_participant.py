@@ -90,8 +90,11 @@ def test_end_to_end_multiproc(travelling_dataset, test_model, tmp_path, capsys):
     assert result.returncode == 0, result.stdout[-2000:]
 
 
-def test_outputs_overlay_the_raw_image(travelling_dataset, test_model, tmp_path, linear_plugin):
+def test_outputs_overlay_the_raw_image(travelling_dataset, test_model, tmp_path, linear_plugin,
+                                       monkeypatch):
     # A non-RAS, anisotropic raw image: outputs must sit on the same world coordinates.
+    # The model is given as a relative path, as users type it.
+    monkeypatch.chdir(test_model.parent)
     raw = travelling_dataset / "sub-01/ses-A/anat/sub-01_ses-A_T1w.nii.gz"
     data = np.zeros((20, 16, 12), np.int16)
     data[6:14, 4:12, 3:9] = 900
@@ -99,8 +102,8 @@ def test_outputs_overlay_the_raw_image(travelling_dataset, test_model, tmp_path,
     nib.save(nib.Nifti1Image(data, affine), raw)
     out = tmp_path / "out"
     code = _run(travelling_dataset, out, "participant", "-w", tmp_path / "work", "--model",
-                test_model, "--skull-strip", "none", "--sloppy", "--participant-label", "01",
-                "--session-label", "A", "--use-plugin", linear_plugin)
+                test_model.name, "--skull-strip", "none", "--sloppy", "--participant-label",
+                "01", "--session-label", "A", "--use-plugin", linear_plugin)
     assert code == 0
     mask_img = nib.load(out / "sub-01/ses-A/anat/sub-01_ses-A_desc-brain_mask.nii.gz")
     assert np.allclose(mask_img.header.get_zooms(), 1.0)

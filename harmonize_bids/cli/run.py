@@ -130,7 +130,8 @@ def _participant_settings(options: argparse.Namespace, bids_dir: Path,
                           output_dir: Path) -> ParticipantSettings:
     return ParticipantSettings(
         bids_dir=bids_dir, output_dir=output_dir, work_dir=options.work_dir.absolute(),
-        target_field=options.target_field, model_dir=options.model,
+        target_field=options.target_field,
+        model_dir=options.model.absolute() if options.model else None,
         skull_strip=options.skull_strip, sampler=options.sampler, steps=options.steps,
         ensemble=options.ensemble, seed=options.seed, device=options.device,
         nprocs=options.nprocs, omp_nthreads=options.omp_nthreads, mem_gb=options.mem_gb,
