@@ -233,7 +233,9 @@ def run_group(settings: GroupSettings) -> GroupOutputs | None:
     write_atomically(output_dir / PAIRED_TABLE.replace(".tsv", ".json"),
                      json.dumps(PAIRED_DESCRIPTIONS, indent=2) + "\n")
     report = write_group_report(output_dir, images=images, measured=measured, rows=rows,
-                                paired_rows=paired_rows, target_field=target)
+                                paired_rows=paired_rows, target_field=target,
+                                registration="affine only (--sloppy)" if settings.sloppy
+                                else "affine then SyN")
     LOGGER.info("Group level done in %.0f s: %s, %s, %s", time.monotonic() - started, table,
                 paired, report)
     return GroupOutputs(table, paired, report, rows, paired_rows)
@@ -786,7 +788,8 @@ def _digits(column: str) -> int:
 
 def write_group_report(output_dir: Path, *, images: list[GroupImage],
                        measured: dict[str, Measured], rows: list[dict],
-                       paired_rows: list[dict], target_field: float) -> Path:
+                       paired_rows: list[dict], target_field: float,
+                       registration: str = "affine then SyN") -> Path:
     """Render OUTPUT_DIR/group_T1w.html (figures in OUTPUT_DIR/group/figures/)."""
     import jinja2
 
@@ -840,7 +843,7 @@ def write_group_report(output_dir: Path, *, images: list[GroupImage],
         flags_possible=len(measured) >= MIN_SESSIONS_FOR_FLAGS,
         min_sessions=MIN_SESSIONS_FOR_FLAGS, outlier_z=OUTLIER_Z,
         has_reference=any(row.get("ahd_preproc") is not None for row in rows),
-        jumps=volume_jumps(rows, target_field),
+        jumps=volume_jumps(rows, target_field), registration=registration,
         figures={key: str(path.relative_to(output_dir)) for key, path in figures.items()},
         sessions=sessions, paired=paired, paired_means=means,
         paired_columns=["MSE", "AHD", "ΔCSF mm³", "ΔGM mm³", "ΔWM mm³", "Dice CSF",
