@@ -75,7 +75,7 @@ def prepare_pair(pair: TravellingPair, work_dir: Path, *, skull_strip: str = "de
 
 def _preprocessed(image, subject_dir: Path, *, skull_strip: str, sloppy: bool) -> dict:
     """preprocess_t1w for one session, cached in the work dir."""
-    from .image import preprocess_t1w
+    from .image import SLOPPY_SPACING_MM, preprocess_t1w
 
     session_dir = subject_dir / f"ses-{image.session or 'none'}-run-{image.run or 'none'}"
     done = session_dir / "preprocessed.json"
@@ -84,7 +84,8 @@ def _preprocessed(image, subject_dir: Path, *, skull_strip: str, sloppy: bool) -
         if recorded["input"] == str(image.path):
             return recorded
     shutil.rmtree(session_dir, ignore_errors=True)
-    outputs = preprocess_t1w(image.path, session_dir, skull_strip=skull_strip, sloppy=sloppy)
+    outputs = preprocess_t1w(image.path, session_dir, skull_strip=skull_strip, sloppy=sloppy,
+                             spacing=SLOPPY_SPACING_MM if sloppy else 1.0)
     record = {"input": str(image.path), "preproc": str(outputs["preproc"]),
               "mask": str(outputs["mask"])}
     _write_record(done, record)

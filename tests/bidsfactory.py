@@ -9,13 +9,13 @@ import nibabel as nib
 import numpy as np
 
 
-def write_image(path: Path, *, sidecar: dict | None = None, shape=(12, 14, 10),
+def write_image(path: Path, *, sidecar: dict | None = None, shape=(40, 44, 36),
               data: np.ndarray | None = None) -> Path:
     """A small int16 NIfTI image (a bright block on a dark background) and its sidecar."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if data is None:
         data = np.zeros(shape, np.int16)
-        data[3:-3, 3:-3, 3:-3] = 800
+        data[8:-8, 8:-8, 8:-8] = 800
     image = nib.Nifti1Image(data, np.diag([1.0, 1.0, 1.0, 1.0]))
     image.header.set_xyzt_units("mm", "sec")
     nib.save(image, path)

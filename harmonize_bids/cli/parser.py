@@ -133,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--use-plugin", type=Path, metavar="FILE",
                      help="nipype plugin settings (YAML), e.g. SLURM or SGE on a cluster")
     run.add_argument("--sloppy", action="store_true",
-                     help="coarse and fast everything (for tests); never for real results")
+                     help="tiny and fast (4 mm grid, coarse steps), for tests; never for "
+                     "real results")
     run.add_argument("--dry-run", action="store_true",
                      help="validate, discover and log the plan, then stop")
     run.add_argument("-v", "--verbose", action="count", default=0,

@@ -10,12 +10,13 @@ from .bias import n4_correct
 from .conform import conform
 from .errors import ImageError, MissingDependencyError
 from .intensity import clip_and_scale, clip_and_scale_array
-from .pipeline import preprocess_t1w
+from .pipeline import SLOPPY_SPACING_MM, preprocess_t1w
 from .register import register_arrays, register_pair
 from .resample import isotropic_grid, resample_to_1mm
 from .skullstrip import nonzero_mask, otsu_mask, skull_strip
 
 __all__ = [
+    'SLOPPY_SPACING_MM',
     'ImageError',
     'MissingDependencyError',
     'clip_and_scale',

@@ -15,6 +15,8 @@ from .skullstrip import _stem
 from .skullstrip import skull_strip as _skull_strip
 
 LOGGER = logging.getLogger(__name__)
+#: The coarse grid of --sloppy runs (tests only): small volumes, seconds per step.
+SLOPPY_SPACING_MM = 4.0
 
 
 def preprocess_t1w(in_file: PathT, out_dir: PathT, *, skull_strip: str = 'deepbet',

@@ -6,6 +6,7 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
+from ..image import SLOPPY_SPACING_MM
 from ..interfaces.preprocessing import N4, ClipScale, Conform, Resample, SkullStrip
 
 _SKULL_STRIPPERS = {
@@ -18,6 +19,8 @@ _SKULL_STRIPPERS = {
 def init_t1w_preproc_wf(*, skull_strip: str, sloppy: bool, omp_nthreads: int,
                         name: str = "t1w_preproc_wf") -> Workflow:
     """Conform, skull-strip, N4-correct, resample to 1 mm and scale one T1w to [0, 1].
+
+    With ``sloppy`` (tests only) the grid is SLOPPY_SPACING_MM instead of 1 mm.
 
     Inputs: t1w.  Outputs: t1w_preproc (1 mm, [0, 1], zero outside the brain),
     brain_mask (on the same grid).
@@ -38,8 +41,11 @@ def init_t1w_preproc_wf(*, skull_strip: str, sloppy: bool, omp_nthreads: int,
                               name="skull_stripping", mem_gb=3, n_procs=omp_nthreads)
     bias_correction = pe.Node(N4(sloppy=sloppy), name="bias_correction", mem_gb=2,
                               n_procs=omp_nthreads)
-    resample_t1w = pe.Node(Resample(interpolation="linear"), name="resample_t1w", mem_gb=1)
-    resample_mask = pe.Node(Resample(interpolation="nearest"), name="resample_mask", mem_gb=1)
+    spacing = SLOPPY_SPACING_MM if sloppy else 1.0
+    resample_t1w = pe.Node(Resample(interpolation="linear", spacing=spacing),
+                           name="resample_t1w", mem_gb=1)
+    resample_mask = pe.Node(Resample(interpolation="nearest", spacing=spacing),
+                            name="resample_mask", mem_gb=1)
     clip_scale = pe.Node(ClipScale(), name="clip_scale", mem_gb=1)
 
     workflow.connect([
