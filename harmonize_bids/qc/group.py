@@ -296,6 +296,14 @@ def load_volume(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, float,
     return data, img.affine, tuple(float(z) for z in img.header.get_zooms()[:3])
 
 
+def _spawn():
+    """Fresh worker processes: forking a process whose torch/OpenMP threads are running
+    (e.g. after the participant level in the same process) can hang the children."""
+    import multiprocessing
+
+    return multiprocessing.get_context("spawn")
+
+
 def _measure_all(images: list[GroupImage], *, figures_dir: Path, nprocs: int,
                  sources: set[str]) -> dict[str, Measured]:
     """Segment and measure every complete image, in ``nprocs`` processes."""
@@ -311,7 +319,8 @@ def _measure_all(images: list[GroupImage], *, figures_dir: Path, nprocs: int,
                     image.stem, time.monotonic() - tick)
 
     if nprocs > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(max_workers=min(nprocs, len(todo))) as pool:
+        with ProcessPoolExecutor(max_workers=min(nprocs, len(todo)),
+                                 mp_context=_spawn()) as pool:
             futures = {pool.submit(_measure_image, image, figures_dir=figures_dir,
                                    keep_labels=image.stem in sources): image
                        for image in todo}
@@ -547,11 +556,21 @@ def _paired_rows(images: list[GroupImage], measured: dict[str, Measured], target
                  cached=None if work_dir is None else registered_target_path(
                      work_dir, source.stem, reference.stem, sloppy=sloppy))
             for source, reference in pairs]
+    tick = time.monotonic()
     if nprocs > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=min(nprocs, len(jobs))) as pool:
-            results = list(pool.map(_pair_rows_star, jobs))
+        with ProcessPoolExecutor(max_workers=min(nprocs, len(jobs)),
+                                 mp_context=_spawn()) as pool:
+            results = []
+            for job, rows in zip(jobs, pool.map(_pair_rows_star, jobs), strict=True):
+                results.append(rows)
+                LOGGER.info("sub-%s: %s vs %s measured (%.0f s so far)", job["source"].subject,
+                            job["source"].stem, job["reference"].stem, time.monotonic() - tick)
     else:
-        results = [_pair_rows(**job) for job in jobs]
+        results = []
+        for job in jobs:
+            results.append(_pair_rows(**job))
+            LOGGER.info("sub-%s: %s vs %s measured (%.0f s so far)", job["source"].subject,
+                        job["source"].stem, job["reference"].stem, time.monotonic() - tick)
     if not results:
         LOGGER.info("No travelling subject (scans at both fields): no paired metrics")
     return [row for rows in results for row in rows]
@@ -564,7 +583,6 @@ def _pair_rows_star(job: dict) -> list[dict]:
 def _pair_rows(*, source: GroupImage, reference: GroupImage, target: float, sloppy: bool,
                labels: dict[str, np.ndarray], cached: Path | None) -> list[dict]:
     """Original and Harmonized rows of one (source scan, target scan) pair."""
-    tick = time.monotonic()
     s, t = load_outputs(source), load_outputs(reference)
     registered = _register(s, t, cached, sloppy=sloppy, inputs=[
         source.paths["preproc"], source.paths["mask"], reference.paths["preproc"]])
@@ -576,8 +594,6 @@ def _pair_rows(*, source: GroupImage, reference: GroupImage, target: float, slop
                      "target_session_id": reference.session,
                      "source_field": source.field_strength, "target_field": target,
                      "method": method, **row})
-    LOGGER.info("sub-%s: %s vs %s (registered and measured, %.0f s)", source.subject,
-                source.stem, reference.stem, time.monotonic() - tick)
     return rows
 
 
