@@ -296,14 +296,6 @@ def load_volume(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, float,
     return data, img.affine, tuple(float(z) for z in img.header.get_zooms()[:3])
 
 
-def _spawn():
-    """Fresh worker processes: forking a process whose torch/OpenMP threads are running
-    (e.g. after the participant level in the same process) can hang the children."""
-    import multiprocessing
-
-    return multiprocessing.get_context("spawn")
-
-
 def _measure_all(images: list[GroupImage], *, figures_dir: Path, nprocs: int,
                  sources: set[str]) -> dict[str, Measured]:
     """Segment and measure every complete image, in ``nprocs`` processes."""
@@ -319,8 +311,7 @@ def _measure_all(images: list[GroupImage], *, figures_dir: Path, nprocs: int,
                     image.stem, time.monotonic() - tick)
 
     if nprocs > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(max_workers=min(nprocs, len(todo)),
-                                 mp_context=_spawn()) as pool:
+        with ProcessPoolExecutor(max_workers=min(nprocs, len(todo))) as pool:
             futures = {pool.submit(_measure_image, image, figures_dir=figures_dir,
                                    keep_labels=image.stem in sources): image
                        for image in todo}
@@ -547,8 +538,7 @@ def travelling_pairs(images: list[GroupImage],
 def _paired_rows(images: list[GroupImage], measured: dict[str, Measured], target: float, *,
                  sloppy: bool, work_dir: Path | None = None, nprocs: int = 1) -> list[dict]:
     """The paper's metrics for each travelling subject's source scan vs its target scan."""
-    from concurrent.futures import ProcessPoolExecutor
-
+    del nprocs  # see below
     pairs = [(source, reference) for source, reference in travelling_pairs(images, target)
              if source.stem in measured and reference.stem in measured]
     jobs = [dict(source=source, reference=reference, target=target, sloppy=sloppy,
@@ -556,28 +546,18 @@ def _paired_rows(images: list[GroupImage], measured: dict[str, Measured], target
                  cached=None if work_dir is None else registered_target_path(
                      work_dir, source.stem, reference.stem, sloppy=sloppy))
             for source, reference in pairs]
+    # Pairs run in this process: MONAI/torch in a forked worker can hang once torch's
+    # threads exist, and spawned workers gave Atropos labels that differ from this
+    # process's on the same input (seen on tiny images), so the parent does the pairs.
     tick = time.monotonic()
-    if nprocs > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=min(nprocs, len(jobs)),
-                                 mp_context=_spawn()) as pool:
-            results = []
-            for job, rows in zip(jobs, pool.map(_pair_rows_star, jobs), strict=True):
-                results.append(rows)
-                LOGGER.info("sub-%s: %s vs %s measured (%.0f s so far)", job["source"].subject,
-                            job["source"].stem, job["reference"].stem, time.monotonic() - tick)
-    else:
-        results = []
-        for job in jobs:
-            results.append(_pair_rows(**job))
-            LOGGER.info("sub-%s: %s vs %s measured (%.0f s so far)", job["source"].subject,
-                        job["source"].stem, job["reference"].stem, time.monotonic() - tick)
+    results = []
+    for job in jobs:
+        results.append(_pair_rows(**job))
+        LOGGER.info("sub-%s: %s vs %s measured (%.0f s so far)", job["source"].subject,
+                    job["source"].stem, job["reference"].stem, time.monotonic() - tick)
     if not results:
         LOGGER.info("No travelling subject (scans at both fields): no paired metrics")
     return [row for rows in results for row in rows]
-
-
-def _pair_rows_star(job: dict) -> list[dict]:
-    return _pair_rows(**job)
 
 
 def _pair_rows(*, source: GroupImage, reference: GroupImage, target: float, sloppy: bool,
