@@ -538,7 +538,7 @@ def travelling_pairs(images: list[GroupImage],
 def _paired_rows(images: list[GroupImage], measured: dict[str, Measured], target: float, *,
                  sloppy: bool, work_dir: Path | None = None, nprocs: int = 1) -> list[dict]:
     """The paper's metrics for each travelling subject's source scan vs its target scan."""
-    del nprocs  # see below
+    del nprocs  # pairs are not parallel yet (see below)
     pairs = [(source, reference) for source, reference in travelling_pairs(images, target)
              if source.stem in measured and reference.stem in measured]
     jobs = [dict(source=source, reference=reference, target=target, sloppy=sloppy,
@@ -546,9 +546,9 @@ def _paired_rows(images: list[GroupImage], measured: dict[str, Measured], target
                  cached=None if work_dir is None else registered_target_path(
                      work_dir, source.stem, reference.stem, sloppy=sloppy))
             for source, reference in pairs]
-    # Pairs run in this process: MONAI/torch in a forked worker can hang once torch's
-    # threads exist, and spawned workers gave Atropos labels that differ from this
-    # process's on the same input (seen on tiny images), so the parent does the pairs.
+    # Pairs run in this process: MONAI/torch in a forked worker hung once torch's threads
+    # existed in the parent (participant level run in the same process). A spawn-context
+    # pool would work but is not done yet.
     tick = time.monotonic()
     results = []
     for job in jobs:
