@@ -455,3 +455,18 @@ def write_atomically(target: Path, text: str) -> Path:
         handle.write(text)
     os.replace(handle.name, target)
     return target
+
+
+#: What bids-validator-deno must skip in OUTPUT_DIR: reports, figures, logs and the group
+#: tables (`/group` matches the folder itself, which `group/` does not).
+BIDSIGNORE = ("*.html", "logs/", "**/figures", "/group", "group_T1w*")
+
+
+def ensure_bidsignore(output_dir: Path) -> Path:
+    """Add our patterns to OUTPUT_DIR/.bidsignore, keeping any lines already there."""
+    path = output_dir / ".bidsignore"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    missing = [line for line in BIDSIGNORE if line not in lines]
+    if missing:
+        write_atomically(path, "".join(f"{line}\n" for line in [*lines, *missing]))
+    return path

@@ -15,6 +15,7 @@ from pathlib import Path
 from .bids import (
     T1wImage,
     create_output_dir,
+    ensure_bidsignore,
     write_atomically,
     write_derivative_description,
 )
@@ -90,7 +91,7 @@ def run_participant(images: list[T1wImage], settings: ParticipantSettings) -> Ru
     model_dir = resolve_model(images, settings)
     output_dir = create_output_dir(settings.output_dir)
     write_derivative_description(output_dir, bids_dir=settings.bids_dir)
-    write_atomically(output_dir / ".bidsignore", "*.html\nlogs/\n**/figures\n")
+    ensure_bidsignore(output_dir)
     write_atomically(output_dir / "descriptions.tsv", "desc_id\tdescription\n" + "".join(
         f"desc-{desc}\t{text}\n" for desc, text in DESCRIPTIONS.items()))
     workflow = init_harmonize_bids_wf(
@@ -110,6 +111,9 @@ def run_participant(images: list[T1wImage], settings: ParticipantSettings) -> Ru
     if plugin["plugin"] == "MultiProc":
         plugin_args.setdefault("n_procs", settings.nprocs)
         plugin_args.setdefault("raise_insufficient", False)
+        # Workers forked from a process whose torch/OpenMP threads already ran can
+        # deadlock; forkserver children start from a clean server process.
+        plugin_args.setdefault("mp_context", "forkserver")
         if settings.mem_gb:
             plugin_args.setdefault("memory_gb", settings.mem_gb)
     LOGGER.info("Running %d image(s) with nipype %s; work dir %s", len(images),

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..bids import round_field_strength, strip_prefix, write_atomically
+from ..bids import ensure_bidsignore, round_field_strength, strip_prefix, write_atomically
 from ..errors import HarmonizeBidsError, MissingInputError
 from . import metrics
 
@@ -239,22 +239,6 @@ def run_group(settings: GroupSettings) -> GroupOutputs | None:
     LOGGER.info("Group level done in %.0f s: %s, %s, %s", time.monotonic() - started, table,
                 paired, report)
     return GroupOutputs(table, paired, report, rows, paired_rows)
-
-
-#: Lines the group outputs need in OUTPUT_DIR/.bidsignore (group/figures/ is already
-#: matched by ``**/figures``, but bids-validator-deno flags the folder itself unless
-#: ``/group`` is listed; ``group/`` does not match it).
-BIDSIGNORE = ("*.html", "**/figures", "/group", "group_T1w*")
-
-
-def ensure_bidsignore(output_dir: Path) -> Path:
-    """Add the group outputs' patterns to OUTPUT_DIR/.bidsignore, keeping its lines."""
-    path = output_dir / ".bidsignore"
-    lines = path.read_text().splitlines() if path.is_file() else []
-    missing = [line for line in BIDSIGNORE if line not in lines]
-    if missing:
-        write_atomically(path, "".join(f"{line}\n" for line in [*lines, *missing]))
-    return path
 
 
 @dataclass
