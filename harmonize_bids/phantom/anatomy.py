@@ -48,7 +48,8 @@ def _template_path(name: str):
     return resources.files('nilearn.datasets') / 'data' / _TEMPLATE.format(name)
 
 
-def _block_mean(a: np.ndarray, f: int) -> np.ndarray:
+def block_mean(a: np.ndarray, f: int) -> np.ndarray:
+    """Average over f x f x f blocks (zero-padded at the far edges)."""
     if f == 1:
         return a
     shape = [int(np.ceil(n / f)) * f for n in a.shape]
@@ -65,9 +66,9 @@ def load_template(step: int = 1) -> tuple[dict[str, np.ndarray], np.ndarray]:
             img = nib.load(path)
             imgs[name] = np.asarray(img.dataobj, dtype=np.float32)
             affine = img.affine.copy()
-    brain = _block_mean((imgs['t1'] > 0).astype(np.float32), step)
-    gm = _block_mean(imgs['gm'] / np.float32(255.0), step) * (brain > 0)
-    wm = _block_mean(imgs['wm'] / np.float32(255.0), step) * (brain > 0)
+    brain = block_mean((imgs['t1'] > 0).astype(np.float32), step)
+    gm = block_mean(imgs['gm'] / np.float32(255.0), step) * (brain > 0)
+    wm = block_mean(imgs['wm'] / np.float32(255.0), step) * (brain > 0)
     csf = np.clip(brain - gm - wm, 0.0, 1.0)
     # Ventricles: CSF deep inside the brain (> 15 mm from its surface).
     depth = ndi.distance_transform_edt(brain > 0.5, sampling=step)

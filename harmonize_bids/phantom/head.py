@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from .anatomy import Anatomy
+from .anatomy import Anatomy, block_mean
 from .fields import smooth_field
 
 # (tissue, min, max) thickness in mm, innermost first; adult skull 5-10 mm, scalp 5-8 mm.
@@ -25,14 +25,6 @@ LAYERS: tuple[tuple[str, float, float], ...] = (
     ('muscle', 1.2, 2.0),  # skin: muscle-like relaxation
 )
 HEAD_TISSUES: tuple[str, ...] = ('ecsf', 'bone', 'marrow', 'muscle', 'fat')
-
-
-def _block_mean(a: np.ndarray, f: int) -> np.ndarray:
-    if f == 1:
-        return a
-    shape = [int(np.ceil(n / f)) * f for n in a.shape]
-    a = np.pad(a, [(0, s - n) for s, n in zip(shape, a.shape, strict=True)])
-    return a.reshape(shape[0] // f, f, shape[1] // f, f, shape[2] // f, f).mean(axis=(1, 3, 5))
 
 
 def _outside_distance(mask: np.ndarray, spacing: float, f: int,
@@ -69,7 +61,7 @@ def add_head(anat: Anatomy, rng: np.random.Generator) -> None:
     brain = anat.brain
     # Hull and distances on a >= 2 mm grid (smooth surfaces), upsampled linearly.
     f = max(1, int(round(2.0 / step)))
-    coarse = _block_mean(brain, f)
+    coarse = block_mean(brain, f)
     hull_c = ndi.gaussian_filter(coarse, 3.0 / (step * f)) > 0.35
     hull_c = ndi.binary_fill_holes(hull_c | (coarse > 0.5))
     neck_c = _neck(hull_c, step * f)
