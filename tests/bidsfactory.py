@@ -46,3 +46,18 @@ def make_bids(root: Path, images: dict[str, dict | None], *,
 
 SIDECAR_15 = {"MagneticFieldStrength": 1.5}
 SIDECAR_3 = {"MagneticFieldStrength": 3}
+
+
+def tiny_model(folder: Path, *, seed: int = 1) -> Path:
+    """A real (tiny) 1.5T->3T network with random weights: tests wiring, never shipped."""
+    from harmonize_bids.model.folder import new_model, save_model_folder
+
+    return save_model_folder(new_model("sloppy", source_field=1.5, target_field=3.0, seed=seed),
+                             folder / "tiny-1p5T-to-3T")
+
+
+def linear_plugin(folder: Path) -> Path:
+    """A nipype plugin file for the Linear plugin (fast, in-process: for tests)."""
+    plugin = folder / "linear.yml"
+    plugin.write_text("plugin: Linear\n")
+    return plugin

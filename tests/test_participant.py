@@ -12,7 +12,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from bidsfactory import SIDECAR_15, make_bids
+from bidsfactory import SIDECAR_15, linear_plugin, make_bids, tiny_model
 
 from harmonize_bids.cli.run import main
 
@@ -22,18 +22,12 @@ DERIVATIVES = ("desc-preproc_T1w", "desc-brain_mask", "desc-harmonized_T1w")
 
 @pytest.fixture(scope="module")
 def test_model(tmp_path_factory) -> Path:
-    """A real (tiny) network with random weights: tests the wiring, never shipped."""
-    from harmonize_bids.model.folder import new_model, save_model_folder
-
-    return save_model_folder(new_model("sloppy", source_field=1.5, target_field=3.0, seed=1),
-                             tmp_path_factory.mktemp("models") / "tiny-1p5T-to-3T")
+    return tiny_model(tmp_path_factory.mktemp("models"))
 
 
-@pytest.fixture
-def linear_plugin(tmp_path) -> Path:
-    plugin = tmp_path / "linear.yml"
-    plugin.write_text("plugin: Linear\n")
-    return plugin
+@pytest.fixture(name="linear_plugin")
+def linear_plugin_file(tmp_path) -> Path:
+    return linear_plugin(tmp_path)
 
 
 def _outputs(out: Path, stem: str) -> list[Path]:

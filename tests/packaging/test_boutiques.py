@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from bidsfactory import SIDECAR_3, SIDECAR_15, make_bids
+from bidsfactory import SIDECAR_3, SIDECAR_15, linear_plugin, make_bids, tiny_model
 from packaging_support import BOUTIQUES, tool
 
 import harmonize_bids
@@ -100,15 +100,11 @@ def test_descriptor_tests_give_their_exit_codes(tmp_path):
 
 @pytest.mark.slow
 def test_bosh_launch_runs_the_participant_level(tmp_path):
-    from harmonize_bids.model.folder import new_model, save_model_folder
-
     bids = make_bids(tmp_path / "bids", {
         "sub-01/ses-A/anat/sub-01_ses-A_T1w.nii.gz": SIDECAR_15,
         "sub-01/ses-B/anat/sub-01_ses-B_T1w.nii.gz": SIDECAR_3})
-    model = save_model_folder(new_model("sloppy", source_field=1.5, target_field=3.0, seed=2),
-                              tmp_path / "tiny-1p5T-to-3T")
-    plugin = tmp_path / "linear.yml"
-    plugin.write_text("plugin: Linear\n")
+    model = tiny_model(tmp_path, seed=2)
+    plugin = linear_plugin(tmp_path)
     out = tmp_path / "out"
     result = _bosh_launch(BOUTIQUES, {
         "bids_dir": str(bids), "output_dir": str(out), "analysis_level": "participant",

@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from bidsfactory import SIDECAR_3, SIDECAR_15, make_bids
+from bidsfactory import SIDECAR_3, SIDECAR_15, linear_plugin, make_bids, tiny_model
 from packaging_support import REPO, networking_off_prefix, read_dockerfile
 
 import harmonize_bids
@@ -130,16 +130,12 @@ def test_the_dockerfile_offline_check_passes(install, templateflow):
 
 
 def test_participant_run_offline_with_the_image_environment(install, templateflow, tmp_path):
-    from harmonize_bids.model.folder import new_model, save_model_folder
-
     offline = networking_off_prefix()
     bids = make_bids(tmp_path / "bids", {
         "sub-01/ses-A/anat/sub-01_ses-A_T1w.nii.gz": SIDECAR_15,
         "sub-01/ses-B/anat/sub-01_ses-B_T1w.nii.gz": SIDECAR_3})
-    model = save_model_folder(new_model("sloppy", source_field=1.5, target_field=3.0, seed=3),
-                              tmp_path / "tiny-1p5T-to-3T")
-    plugin = tmp_path / "linear.yml"
-    plugin.write_text("plugin: Linear\n")
+    model = tiny_model(tmp_path, seed=3)
+    plugin = linear_plugin(tmp_path)
     out = tmp_path / "out"
     # deepbet (the default skull stripper) runs: its weights must be in the install.
     result = subprocess.run(

@@ -100,9 +100,7 @@ def _small_head(field: float, *, shift: int, seed: int) -> np.ndarray:
 def group_run(tmp_path_factory):
     """Two travelling subjects (1.5 T and 3 T sessions) through the participant level,
     then the group level with a BIDS_DIR that holds only the JSON sidecars."""
-    from bidsfactory import SIDECAR_3, write_image
-
-    from harmonize_bids.model.folder import new_model, save_model_folder
+    from bidsfactory import SIDECAR_3, linear_plugin, tiny_model, write_image
 
     root = tmp_path_factory.mktemp("group")
     bids = make_bids(root / "bids", {})
@@ -113,12 +111,11 @@ def group_run(tmp_path_factory):
                         data=_small_head(field, shift=number + (field == 3.0),
                                          seed=number * 2 + (field == 3.0)).astype(np.int16))
     (bids / "participants.tsv").write_text("participant_id\nsub-01\nsub-02\n")
-    model = save_model_folder(new_model("sloppy", source_field=1.5, target_field=3.0, seed=1),
-                              root / "tiny-1p5T-to-3T")
-    (root / "linear.yml").write_text("plugin: Linear\n")
+    model = tiny_model(root)
+    plugin = linear_plugin(root)
     out = root / "out"
     assert _run(bids, out, "participant", "-w", root / "work", "--model", model, "--sloppy",
-                "--skull-strip", "none", "--use-plugin", root / "linear.yml") == 0
+                "--skull-strip", "none", "--use-plugin", plugin) == 0
     sidecars_only = root / "bids_sidecars"
     shutil.copytree(bids, sidecars_only, ignore=shutil.ignore_patterns("*.nii.gz", "*.nii"))
     assert not list(sidecars_only.rglob("*.nii*"))
