@@ -160,7 +160,7 @@ def describe_training_data(bids_dir: Path, pairs) -> dict:
         description = json.loads((bids_dir / "dataset_description.json").read_text())
     except (OSError, ValueError):
         description = {}
-    return {
+    record = {
         "dataset": description.get("Name", bids_dir.name),
         "generated_by": description.get("GeneratedBy", []),
         "subjects": [f"sub-{pair.subject}" for pair in pairs],
@@ -168,6 +168,31 @@ def describe_training_data(bids_dir: Path, pairs) -> dict:
         "sessions": {f"sub-{pair.subject}": [pair.source.session, pair.target.session]
                      for pair in pairs},
     }
+    phantom = _phantom_truth(bids_dir, pairs)
+    if phantom:
+        record["phantom"] = phantom
+    return record
+
+
+def _phantom_truth(bids_dir: Path, pairs) -> dict:
+    """Seeds and groups of phantom subjects (``derivatives/phantom``), if the data is one."""
+    subjects = {}
+    for pair in pairs:
+        sub, ses = f"sub-{pair.subject}", f"ses-{pair.source.session}"
+        sidecar = (bids_dir / "derivatives" / "phantom" / sub / ses / "anat"
+                   / f"{sub}_{ses}_dseg.json")
+        try:
+            truth = json.loads(sidecar.read_text())["PhantomTruth"]
+        except (OSError, ValueError, KeyError):
+            continue
+        subjects[sub] = {"seed": [truth["seed"], truth["subject_index"]],
+                         "group": truth["group"], "size": truth["size"],
+                         "lesion_volume_ml": truth.get("lesion_volume_ml", 0.0)}
+    if not subjects:
+        return {}
+    return {"dataset_seeds": sorted({s["seed"][0] for s in subjects.values()}),
+            "n_with_lesions": sum(s["group"] == "MS" for s in subjects.values()),
+            "subjects": subjects}
 
 
 if __name__ == "__main__":

@@ -51,3 +51,19 @@ def test_train_usage_errors(travelling_dataset, tmp_path, capsys):
                   "--target-field", "3") == 64
     assert _train(travelling_dataset, tmp_path / "m", "--target-field", "3") == 64
     assert "--source-field" in capsys.readouterr().err
+
+
+def test_model_json_records_phantom_seeds(tmp_path):
+    from harmonize_bids.bids import discover_t1w, load_layout, pair_sessions
+    from harmonize_bids.cli.train import describe_training_data
+    from harmonize_bids.phantom import write_phantom_dataset
+
+    bids = write_phantom_dataset(tmp_path / "phantom", n_subjects=2, seed=41, size="tiny",
+                                 lesion_fraction=0.5)
+    images = discover_t1w(load_layout(bids)).images
+    pairs = pair_sessions(images, source_field=1.5, target_field=3.0)
+    phantom = describe_training_data(bids, pairs)["phantom"]
+    assert phantom["dataset_seeds"] == [41]
+    assert phantom["subjects"]["sub-02"]["seed"] == [41, 1]
+    assert phantom["n_with_lesions"] == 1
+    assert describe_training_data(tmp_path, []).get("phantom") is None

@@ -1,0 +1,406 @@
+"""Harmonization quality on held-out phantom subjects, shaped like the paper's Tables 1-3.
+
+    python benchmarks/quality.py HELDOUT_BIDS HELDOUT_WORK --train-work TRAIN_WORK \
+        [--model-1p5T-to-3T DIR] [--model-3T-to-1p5T DIR] [--steps 10 5 20] \
+        [--cache DIR] [--output docs/quality.md] [--json results.json]
+
+HELDOUT_WORK and TRAIN_WORK are ``harmonize-bids-train --prepare-only`` work folders:
+each holds ``pairs/sub-*/pair_<direction>.json`` with the preprocessed source, its brain
+mask and the preprocessed target registered to the source (ANTs SyN), exactly what the
+paper evaluates on. HELDOUT_BIDS is the phantom dataset itself (for the ground-truth
+tissue and lesion labels in ``derivatives/phantom``).
+
+Methods, per direction:
+
+- Original: the preprocessed source, unchanged.
+- Histogram matching (scikit-image ``match_histograms``) of the source's brain voxels to
+  those of one preprocessed target-field training scan.
+- Nyul piecewise-linear standardization (intensity-normalization ``NyulNormalizer``)
+  fitted on all target-field training scans; its output range is set to their mean
+  1st / 99th brain percentiles so the result lives on the target's [0, 1] scale.
+- Our model (default sampler) at the default and at other step counts.
+
+Metrics against the registered target, inside the source brain mask: MSE, AHD; ANTs
+Atropos 3-class segmentation of every image, then absolute CSF/GM/WM volume differences,
+Dice and Hausdorff 95 against the target's segmentation. Beyond the paper: lesion
+contrast (1 - mean lesion / mean normal-appearing WM, from the phantom's true labels)
+divided by the target's; through-plane consistency divided by the target's; Dice of the
+Atropos segmentation with the phantom's true tissue labels (lesion counted as WM); and
+wall time per volume. Every per-image result is cached, so a rerun only fills gaps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from harmonize_bids.qc import metrics
+
+DIRECTIONS = {"1.5T-to-3T": (1.5, 3.0), "3T-to-1.5T": (3.0, 1.5)}
+SESSION = {1.5: "1p5T", 3.0: "3T"}
+LESION_LABEL = 4
+#: The sagittal axis of the RAS 1 mm grid: the models' slice axis (preprocessing.json).
+SLICE_AXIS = 0
+MIN_LESION_VOXELS = 20
+#: Acceptance bars of issue #5 (relative to Original unless stated).
+BARS = {"mse": 0.41, "ahd": 0.21, "volume": 0.33, "lesion": 0.15, "through_plane": (0.9, 1.1)}
+
+
+# ----------------------------------------------------------------------------- inputs
+def _pairs(work: Path, direction: str) -> list[dict]:
+    records = []
+    for path in sorted(work.glob(f"pairs/sub-*/pair_{direction}.json")):
+        record = json.loads(path.read_text())
+        record["subject"] = path.parent.name
+        records.append(record)
+    if not records:
+        sys.exit(f"No prepared pairs for {direction} in {work}; run harmonize-bids-train "
+                 "... --prepare-only there first.")
+    return records
+
+
+def _load(path: str | Path) -> np.ndarray:
+    return np.asanyarray(nib.load(path).dataobj, dtype=np.float32)
+
+
+def _field_scans(work: Path, field: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Preprocessed scans (and masks) of one field strength in a prepared work folder."""
+    scans = []
+    for preproc in sorted(work.glob(f"pairs/sub-*/ses-{SESSION[field]}-*/*_T1w_preproc.nii.gz")):
+        mask = preproc.with_name(preproc.name.replace("_preproc", "_mask"))
+        scans.append((_load(preproc), _load(mask) > 0))
+    if not scans:
+        sys.exit(f"No preprocessed {field:g} T scans in {work}/pairs.")
+    return scans
+
+
+def _truth_labels(bids: Path, record: dict) -> np.ndarray:
+    """The phantom's true labels of the source session, on the preprocessed source grid."""
+    from nibabel.processing import resample_from_to
+
+    raw = Path(record["inputs"][0])
+    sub, ses = raw.name.split("_")[:2]
+    dseg = bids / "derivatives" / "phantom" / sub / ses / "anat" / f"{sub}_{ses}_dseg.nii.gz"
+    grid = nib.load(record["source"])
+    return np.asarray(resample_from_to(nib.load(dseg), grid, order=0).dataobj, np.uint8)
+
+
+# ----------------------------------------------------------------------------- methods
+class Peers:
+    """Histogram matching and Nyul standardization toward one target field."""
+
+    def __init__(self, train_work: Path, target_field: float):
+        from intensity_normalization.adapters.images import NumpyImageAdapter
+        from intensity_normalization.normalizers.population.nyul import NyulNormalizer
+
+        scans = _field_scans(train_work, target_field)
+        self.reference = scans[0][0][scans[0][1]]
+        low = np.mean([np.percentile(img[m], 1) for img, m in scans])
+        high = np.mean([np.percentile(img[m], 99) for img, m in scans])
+        self.nyul = NyulNormalizer(output_min_value=low, output_max_value=high)
+        self.nyul.fit_population([NumpyImageAdapter(img) for img, _ in scans],
+                                 [NumpyImageAdapter(m.astype(np.float32)) for _, m in scans])
+        self._adapter = NumpyImageAdapter
+
+    def histogram_matching(self, source: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        from skimage.exposure import match_histograms
+
+        out = np.zeros_like(source)
+        out[mask] = match_histograms(source[mask], self.reference)
+        return out
+
+    def nyul_standardization(self, source: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        image = self.nyul.transform(self._adapter(source),
+                                    self._adapter(mask.astype(np.float32)))
+        return np.where(mask, np.clip(image.get_data(), 0.0, 1.0), 0.0).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- metrics
+def lesion_contrast(image: np.ndarray, truth: np.ndarray) -> float:
+    """1 - mean(lesion) / mean(normal-appearing WM): how dark lesions are against WM."""
+    lesion = truth == LESION_LABEL
+    if lesion.sum() < MIN_LESION_VOXELS:
+        return float("nan")
+    return float(1.0 - image[lesion].mean() / image[truth == metrics.TISSUE_LABELS["WM"]].mean())
+
+
+def evaluate(image: np.ndarray, target: np.ndarray, mask: np.ndarray, target_seg: np.ndarray,
+             truth: np.ndarray, axis: int) -> tuple[dict, np.ndarray]:
+    seg = metrics.segment_tissues(image, mask)
+    volumes = metrics.tissue_volumes(seg)
+    target_volumes = metrics.tissue_volumes(target_seg)
+    truth_tissue = np.where(truth == LESION_LABEL, metrics.TISSUE_LABELS["WM"], truth) * mask
+    result = {
+        "mse": metrics.mse(image, target, mask),
+        "ahd": metrics.ahd(image, target, mask),
+        "volume_diff": {t: abs(volumes[t] - target_volumes[t]) for t in metrics.TISSUES},
+        "dice": metrics.dice(seg, target_seg),
+        "hd95": metrics.hausdorff95(seg, target_seg),
+        "truth_dice": metrics.dice(seg, truth_tissue),
+        "lesion_contrast": lesion_contrast(image, truth),
+        "through_plane": metrics.through_plane_consistency(image, mask, axis=axis),
+    }
+    return result, seg
+
+
+# ----------------------------------------------------------------------------- running
+def _cached(path: Path, compute):
+    if path.is_file():
+        return json.loads(path.read_text())
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value, indent=1))
+    tmp.replace(path)
+    return value
+
+
+def _methods(model, peers: Peers, source: np.ndarray, mask: np.ndarray,
+             steps_list: list[int]) -> dict[str, Callable[[], np.ndarray]]:
+    from harmonize_bids.model.sampling import DEFAULT_SAMPLER, harmonize_volume
+
+    methods = {"Original": lambda: source,
+               "Histogram matching": lambda: peers.histogram_matching(source, mask),
+               "Nyul": lambda: peers.nyul_standardization(source, mask)}
+    for steps in steps_list:
+        methods[f"Ours ({DEFAULT_SAMPLER}, {steps} steps)"] = partial(
+            harmonize_volume, model, source, mask, steps=steps, seed=0, progress=False)
+    return methods
+
+
+def _measure(make: Callable[[], np.ndarray], target: np.ndarray, mask: np.ndarray,
+             target_seg: np.ndarray, truth: np.ndarray, axis: int,
+             save: Path | None = None) -> dict:
+    """Run one method (timed) and evaluate its output; ratios are taken to the target's."""
+    start = time.perf_counter()
+    image = np.asarray(make(), np.float32)
+    seconds = time.perf_counter() - start
+    if save:
+        np.save(save.with_name(_slug(save.name) + ".npy"), image)
+    result, _ = evaluate(image, target, mask, target_seg, truth, axis)
+    result["seconds"] = seconds
+    result["lesion_contrast_ratio"] = (result.pop("lesion_contrast")
+                                       / lesion_contrast(target, truth))
+    result["through_plane_ratio"] = (result.pop("through_plane")
+                                     / metrics.through_plane_consistency(target, mask, axis=axis))
+    return result
+
+
+def _target_segmentation(path: Path, target: np.ndarray, mask: np.ndarray,
+                         affine: np.ndarray) -> np.ndarray:
+    if path.is_file():
+        return _load(path).astype(np.uint8)
+    seg = metrics.segment_tissues(target, mask)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(seg, affine), path)
+    return seg
+
+
+def _slug(name: str) -> str:
+    return "".join(c for c in name.lower().replace(" ", "_") if c.isalnum() or c == "_")
+
+
+def run_direction(direction: str, args: argparse.Namespace) -> dict[str, list[dict]]:
+    """Per-method lists of per-subject results for one direction."""
+    import torch
+
+    from harmonize_bids.model.folder import load_model_folder
+    from harmonize_bids.participant import bundled_model_dir
+
+    torch.set_num_threads(args.threads)
+    source_field, target_field = DIRECTIONS[direction]
+    option = direction.replace(".", "p")
+    model_dir = (getattr(args, f"model_{option.replace('-', '_')}")
+                 or bundled_model_dir(source_field, target_field))
+    model = None
+    if args.steps:
+        if model_dir is None:
+            sys.exit(f"No model for {direction}: pass --model-{option}.")
+        model = load_model_folder(model_dir, source_field=source_field,
+                                  target_field=target_field)
+    peers = Peers(args.train_work, target_field)
+    cache = args.cache / direction
+    results: dict[str, list[dict]] = {}
+    for record in _pairs(args.heldout_work, direction)[: args.max_subjects]:
+        sub = record["subject"]
+        source, target = _load(record["source"]), _load(record["target"])
+        mask = _load(record["mask"]) > 0
+        truth = _truth_labels(args.heldout_bids, record)
+        target_seg = _target_segmentation(cache / sub / "target_dseg.nii.gz", target, mask,
+                                          nib.load(record["source"]).affine)
+        for name, make in _methods(model, peers, source, mask, args.steps).items():
+            result = _cached(cache / sub / f"{_slug(name)}.json",
+                             partial(_measure, make, target, mask, target_seg, truth,
+                                     SLICE_AXIS, args.save_images and cache / sub / name))
+            result["subject"] = sub
+            results.setdefault(name, []).append(result)
+            print(f"{direction} {sub} {name}: MSE {result['mse']:.3g}, "
+                  f"{result['seconds']:.0f} s", file=sys.stderr, flush=True)
+    return results
+
+
+# ----------------------------------------------------------------------------- tables
+def _mean(rows: list[dict], *keys: str) -> float:
+    values = np.asarray([_dig(row, keys) for row in rows], float)
+    return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+
+def _sd(rows: list[dict], *keys: str) -> float:
+    values = np.asarray([_dig(row, keys) for row in rows], float)
+    return float(np.nanstd(values)) if np.isfinite(values).sum() > 1 else float("nan")
+
+
+def _dig(row: dict, keys: tuple[str, ...]):
+    for key in keys:
+        row = row[key]
+    return row
+
+
+def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
+    summary = {}
+    for name, rows in results.items():
+        entry = {"subjects": len(rows),
+                 "mse": _mean(rows, "mse"), "mse_sd": _sd(rows, "mse"),
+                 "ahd": _mean(rows, "ahd"), "ahd_sd": _sd(rows, "ahd"),
+                 "seconds": _mean(rows, "seconds"),
+                 "lesion_contrast_ratio": _mean(rows, "lesion_contrast_ratio"),
+                 "lesion_contrast_ratio_range": [
+                     float(np.nanmin([r["lesion_contrast_ratio"] for r in rows])),
+                     float(np.nanmax([r["lesion_contrast_ratio"] for r in rows]))],
+                 "through_plane_ratio": _mean(rows, "through_plane_ratio")}
+        for key in ("volume_diff", "dice", "hd95", "truth_dice"):
+            entry[key] = {t: _mean(rows, key, t) for t in metrics.TISSUES}
+        summary[name] = entry
+    return summary
+
+
+def acceptance(summary: dict[str, dict], default: str) -> list[tuple[str, str, bool]]:
+    """Issue #5's bars for the default setting: (check, measured, met)."""
+    ours, orig = summary[default], summary["Original"]
+    peers = [summary["Histogram matching"], summary["Nyul"]]
+    checks = []
+    for key, bar in (("mse", BARS["mse"]), ("ahd", BARS["ahd"])):
+        ratio = ours[key] / orig[key]
+        below_peers = all(ours[key] < p[key] for p in peers)
+        peer_ratios = ", ".join(f"{p[key] / orig[key]:.3f} x" for p in peers)
+        checks.append((f"{key.upper()} <= {bar} x Original and below both peers",
+                       f"{ratio:.3f} x; peers {peer_ratios}",
+                       ratio <= bar and below_peers))
+    for t in metrics.TISSUES:
+        ratio = ours["volume_diff"][t] / orig["volume_diff"][t]
+        checks.append((f"{t} volume difference <= {BARS['volume']} x Original",
+                       f"{ratio:.3f} x", ratio <= BARS["volume"]))
+    for t in metrics.TISSUES:
+        checks.append((f"Dice {t} >= Original", f"{ours['dice'][t]:.3f} vs "
+                       f"{orig['dice'][t]:.3f}", ours["dice"][t] >= orig["dice"][t]))
+        checks.append((f"HD95 {t} <= Original", f"{ours['hd95'][t]:.2f} vs "
+                       f"{orig['hd95'][t]:.2f} mm", ours["hd95"][t] <= orig["hd95"][t]))
+    lo, hi = ours["lesion_contrast_ratio_range"]
+    mean = ours["lesion_contrast_ratio"]
+    checks.append((f"lesion contrast within {BARS['lesion']:.0%} of the target's",
+                   f"mean {mean:.3f} (subjects {lo:.3f}-{hi:.3f})",
+                   abs(mean - 1) <= BARS["lesion"]))
+    tp_lo, tp_hi = BARS["through_plane"]
+    tp = ours["through_plane_ratio"]
+    checks.append((f"through-plane ratio in [{tp_lo}, {tp_hi}]", f"{tp:.3f}",
+                   tp_lo <= tp <= tp_hi))
+    return checks
+
+
+def tables(direction: str, summary: dict[str, dict], default: str) -> str:
+    orig = summary["Original"]
+    n = orig["subjects"]
+    lines = [f"### {direction.replace('-to-', ' -> ')} ({n} held-out subjects)", "",
+             "Table 1. MSE (brain, [0, 1] scale) and AHD (255-bin histogram abs. difference), "
+             "mean (sd); ratio to Original.", "",
+             "| method | MSE | x Original | AHD | x Original |", "|---|---|---|---|---|"]
+    for name, s in summary.items():
+        lines.append(f"| {name} | {s['mse']:.3e} ({s['mse_sd']:.1e}) | "
+                     f"{s['mse'] / orig['mse']:.3f} | {s['ahd']:.3e} ({s['ahd_sd']:.1e}) | "
+                     f"{s['ahd'] / orig['ahd']:.3f} |")
+    lines += ["", "Table 2. Absolute volume difference to the target's Atropos segmentation, "
+              "mm^3 (ratio to Original).", "",
+              "| method | CSF | GM | WM |", "|---|---|---|---|"]
+    for name, s in summary.items():
+        cells = [f"{s['volume_diff'][t]:.3e} ({s['volume_diff'][t] / orig['volume_diff'][t]:.2f})"
+                 for t in metrics.TISSUES]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "Table 3. Dice and Hausdorff 95 (mm) against the target's segmentation.", "",
+              "| method | Dice CSF | Dice GM | Dice WM | HD95 CSF | HD95 GM | HD95 WM |",
+              "|---|---|---|---|---|---|---|"]
+    for name, s in summary.items():
+        cells = [f"{s['dice'][t]:.3f}" for t in metrics.TISSUES]
+        cells += [f"{s['hd95'][t]:.2f}" for t in metrics.TISSUES]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "Table 4. Beyond the paper: lesion contrast and through-plane roughness "
+              "relative to the target (1 = same), Dice with the phantom's true labels, "
+              "wall time per volume.", "",
+              "| method | lesion contrast ratio (range) | through-plane ratio | "
+              "truth Dice CSF / GM / WM | seconds per volume |", "|---|---|---|---|---|"]
+    for name, s in summary.items():
+        lo, hi = s["lesion_contrast_ratio_range"]
+        truth = " / ".join(f"{s['truth_dice'][t]:.3f}" for t in metrics.TISSUES)
+        lines.append(f"| {name} | {s['lesion_contrast_ratio']:.3f} ({lo:.2f}-{hi:.2f}) | "
+                     f"{s['through_plane_ratio']:.3f} | {truth} | {s['seconds']:.1f} |")
+    if default not in summary:
+        return "\n".join(lines) + "\n"
+    lines += ["", f"Acceptance ({default}):", "", "| check | measured | met |", "|---|---|---|"]
+    for check, measured, met in acceptance(summary, default):
+        lines.append(f"| {check} | {measured} | {'yes' if met else '**no**'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from harmonize_bids.model.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("heldout_bids", type=Path)
+    parser.add_argument("heldout_work", type=Path)
+    parser.add_argument("--train-work", type=Path, required=True)
+    parser.add_argument("--model-1p5T-to-3T", dest="model_1p5T_to_3T", type=Path)
+    parser.add_argument("--model-3T-to-1p5T", dest="model_3T_to_1p5T", type=Path)
+    parser.add_argument("--directions", nargs="+", choices=list(DIRECTIONS),
+                        default=list(DIRECTIONS))
+    parser.add_argument("--steps", nargs="*", type=int, default=[DEFAULT_STEPS, 5, 20],
+                        help="sampling steps; the first is the default setting judged "
+                             "(none: Original and the peers only)")
+    parser.add_argument("--save-images", action="store_true",
+                        help="keep every output volume (.npy) in the cache")
+    parser.add_argument("--max-subjects", type=int)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cache", type=Path, default=Path("quality-cache"))
+    parser.add_argument("--output", type=Path, help="write the tables (markdown) here")
+    parser.add_argument("--json", type=Path, help="write the summaries (JSON) here")
+    args = parser.parse_args(argv)
+
+    default = f"Ours ({DEFAULT_SAMPLER}, {args.steps[0] if args.steps else DEFAULT_STEPS} steps)"
+    command = " ".join(map(str, sys.argv[1:] if argv is None else argv))
+    text = [f"Command: `python benchmarks/quality.py {command}`",
+            "", f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, "
+            f"{args.threads} torch threads; {time.strftime('%Y-%m-%d')}.", ""]
+    summaries = {}
+    for direction in args.directions:
+        summary = summarize(run_direction(direction, args))
+        summaries[direction] = summary
+        text.append(tables(direction, summary, default))
+    report = "\n".join(text)
+    print(report)
+    if args.output:
+        args.output.write_text(report)
+    if args.json:
+        args.json.write_text(json.dumps({"default": default, "summaries": summaries}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
