@@ -95,6 +95,13 @@ def _truth_labels(bids: Path, record: dict) -> np.ndarray:
     return np.asarray(resample_from_to(nib.load(dseg), grid, order=0).dataobj, np.uint8)
 
 
+def _phantom_seed(bids: Path, record: dict) -> int:
+    raw = Path(record["inputs"][0])
+    sub, ses = raw.name.split("_")[:2]
+    sidecar = bids / "derivatives" / "phantom" / sub / ses / "anat" / f"{sub}_{ses}_dseg.json"
+    return int(json.loads(sidecar.read_text())["PhantomTruth"]["seed"])
+
+
 # ----------------------------------------------------------------------------- methods
 class Peers:
     """Histogram matching and Nyul standardization toward one target field."""
@@ -210,8 +217,9 @@ def _slug(name: str) -> str:
     return "".join(c for c in name.lower().replace(" ", "_") if c.isalnum() or c == "_")
 
 
-def run_direction(direction: str, args: argparse.Namespace) -> dict[str, list[dict]]:
-    """Per-method lists of per-subject results for one direction."""
+def run_direction(direction: str, args: argparse.Namespace) -> tuple[dict[str, list[dict]],
+                                                                    dict]:
+    """Per-method lists of per-subject results for one direction, and what was run."""
     import torch
 
     from harmonize_bids.model.folder import load_model_folder
@@ -231,7 +239,13 @@ def run_direction(direction: str, args: argparse.Namespace) -> dict[str, list[di
     peers = Peers(args.train_work, target_field)
     cache = args.cache / direction
     results: dict[str, list[dict]] = {}
-    for record in _pairs(args.heldout_work, direction)[: args.max_subjects]:
+    records = _pairs(args.heldout_work, direction)[: args.max_subjects]
+    about = {"heldout_seeds": sorted({_phantom_seed(args.heldout_bids, r) for r in records}),
+             "subjects": len(records)}
+    if model is not None:
+        about["model"] = {"path": str(model_dir), "iterations": model.meta.get("iterations"),
+                          "weights_sha256": model.weights_sha256}
+    for record in records:
         sub = record["subject"]
         source, target = _load(record["source"]), _load(record["target"])
         mask = _load(record["mask"]) > 0
@@ -246,7 +260,7 @@ def run_direction(direction: str, args: argparse.Namespace) -> dict[str, list[di
             results.setdefault(name, []).append(result)
             print(f"{direction} {sub} {name}: MSE {result['mse']:.3g}, "
                   f"{result['seconds']:.0f} s", file=sys.stderr, flush=True)
-    return results
+    return results, about
 
 
 # ----------------------------------------------------------------------------- tables
@@ -317,13 +331,19 @@ def acceptance(summary: dict[str, dict], default: str) -> list[tuple[str, str, b
     return checks
 
 
-def tables(direction: str, summary: dict[str, dict], default: str) -> str:
+def tables(direction: str, summary: dict[str, dict], default: str, about: dict) -> str:
     orig = summary["Original"]
     n = orig["subjects"]
     lines = [f"### {direction.replace('-to-', ' -> ')} ({n} held-out subjects)", "",
-             "Table 1. MSE (brain, [0, 1] scale) and AHD (255-bin histogram abs. difference), "
-             "mean (sd); ratio to Original.", "",
-             "| method | MSE | x Original | AHD | x Original |", "|---|---|---|---|---|"]
+             f"Held-out phantom seed(s) {about['heldout_seeds']}."]
+    if "model" in about:
+        m = about["model"]
+        lines[-1] += (f" Model `{m['path']}`: {m['iterations']} iterations, weights SHA-256 "
+                      f"{m['weights_sha256'][:12]}.")
+    lines += ["",
+              "Table 1. MSE (brain, [0, 1] scale) and AHD (255-bin histogram abs. difference), "
+              "mean (sd); ratio to Original.", "",
+              "| method | MSE | x Original | AHD | x Original |", "|---|---|---|---|---|"]
     for name, s in summary.items():
         lines.append(f"| {name} | {s['mse']:.3e} ({s['mse_sd']:.1e}) | "
                      f"{s['mse'] / orig['mse']:.3f} | {s['ahd']:.3e} ({s['ahd_sd']:.1e}) | "
@@ -360,6 +380,18 @@ def tables(direction: str, summary: dict[str, dict], default: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def record_in_model(model_dir: Path, summary: dict, command: str) -> None:
+    """Write the benchmark figures into model.json (the weights' SHA-256 is unaffected)."""
+    path = model_dir / "model.json"
+    meta = json.loads(path.read_text())
+    meta["benchmark"] = {"command": f"python benchmarks/quality.py {command}",
+                         "date": time.strftime("%Y-%m-%d"),
+                         **{k: v for k, v in summary.items() if k != "model"}}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     from harmonize_bids.model.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS
 
@@ -381,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=Path("quality-cache"))
     parser.add_argument("--output", type=Path, help="write the tables (markdown) here")
     parser.add_argument("--json", type=Path, help="write the summaries (JSON) here")
+    parser.add_argument("--record", action="store_true",
+                        help="store the figures under 'benchmark' in each model's model.json")
     args = parser.parse_args(argv)
 
     default = f"Ours ({DEFAULT_SAMPLER}, {args.steps[0] if args.steps else DEFAULT_STEPS} steps)"
@@ -390,15 +424,24 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.threads} torch threads; {time.strftime('%Y-%m-%d')}.", ""]
     summaries = {}
     for direction in args.directions:
-        summary = summarize(run_direction(direction, args))
-        summaries[direction] = summary
-        text.append(tables(direction, summary, default))
+        results, about = run_direction(direction, args)
+        summary = summarize(results)
+        summaries[direction] = {**about, "default": default, "methods": summary}
+        if default in summary:
+            summaries[direction]["acceptance"] = [
+                {"check": c, "measured": m, "met": bool(ok)}
+                for c, m, ok in acceptance(summary, default)]
+        text.append(tables(direction, summary, default, about))
+    if args.record:
+        for summary in summaries.values():
+            if "model" in summary:
+                record_in_model(Path(summary["model"]["path"]), summary, command)
     report = "\n".join(text)
     print(report)
     if args.output:
         args.output.write_text(report)
     if args.json:
-        args.json.write_text(json.dumps({"default": default, "summaries": summaries}, indent=1))
+        args.json.write_text(json.dumps(summaries, indent=1))
     return 0
 
 
