@@ -419,7 +419,12 @@ def main(argv: list[str] | None = None) -> int:
 
     default = f"Ours ({DEFAULT_SAMPLER}, {args.steps[0] if args.steps else DEFAULT_STEPS} steps)"
     command = " ".join(map(str, sys.argv[1:] if argv is None else argv))
-    text = [f"Command: `python benchmarks/quality.py {command}`",
+    text = ["# Harmonization quality on held-out phantom subjects", "",
+            "Made by `benchmarks/quality.py` (see its docstring for the methods and metrics). "
+            "For scale, the paper (Durrer et al. 2023, private data) reports for its model "
+            "MSE 0.87 x / 0.41 x and AHD 0.21 x / 0.24 x Original (3 T -> 1.5 T / "
+            "1.5 T -> 3 T).", "",
+            f"Command: `python benchmarks/quality.py {command}`",
             "", f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, "
             f"{args.threads} torch threads; {time.strftime('%Y-%m-%d')}.", ""]
     summaries = {}
