@@ -193,7 +193,7 @@ def _measure(make: Callable[[], np.ndarray], target: np.ndarray, mask: np.ndarra
     image = np.asarray(make(), np.float32)
     seconds = time.perf_counter() - start
     if save:
-        np.save(save.with_name(_slug(save.name) + ".npy"), image)
+        np.save(save.with_name(_slug(save.name) + ".npy"), image.astype(np.float16))
     result, _ = evaluate(image, target, mask, target_seg, truth, axis)
     result["seconds"] = seconds
     result["lesion_contrast_ratio"] = (result.pop("lesion_contrast")
@@ -380,6 +380,41 @@ def tables(direction: str, summary: dict[str, dict], default: str, about: dict) 
     return "\n".join(lines) + "\n"
 
 
+def plot_examples(args: argparse.Namespace, default: str, out_file: Path) -> Path:
+    """One axial slice through the lesions of a held-out subject: every method per direction."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = ["Original", "Histogram matching", "Nyul", default, "Target"]
+    figure, axes = plt.subplots(len(args.directions), len(columns) + 1,
+                                figsize=(2.6 * (len(columns) + 1), 2.9 * len(args.directions)),
+                                squeeze=False, facecolor="black")
+    for row, direction in zip(axes, args.directions, strict=True):
+        record = next(r for r in _pairs(args.heldout_work, direction)
+                      if r["subject"] == args.figure_subject)
+        truth = _truth_labels(args.heldout_bids, record)
+        lesion = truth == LESION_LABEL
+        z = int(np.argwhere(lesion if lesion.any() else truth > 0)[:, 2].mean())
+        images = {name: np.load(args.cache / direction / record["subject"]
+                                / f"{_slug(name)}.npy").astype(np.float32)
+                  for name in columns[:-1]}
+        images["Target"] = _load(record["target"]) * (_load(record["mask"]) > 0)
+        images["|ours - target|"] = np.abs(images[default] - images["Target"])
+        for axis, (name, image) in zip(row, images.items(), strict=True):
+            axis.imshow(np.rot90(image[:, :, z]), cmap="gray", vmin=0,
+                        vmax=0.5 if name.startswith("|") else 1)
+            axis.set_title(f"{direction}\n{name}" if name == "Original" else name,
+                           color="white", fontsize=8)
+            axis.axis("off")
+    figure.tight_layout()
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out_file, dpi=90, facecolor="black")
+    plt.close(figure)
+    return out_file
+
+
 def record_in_model(model_dir: Path, summary: dict, command: str) -> None:
     """Write the benchmark figures into model.json (the weights' SHA-256 is unaffected)."""
     path = model_dir / "model.json"
@@ -413,6 +448,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=Path("quality-cache"))
     parser.add_argument("--output", type=Path, help="write the tables (markdown) here")
     parser.add_argument("--json", type=Path, help="write the summaries (JSON) here")
+    parser.add_argument("--figure", type=Path,
+                        help="save an example figure here (needs --save-images)")
+    parser.add_argument("--figure-subject", default="sub-02",
+                        help="held-out subject shown in --figure (default sub-02)")
     parser.add_argument("--record", action="store_true",
                         help="store the figures under 'benchmark' in each model's model.json")
     args = parser.parse_args(argv)
@@ -437,6 +476,8 @@ def main(argv: list[str] | None = None) -> int:
                 {"check": c, "measured": m, "met": bool(ok)}
                 for c, m, ok in acceptance(summary, default)]
         text.append(tables(direction, summary, default, about))
+    if args.figure:
+        plot_examples(args, default, args.figure)
     if args.record:
         for summary in summaries.values():
             if "model" in summary:

@@ -51,7 +51,10 @@ def test_quality_tables_on_a_tiny_phantom(tmp_path):
                          str(tmp_path / "train_work"), "--directions", "1.5T-to-3T",
                          "--model-1p5T-to-3T", str(model), "--steps", "2", "--threads", "1",
                          "--cache", str(tmp_path / "cache"), "--output", str(report),
-                         "--json", str(summaries), "--record"]) == 0
+                         "--json", str(summaries), "--record", "--save-images",
+                         "--figure", str(tmp_path / "example.png"),
+                         "--figure-subject", "sub-01"]) == 0
+    assert (tmp_path / "example.png").stat().st_size > 0
     text = report.read_text()
     for heading in ("Table 1", "Table 2", "Table 3", "Table 4", "Acceptance"):
         assert heading in text
