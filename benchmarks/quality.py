@@ -27,6 +27,8 @@ contrast (1 - mean lesion / mean normal-appearing WM, from the phantom's true la
 divided by the target's; through-plane consistency divided by the target's; Dice of the
 Atropos segmentation with the phantom's true tissue labels (lesion counted as WM); and
 wall time per volume. Every per-image result is cached, so a rerun only fills gaps.
+
+The inputs of docs/quality.md, made in an empty folder (RECIPE below).
 """
 
 from __future__ import annotations
@@ -45,6 +47,16 @@ import nibabel as nib
 import numpy as np
 
 from harmonize_bids.qc import metrics
+
+RECIPE = """\
+harmonize-bids-phantom train --subjects 6 --seed 1000 --size full --lesion-fraction 0.5
+harmonize-bids-phantom heldout --subjects 6 --seed 2000 --size full --lesion-fraction 0.5
+for fields in "1.5 3" "3 1.5"; do
+  set -- $fields
+  harmonize-bids-train train unused --source-field $1 --target-field $2 -w work --prepare-only
+  harmonize-bids-train heldout unused --source-field $1 --target-field $2 -w heldout_work \\
+      --prepare-only
+done"""
 
 DIRECTIONS = {"1.5T-to-3T": (1.5, 3.0), "3T-to-1.5T": (3.0, 1.5)}
 SESSION = {1.5: "1p5T", 3.0: "3T"}
@@ -463,6 +475,8 @@ def main(argv: list[str] | None = None) -> int:
             "For scale, the paper (Durrer et al. 2023, private data) reports for its model "
             "MSE 0.87 x / 0.41 x and AHD 0.21 x / 0.24 x Original (3 T -> 1.5 T / "
             "1.5 T -> 3 T).", "",
+            "Inputs (training phantom seed 1000, held-out phantom seed 2000):", "",
+            "```bash", RECIPE, "```", "",
             f"Command: `python benchmarks/quality.py {command}`",
             "", f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, "
             f"{args.threads} torch threads; {time.strftime('%Y-%m-%d')}.", ""]
