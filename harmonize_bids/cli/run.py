@@ -23,7 +23,7 @@ from ..errors import (
     ProcessingError,
     UsageError,
 )
-from ..participant import ParticipantSettings, run_participant
+from ..participant import ParticipantSettings, resolve_model, run_participant
 from .common import LOGGER, run_entry_point
 from .parser import parse_args
 
@@ -94,10 +94,13 @@ def run(options: argparse.Namespace) -> int:
                     + next(reason for reasons in problems.values() for reason in reasons))
     LOGGER.info("Plan: %d T1w image(s), target %g T\n%s", len(images), options.target_field,
                 format_plan(images, bids_dir=bids_dir, target_field=options.target_field))
+    settings = _participant_settings(options, bids_dir, output_dir)
+    model_dir = resolve_model(images, settings)
+    LOGGER.info("Model: %s", model_dir or "none needed (every image is at the target field)")
     if options.dry_run:
         LOGGER.info("Dry run: nothing processed, nothing written.")
         return _exit_code(problems)
-    summary = run_participant(images, _participant_settings(options, bids_dir, output_dir))
+    summary = run_participant(images, settings)
     LOGGER.info("Finished %d of %d image(s); outputs in %s", len(summary.finished),
                 len(images), output_dir)
     for image, reason in summary.failed.items():
