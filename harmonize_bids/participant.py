@@ -7,6 +7,7 @@ run ends with a per-image summary built from the crash files of this run.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import re
 import time
 from dataclasses import dataclass, field
@@ -114,6 +115,9 @@ def run_participant(images: list[T1wImage], settings: ParticipantSettings) -> Ru
         # Workers forked from a process whose torch/OpenMP threads already ran can
         # deadlock; forkserver children start from a clean server process.
         plugin_args.setdefault("mp_context", "forkserver")
+        # ... and set up their logging as the command line did (no node chatter).
+        multiprocessing.get_context("forkserver").set_forkserver_preload(
+            ["harmonize_bids.cli.worker_logging"])
         if settings.mem_gb:
             plugin_args.setdefault("memory_gb", settings.mem_gb)
     LOGGER.info("Running %d image(s) with nipype %s; work dir %s", len(images),

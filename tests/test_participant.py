@@ -39,11 +39,13 @@ def _run(*argv) -> int:
     return main([str(arg) for arg in argv])
 
 
-def test_end_to_end_multiproc(travelling_dataset, test_model, tmp_path, capsys):
+def test_end_to_end_multiproc(travelling_dataset, test_model, tmp_path, capfd):
     out = tmp_path / "out"
     code = _run(travelling_dataset, out, "participant", "-w", tmp_path / "work", "--model",
                 test_model, "--skull-strip", "none", "--sloppy", "--nprocs", "2")
-    assert code == 0, capsys.readouterr().err
+    printed = "".join(capfd.readouterr())
+    assert code == 0, printed
+    assert "[Node]" not in printed  # the workers log as the command line does
     for subject in ("01", "02"):
         for session in ("A", "B"):
             for path in _outputs(out, f"sub-{subject}_ses-{session}"):

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from ..errors import HarmonizeBidsError
 
 LOGGER = logging.getLogger("harmonize_bids")
+#: The verbosity, for worker processes that set up their logging on their own.
+VERBOSITY_ENV = "HARMONIZE_BIDS_VERBOSITY"
 
 
 def run_entry_point(parse: Callable[[list[str] | None], argparse.Namespace],
@@ -34,6 +36,7 @@ def run_entry_point(parse: Callable[[list[str] | None], argparse.Namespace],
 
 
 def setup_logging(verbose: int) -> None:
+    os.environ[VERBOSITY_ENV] = str(verbose)
     level = logging.DEBUG if verbose > 1 else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s",
                         datefmt="%y%m%d-%H:%M:%S", force=True)
