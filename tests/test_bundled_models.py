@@ -1,0 +1,45 @@
+"""The pretrained models shipped in harmonize_bids/data/models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harmonize_bids.cli.run import main
+from harmonize_bids.model.folder import load_model_folder
+from harmonize_bids.participant import BUNDLED_MODELS, bundled_model_dir
+
+DIRECTIONS = [(1.5, 3.0), (3.0, 1.5)]
+MAX_TOTAL_BYTES = 50 * 1024 * 1024
+
+
+@pytest.mark.parametrize(("source", "target"), DIRECTIONS)
+def test_bundled_model_loads_and_documents_itself(source, target):
+    folder = bundled_model_dir(source, target)
+    assert folder is not None, f"no bundled {source:g}T->{target:g}T model"
+    model = load_model_folder(folder, source_field=source, target_field=target)  # checks SHA
+    meta = model.meta
+    phantom = meta["training_data"]["phantom"]
+    assert meta["training_data"]["n_subjects"] >= 6
+    assert 0 < phantom["n_with_lesions"] < meta["training_data"]["n_subjects"]
+    assert meta["iterations"] > 0 and meta["wall_time_s"] > 0
+    benchmark = meta["benchmark"]
+    assert not set(benchmark["heldout_seeds"]) & set(phantom["dataset_seeds"])
+    assert benchmark["subjects"] >= 6
+    for method in ("Original", "Histogram matching", "Nyul", benchmark["default"]):
+        assert benchmark["methods"][method]["mse"] > 0
+
+
+def test_bundled_models_are_small():
+    total = sum(path.stat().st_size for path in BUNDLED_MODELS.rglob("*") if path.is_file())
+    assert total <= MAX_TOTAL_BYTES
+
+
+def test_bundled_model_is_the_default(travelling_dataset, tmp_path, capsys):
+    code = main([str(travelling_dataset), str(tmp_path / "out"), "participant", "--dry-run"])
+    assert code == 0
+    assert f"Model: {bundled_model_dir(1.5, 3.0)}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    meta = json.loads((bundled_model_dir(1.5, 3.0) / "model.json").read_text())
+    assert meta["direction"] == "1.5T->3T"
