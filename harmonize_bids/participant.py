@@ -84,12 +84,15 @@ def resolve_model(images: list[T1wImage], settings: ParticipantSettings) -> Path
     return model_dir
 
 
-def run_participant(images: list[T1wImage], settings: ParticipantSettings) -> RunSummary:
-    """Preprocess and harmonize each image into OUTPUT_DIR; never raises for one image."""
+def run_participant(images: list[T1wImage], settings: ParticipantSettings,
+                    model_dir: Path | None) -> RunSummary:
+    """Preprocess and harmonize each image into OUTPUT_DIR; never raises for one image.
+
+    ``model_dir`` is what :func:`resolve_model` returned for these images and settings.
+    """
     from .workflows.base import image_workflow_name, init_harmonize_bids_wf
     from .workflows.outputs import DESCRIPTIONS
 
-    model_dir = resolve_model(images, settings)
     output_dir = create_output_dir(settings.output_dir)
     write_derivative_description(output_dir, bids_dir=settings.bids_dir)
     ensure_bidsignore(output_dir)

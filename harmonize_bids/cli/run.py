@@ -100,7 +100,7 @@ def run(options: argparse.Namespace) -> int:
     if options.dry_run:
         LOGGER.info("Dry run: nothing processed, nothing written.")
         return _exit_code(problems)
-    summary = run_participant(images, settings)
+    summary = run_participant(images, settings, model_dir)
     LOGGER.info("Finished %d of %d image(s); outputs in %s", len(summary.finished),
                 len(images), output_dir)
     for image, reason in summary.failed.items():
