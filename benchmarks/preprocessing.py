@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from harmonize_bids.phantom import truth_file
+
 
 def _one_session(raw: str, truth: str, method: str, threads: int, queue) -> None:
     import os
@@ -63,8 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     context = mp.get_context("spawn")
     for raw in sorted(args.phantom.glob("sub-*/ses-*/anat/*_T1w.nii.gz")):
         stem = raw.name.replace("_T1w.nii.gz", "")
-        truth = (args.phantom / "derivatives" / "phantom" / raw.parent.relative_to(args.phantom)
-                 / f"{stem}_desc-brain_mask.nii.gz")
+        truth = truth_file(args.phantom, *stem.split("_")[:2], "desc-brain_mask.nii.gz")
         queue = context.Queue()
         worker = context.Process(target=_one_session, args=(str(raw), str(truth),
                                                             args.skull_strip, args.threads,

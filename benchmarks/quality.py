@@ -46,6 +46,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from harmonize_bids.bids import write_atomically
+from harmonize_bids.phantom import truth_file
 from harmonize_bids.qc import metrics
 
 RECIPE = """\
@@ -96,21 +98,23 @@ def _field_scans(work: Path, field: float) -> list[tuple[np.ndarray, np.ndarray]
     return scans
 
 
+def _source_truth(bids: Path, record: dict, suffix: str) -> Path:
+    """A ground-truth file of the pair's source session (its raw file is ``inputs[0]``)."""
+    sub, ses = Path(record["inputs"][0]).name.split("_")[:2]
+    return truth_file(bids, sub, ses, suffix)
+
+
 def _truth_labels(bids: Path, record: dict) -> np.ndarray:
     """The phantom's true labels of the source session, on the preprocessed source grid."""
     from nibabel.processing import resample_from_to
 
-    raw = Path(record["inputs"][0])
-    sub, ses = raw.name.split("_")[:2]
-    dseg = bids / "derivatives" / "phantom" / sub / ses / "anat" / f"{sub}_{ses}_dseg.nii.gz"
+    dseg = nib.load(_source_truth(bids, record, "dseg.nii.gz"))
     grid = nib.load(record["source"])
-    return np.asarray(resample_from_to(nib.load(dseg), grid, order=0).dataobj, np.uint8)
+    return np.asarray(resample_from_to(dseg, grid, order=0).dataobj, np.uint8)
 
 
 def _phantom_seed(bids: Path, record: dict) -> int:
-    raw = Path(record["inputs"][0])
-    sub, ses = raw.name.split("_")[:2]
-    sidecar = bids / "derivatives" / "phantom" / sub / ses / "anat" / f"{sub}_{ses}_dseg.json"
+    sidecar = _source_truth(bids, record, "dseg.json")
     return int(json.loads(sidecar.read_text())["PhantomTruth"]["seed"])
 
 
@@ -153,8 +157,16 @@ def lesion_contrast(image: np.ndarray, truth: np.ndarray) -> float:
     return float(1.0 - image[lesion].mean() / image[truth == metrics.TISSUE_LABELS["WM"]].mean())
 
 
+def target_reference(target: np.ndarray, mask: np.ndarray, truth: np.ndarray,
+                     axis: int) -> dict:
+    """The target's own lesion contrast and through-plane consistency (ratio denominators)."""
+    return {"lesion_contrast": lesion_contrast(target, truth),
+            "through_plane": metrics.through_plane_consistency(target, mask, axis=axis)}
+
+
 def evaluate(image: np.ndarray, target: np.ndarray, mask: np.ndarray, target_seg: np.ndarray,
-             truth: np.ndarray, axis: int) -> tuple[dict, np.ndarray]:
+             truth: np.ndarray, reference: dict, axis: int) -> dict:
+    """The paper's metrics against the target, and ours relative to the target's."""
     seg = metrics.segment_tissues(image, mask)
     volumes = metrics.tissue_volumes(seg)
     target_volumes = metrics.tissue_volumes(target_seg)
@@ -166,10 +178,11 @@ def evaluate(image: np.ndarray, target: np.ndarray, mask: np.ndarray, target_seg
         "dice": metrics.dice(seg, target_seg),
         "hd95": metrics.hausdorff95(seg, target_seg),
         "truth_dice": metrics.dice(seg, truth_tissue),
-        "lesion_contrast": lesion_contrast(image, truth),
-        "through_plane": metrics.through_plane_consistency(image, mask, axis=axis),
+        "lesion_contrast_ratio": lesion_contrast(image, truth) / reference["lesion_contrast"],
+        "through_plane_ratio": (metrics.through_plane_consistency(image, mask, axis=axis)
+                                / reference["through_plane"]),
     }
-    return result, seg
+    return result
 
 
 # ----------------------------------------------------------------------------- running
@@ -177,10 +190,7 @@ def _cached(path: Path, compute):
     if path.is_file():
         return json.loads(path.read_text())
     value = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(value, indent=1))
-    tmp.replace(path)
+    write_atomically(path, json.dumps(value, indent=1))
     return value
 
 
@@ -198,21 +208,16 @@ def _methods(model, peers: Peers, source: np.ndarray, mask: np.ndarray,
 
 
 def _measure(make: Callable[[], np.ndarray], target: np.ndarray, mask: np.ndarray,
-             target_seg: np.ndarray, truth: np.ndarray, axis: int,
+             target_seg: np.ndarray, truth: np.ndarray, reference: dict, axis: int,
              save: Path | None = None) -> dict:
-    """Run one method (timed) and evaluate its output; ratios are taken to the target's."""
+    """Run one method (timed) and evaluate its output."""
     start = time.perf_counter()
     image = np.asarray(make(), np.float32)
     seconds = time.perf_counter() - start
     if save:
         np.save(save.with_name(_slug(save.name) + ".npy"), image.astype(np.float16))
-    result, _ = evaluate(image, target, mask, target_seg, truth, axis)
-    result["seconds"] = seconds
-    result["lesion_contrast_ratio"] = (result.pop("lesion_contrast")
-                                       / lesion_contrast(target, truth))
-    result["through_plane_ratio"] = (result.pop("through_plane")
-                                     / metrics.through_plane_consistency(target, mask, axis=axis))
-    return result
+    return {**evaluate(image, target, mask, target_seg, truth, reference, axis),
+            "seconds": seconds}
 
 
 def _target_segmentation(path: Path, target: np.ndarray, mask: np.ndarray,
@@ -264,10 +269,12 @@ def run_direction(direction: str, args: argparse.Namespace) -> tuple[dict[str, l
         truth = _truth_labels(args.heldout_bids, record)
         target_seg = _target_segmentation(cache / sub / "target_dseg.nii.gz", target, mask,
                                           nib.load(record["source"]).affine)
+        reference = target_reference(target, mask, truth, SLICE_AXIS)
         for name, make in _methods(model, peers, source, mask, args.steps).items():
             result = _cached(cache / sub / f"{_slug(name)}.json",
                              partial(_measure, make, target, mask, target_seg, truth,
-                                     SLICE_AXIS, args.save_images and cache / sub / name))
+                                     reference, SLICE_AXIS,
+                                     args.save_images and cache / sub / name))
             result["subject"] = sub
             results.setdefault(name, []).append(result)
             print(f"{direction} {sub} {name}: MSE {result['mse']:.3g}, "
@@ -434,9 +441,7 @@ def record_in_model(model_dir: Path, summary: dict, command: str) -> None:
     meta["benchmark"] = {"command": f"python benchmarks/quality.py {command}",
                          "date": time.strftime("%Y-%m-%d"),
                          **{k: v for k, v in summary.items() if k != "model"}}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    write_atomically(path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -176,16 +176,16 @@ def describe_training_data(bids_dir: Path, pairs) -> dict:
 
 def _phantom_truth(bids_dir: Path, pairs) -> dict:
     """Seeds and groups of phantom subjects (``derivatives/phantom``), if the data is one."""
+    from ..phantom import truth_file
+
     subjects = {}
     for pair in pairs:
-        sub, ses = f"sub-{pair.subject}", f"ses-{pair.source.session}"
-        sidecar = (bids_dir / "derivatives" / "phantom" / sub / ses / "anat"
-                   / f"{sub}_{ses}_dseg.json")
+        sidecar = truth_file(bids_dir, pair.subject, str(pair.source.session), "dseg.json")
         try:
             truth = json.loads(sidecar.read_text())["PhantomTruth"]
         except (OSError, ValueError, KeyError):
             continue
-        subjects[sub] = {"seed": [truth["seed"], truth["subject_index"]],
+        subjects[f"sub-{pair.subject}"] = {"seed": [truth["seed"], truth["subject_index"]],
                          "group": truth["group"], "size": truth["size"],
                          "lesion_volume_ml": truth.get("lesion_volume_ml", 0.0)}
     if not subjects:

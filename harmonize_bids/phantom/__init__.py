@@ -5,7 +5,7 @@ template deformed per subject, with atrophy, optional MS lesions, skull and scal
 with the MPRAGE signal equation and each scanner's protocol (Durrer et al. 2023, Table 4).
 """
 
-from .dataset import write_phantom_dataset
+from .dataset import truth_file, write_phantom_dataset
 from .protocols import PROTOCOLS, Protocol
 
-__all__ = ['PROTOCOLS', 'Protocol', 'write_phantom_dataset']
+__all__ = ['PROTOCOLS', 'Protocol', 'truth_file', 'write_phantom_dataset']

@@ -13,6 +13,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from .dataset import truth_file
 from .tissues import DSEG_LABELS
 
 
@@ -24,13 +25,12 @@ def tissue_stats(root: str | Path, sub: str, ses: str, *,
     root = Path(root)
     stem = f'sub-{sub}_ses-{ses}'
     raw = root / f'sub-{sub}/ses-{ses}/anat/{stem}_T1w.nii.gz'
-    gt = root / f'derivatives/phantom/sub-{sub}/ses-{ses}/anat'
-    dseg = np.asarray(nib.load(gt / f'{stem}_dseg.nii.gz').dataobj)
+    dseg = np.asarray(nib.load(truth_file(root, sub, ses, 'dseg.nii.gz')).dataobj)
     if n4:
         from ..image.bias import n4_correct
 
         with tempfile.TemporaryDirectory() as tmp:
-            out = n4_correct(raw, gt / f'{stem}_desc-brain_mask.nii.gz',
+            out = n4_correct(raw, truth_file(root, sub, ses, 'desc-brain_mask.nii.gz'),
                              Path(tmp) / 'n4.nii.gz')
             img = np.asarray(nib.load(out).dataobj, dtype=np.float32)
     else:

@@ -119,8 +119,17 @@ def _write_top_level(root: Path, deriv: Path) -> None:
                        'tissue probability inside the brain; label table dseg.tsv).'})
 
 
-def _write_session(root: Path, deriv: Path, sub: str, ses: str, acq: Acquisition,
-                   sidecar: dict, truth: dict) -> None:
+def truth_file(root: str | Path, sub: str, ses: str, suffix: str) -> Path:
+    """A ground-truth file of one phantom session, e.g. ``suffix='dseg.nii.gz'``:
+    ``derivatives/phantom/sub-X/ses-Y/anat/sub-X_ses-Y_<suffix>`` (labels with or
+    without their ``sub-`` / ``ses-`` prefix)."""
+    sub, ses = sub.removeprefix('sub-'), ses.removeprefix('ses-')
+    return (Path(root) / 'derivatives' / 'phantom' / f'sub-{sub}' / f'ses-{ses}' / 'anat'
+            / f'sub-{sub}_ses-{ses}_{suffix}')
+
+
+def _write_session(root: Path, sub: str, ses: str, acq: Acquisition, sidecar: dict,
+                   truth: dict) -> None:
     anat = root / f'sub-{sub}' / f'ses-{ses}' / 'anat'
     anat.mkdir(parents=True, exist_ok=True)
     stem = f'sub-{sub}_ses-{ses}'
@@ -128,20 +137,22 @@ def _write_session(root: Path, deriv: Path, sub: str, ses: str, acq: Acquisition
     _write_nifti(anat / f'{stem}_T1w.nii.gz', acq.image, acq.affine)
     _write_json(anat / f'{stem}_T1w.json', sidecar)
 
-    dout = deriv / f'sub-{sub}' / f'ses-{ses}' / 'anat'
-    dout.mkdir(parents=True, exist_ok=True)
+    def dout(suffix: str) -> Path:
+        return truth_file(root, sub, ses, suffix)
+
+    dout('dseg.nii.gz').parent.mkdir(parents=True, exist_ok=True)
     common = {'Sources': [f'bids:raw:{raw_rel}'], 'SpatialReference': f'bids:raw:{raw_rel}'}
-    _write_nifti(dout / f'{stem}_dseg.nii.gz', acq.dseg, acq.affine)
-    _write_json(dout / f'{stem}_dseg.json', {
+    _write_nifti(dout('dseg.nii.gz'), acq.dseg, acq.affine)
+    _write_json(dout('dseg.json'), {
         **common, 'Manual': False, 'PhantomTruth': {**truth, **acq.info}})
-    _write_nifti(dout / f'{stem}_desc-brain_mask.nii.gz', acq.brain_mask, acq.affine)
-    _write_json(dout / f'{stem}_desc-brain_mask.json', {
+    _write_nifti(dout('desc-brain_mask.nii.gz'), acq.brain_mask, acq.affine)
+    _write_json(dout('desc-brain_mask.json'), {
         'Description': 'Phantom ground-truth brain mask (template brain, deformed).',
         'Type': 'Brain', **common})
     if truth['group'] == 'MS':
         lesion = (acq.dseg == 4).astype(np.uint8)
-        _write_nifti(dout / f'{stem}_label-lesion_mask.nii.gz', lesion, acq.affine)
-        _write_json(dout / f'{stem}_label-lesion_mask.json', {
+        _write_nifti(dout('label-lesion_mask.nii.gz'), lesion, acq.affine)
+        _write_json(dout('label-lesion_mask.json'), {
             'Description': 'Phantom MS-like T1-hypointense white-matter lesions.',
             'Type': 'Lesion', **common})
 
@@ -184,7 +195,7 @@ def write_phantom_dataset(out_dir: str | Path, *, n_subjects: int, seed: int,
             acq = acquire(anat, protocol, np.random.default_rng(ss), factor=factor)
             sidecar = protocol.sidecar()
             sidecar['AcquisitionVoxelSize'] = [round(v * factor, 4) for v in protocol.voxel_size]
-            _write_session(root, deriv, sub, protocol.session, acq, sidecar,
+            _write_session(root, sub, protocol.session, acq, sidecar,
                            {**truth, 'MagneticFieldStrength': b0})
         rows.append(f'sub-{sub}\t{age:.1f}\t{sex}\t{"MS" if ms else "HC"}')
         LOGGER.info('sub-%s (%s, age %.0f) written', sub, 'MS' if ms else 'HC', age)
