@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=positive_int, default=16,
                         help="slices per step per process")
     parser.add_argument("--lr", type=positive_float, default=1e-4, help="AdamW learning rate")
+    parser.add_argument("--lr-decay-iterations", type=non_negative_int, default=0,
+                        help="lower the learning rate linearly towards zero over the last N "
+                             "iterations (0: constant); a constant-rate run can be resumed "
+                             "with a decay to anneal it")
     parser.add_argument("--patch-size", type=positive_int,
                         help="train on random square patches of this size (default: whole "
                              "brain-box slices)")
@@ -141,6 +145,7 @@ def run(options: argparse.Namespace) -> int:
         [mask for _, _, mask in volumes], model_dir,
         work_dir=work_dir / f"checkpoints-{options.source_field:g}T-to-{options.target_field:g}T",
         iterations=options.iterations, batch_size=options.batch_size, lr=options.lr,
+        lr_decay_iterations=options.lr_decay_iterations,
         device=options.device, seed=options.seed, resume=options.resume,
         checkpoint_every=options.checkpoint_every, val_fraction=options.val_fraction,
         patch_size=options.patch_size, sloppy=options.sloppy,

@@ -5,7 +5,10 @@
 the EMA weights.  Full training state (network, EMA, optimizer, iteration, losses) is
 checkpointed to ``work_dir`` every ``checkpoint_every`` iterations; ``resume=True``
 continues bit-exactly because every iteration's randomness (slice choice, patch corner,
-timesteps, noise) comes from a generator seeded from ``(seed, rank, iteration)``.
+timesteps, noise) comes from a generator seeded from ``(seed, rank, iteration)`` and the
+learning rate is a function of the iteration alone (constant, then optionally a linear
+decay over the last ``lr_decay_iterations``).  A constant-rate run can therefore be
+resumed with a larger ``lr_decay_iterations`` to anneal it.
 
 Launched under ``torchrun`` (``WORLD_SIZE`` > 1) it runs DistributedDataParallel (gloo on
 CPU, NCCL on CUDA); each rank draws its own batch, gradients are averaged, and rank 0
@@ -53,6 +56,13 @@ class TrainResult:
 
 def _derived_seed(*key: int) -> int:
     return int(np.random.SeedSequence(list(key)).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def learning_rate(iteration: int, iterations: int, lr: float, decay_iterations: int) -> float:
+    """Rate of 0-based ``iteration``: ``lr``, then linear to ``lr / decay`` at the last one."""
+    if decay_iterations <= 0:
+        return lr
+    return lr * min(1.0, (iterations - iteration) / decay_iterations)
 
 
 def _split(pairs: SlicePairs, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -125,7 +135,8 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
           masks: Sequence[np.ndarray], model_dir: str | os.PathLike[str], *,
           work_dir: str | os.PathLike[str] | None = None, iterations: int = 300_000,
-          batch_size: int = 4, lr: float = 1e-4, weight_decay: float = 0.0,
+          batch_size: int = 4, lr: float = 1e-4, lr_decay_iterations: int = 0,
+          weight_decay: float = 0.0,
           ema_decay: float = 0.9999, device: str | torch.device = "auto",
           precision: str = "auto", seed: int = 0, resume: bool = False,
           checkpoint_every: int = 1000, val_fraction: float = 0.1,
@@ -144,6 +155,8 @@ def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
     work_dir : checkpoints go here (default: ``<model_dir>.work``).
     iterations : total optimizer steps (also the target when resuming).
     batch_size : slices per step per process.
+    lr, lr_decay_iterations : AdamW rate, constant except over the last
+        ``lr_decay_iterations`` steps, where it falls linearly towards zero.
     patch_size : train on random square patches of this size (rounded down to the
         network's multiple) instead of whole brain-box slices.
     sloppy : the tiny test network (ignored when ``network`` is given).
@@ -233,6 +246,8 @@ def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
             src, tgt = pairs.batch(idx, patch=patch, generator=gen)
             t = torch.randint(0, num_train, (batch_size,), generator=gen)
             noise = torch.randn(tgt.shape, generator=gen)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(it, iterations, lr, lr_decay_iterations)
             loss = _loss(ddp, scheduler, model.prediction_type, src, tgt, t, noise, dev, dtype)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -272,6 +287,7 @@ def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
                           "train_slices": int(len(train_idx)), "val_slices": int(len(val_idx)),
                           "frame": list(pairs.frame)},
         "training": {"batch_size": batch_size, "processes": world, "lr": lr,
+                     "lr_decay_iterations": lr_decay_iterations,
                      "weight_decay": weight_decay, "ema_decay": ema_decay, "seed": seed,
                      "patch": list(patch) if patch else None, "precision": str(dtype),
                      "optimizer": "AdamW"},

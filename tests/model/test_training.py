@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from harmonize_bids.model import harmonize_volume, load_model_folder
-from harmonize_bids.model.training import CHECKPOINT, train
+from harmonize_bids.model.training import CHECKPOINT, learning_rate, train
 
 from .conftest import phantom_pair
 
@@ -67,6 +67,27 @@ def test_resume_continues_exactly(tmp_path):
                             resumed.model.net.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
 
+
+
+def test_learning_rate_constant_then_linear_decay():
+    rates = [learning_rate(it, 10, 1.0, 4) for it in range(10)]
+    assert rates == [1.0] * 7 + [0.75, 0.5, 0.25]
+    assert [learning_rate(it, 10, 1.0, 0) for it in range(10)] == [1.0] * 10
+
+
+def test_constant_run_resumed_with_decay_matches_straight_decayed_run(tmp_path):
+    source, target, mask = phantom_pair((6, 16, 16))
+    kwargs = dict(batch_size=2, lr=1e-2, sloppy=True, device="cpu", precision="fp32",
+                  val_fraction=0, checkpoint_every=4, progress=False)
+    straight = train([source], [target], [mask], tmp_path / "a", iterations=7,
+                     lr_decay_iterations=3, **kwargs)
+    constant = train([source], [target], [mask], tmp_path / "c", iterations=7, **kwargs)
+    train([source], [target], [mask], tmp_path / "b", iterations=4, **kwargs)
+    annealed = train([source], [target], [mask], tmp_path / "b", iterations=7,
+                     lr_decay_iterations=3, resume=True, **kwargs)
+    assert annealed.losses == straight.losses
+    assert annealed.losses[:5] == constant.losses[:5] and annealed.losses != constant.losses
+    assert annealed.model.meta["training"]["lr_decay_iterations"] == 3
 
 def test_torchrun_two_ranks_identical_weights(tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
