@@ -215,7 +215,7 @@ def _measure(make: Callable[[], np.ndarray], target: np.ndarray, mask: np.ndarra
     image = np.asarray(make(), np.float32)
     seconds = time.perf_counter() - start
     if save:
-        np.save(save.with_name(_slug(save.name) + ".npy"), image.astype(np.float16))
+        np.save(save.with_suffix(".npy"), image.astype(np.float16))
     return {**evaluate(image, target, mask, target_seg, truth, reference, axis),
             "seconds": seconds}
 
@@ -232,6 +232,12 @@ def _target_segmentation(path: Path, target: np.ndarray, mask: np.ndarray,
 
 def _slug(name: str) -> str:
     return "".join(c for c in name.lower().replace(" ", "_") if c.isalnum() or c == "_")
+
+
+def _cache_stem(name: str, weights_sha256: str | None) -> str:
+    """Cache file stem; a model's results are keyed by its weights, so new weights rerun."""
+    stem = _slug(name)
+    return f"{stem}_{weights_sha256[:12]}" if name.startswith("Ours") else stem
 
 
 def run_direction(direction: str, args: argparse.Namespace) -> tuple[dict[str, list[dict]],
@@ -271,10 +277,10 @@ def run_direction(direction: str, args: argparse.Namespace) -> tuple[dict[str, l
                                           nib.load(record["source"]).affine)
         reference = target_reference(target, mask, truth, SLICE_AXIS)
         for name, make in _methods(model, peers, source, mask, args.steps).items():
-            result = _cached(cache / sub / f"{_slug(name)}.json",
+            stem = cache / sub / _cache_stem(name, model and model.weights_sha256)
+            result = _cached(stem.with_suffix(".json"),
                              partial(_measure, make, target, mask, target_seg, truth,
-                                     reference, SLICE_AXIS,
-                                     args.save_images and cache / sub / name))
+                                     reference, SLICE_AXIS, args.save_images and stem))
             result["subject"] = sub
             results.setdefault(name, []).append(result)
             print(f"{direction} {sub} {name}: MSE {result['mse']:.3g}, "
@@ -399,8 +405,12 @@ def tables(direction: str, summary: dict[str, dict], default: str, about: dict) 
     return "\n".join(lines) + "\n"
 
 
-def plot_examples(args: argparse.Namespace, default: str, out_file: Path) -> Path:
-    """One axial slice through the lesions of a held-out subject: every method per direction."""
+def plot_examples(args: argparse.Namespace, default: str, weights: dict[str, str],
+                  out_file: Path) -> Path:
+    """One axial slice through the lesions of a held-out subject: every method per direction.
+
+    ``weights`` maps each direction to its model's weights SHA-256 (the cache key).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -417,7 +427,8 @@ def plot_examples(args: argparse.Namespace, default: str, out_file: Path) -> Pat
         lesion = truth == LESION_LABEL
         z = int(np.argwhere(lesion if lesion.any() else truth > 0)[:, 2].mean())
         images = {name: np.load(args.cache / direction / record["subject"]
-                                / f"{_slug(name)}.npy").astype(np.float32)
+                                / f"{_cache_stem(name, weights[direction])}.npy"
+                                ).astype(np.float32)
                   for name in columns[:-1]}
         images["Target"] = _load(record["target"]) * (_load(record["mask"]) > 0)
         images["|ours - target|"] = np.abs(images[default] - images["Target"])
@@ -496,7 +507,9 @@ def main(argv: list[str] | None = None) -> int:
                 for c, m, ok in acceptance(summary, default)]
         text.append(tables(direction, summary, default, about))
     if args.figure:
-        plot_examples(args, default, args.figure)
+        weights = {direction: summary.get("model", {}).get("weights_sha256")
+                   for direction, summary in summaries.items()}
+        plot_examples(args, default, weights, args.figure)
     if args.record:
         for summary in summaries.values():
             if "model" in summary:

@@ -73,3 +73,13 @@ def test_quality_tables_on_a_tiny_phantom(tmp_path):
                          "--cache", str(tmp_path / "cache"), "--json", str(summaries)]) == 0
     again = json.loads(summaries.read_text())["1.5T-to-3T"]["methods"]
     assert again["Ours (dpm, 2 steps)"]["mse"] == methods["Ours (dpm, 2 steps)"]["mse"]
+    # Other weights are not served from that cache: the model's results are keyed by them.
+    other = tiny_model(tmp_path / "other", seed=2)
+    assert quality.main([str(heldout), str(tmp_path / "heldout_work"), "--train-work",
+                         str(tmp_path / "train_work"), "--directions", "1.5T-to-3T",
+                         "--model-1p5T-to-3T", str(other), "--steps", "2",
+                         "--cache", str(tmp_path / "cache"), "--json", str(summaries)]) == 0
+    retrained = json.loads(summaries.read_text())["1.5T-to-3T"]["methods"]
+    assert retrained["Ours (dpm, 2 steps)"]["mse"] != methods["Ours (dpm, 2 steps)"]["mse"]
+    assert retrained["Nyul"]["mse"] == methods["Nyul"]["mse"]
+    assert len(list((tmp_path / "cache" / "1.5T-to-3T" / "sub-01").glob("ours_*.json"))) == 2
