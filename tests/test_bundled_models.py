@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
+from pathlib import Path
 
 import pytest
 
 from harmonize_bids.cli.run import main
+from harmonize_bids.cli.train import parse_args as parse_train_args
 from harmonize_bids.model.folder import load_model_folder
 from harmonize_bids.participant import BUNDLED_MODELS, bundled_model_dir
 
@@ -29,6 +33,24 @@ def test_bundled_model_loads_and_documents_itself(source, target):
     assert benchmark["subjects"] >= 6
     for method in ("Original", "Histogram matching", "Nyul", benchmark["default"]):
         assert benchmark["methods"][method]["mse"] > 0
+
+
+@pytest.mark.parametrize(("source", "target"), DIRECTIONS)
+def test_readme_rebuild_command_matches_the_bundled_model(source, target):
+    folder = bundled_model_dir(source, target)
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    commands = [shlex.split(c.replace("\\\n", " ")) for c in
+                re.findall(r"harmonize-bids-train .*?(?:\\\n.*?)*\n", readme)]
+    argv = next(c[1:] for c in commands if f"harmonize_bids/data/models/{folder.name}" in c)
+    options = parse_train_args(argv)
+    meta = json.loads((folder / "model.json").read_text())
+    assert (options.source_field, options.target_field) == (source, target)
+    assert options.iterations == meta["iterations"]
+    training = meta["training"]
+    assert options.lr_decay_iterations == training.get("lr_decay_iterations", 0)
+    assert (options.batch_size, options.seed, options.lr) == (
+        training["batch_size"], training["seed"], training["lr"])
+    assert [options.patch_size] * 2 == training["patch"]
 
 
 def test_bundled_models_are_small():
