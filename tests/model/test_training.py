@@ -68,7 +68,6 @@ def test_resume_continues_exactly(tmp_path):
         assert torch.equal(a, b), name
 
 
-
 def test_learning_rate_constant_then_linear_decay():
     rates = [learning_rate(it, 10, 1.0, 4) for it in range(10)]
     assert rates == [1.0] * 7 + [0.75, 0.5, 0.25]
@@ -88,6 +87,7 @@ def test_constant_run_resumed_with_decay_matches_straight_decayed_run(tmp_path):
     assert annealed.losses == straight.losses
     assert annealed.losses[:5] == constant.losses[:5] and annealed.losses != constant.losses
     assert annealed.model.meta["training"]["lr_decay_iterations"] == 3
+
 
 def test_torchrun_two_ranks_identical_weights(tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
