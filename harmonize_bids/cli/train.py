@@ -23,7 +23,7 @@ from ..bids import (
     pair_sessions,
     validate_bids,
 )
-from ..errors import InvalidBIDSError, UsageError
+from ..errors import InvalidBIDSError, MissingInputError, UsageError
 from .common import LOGGER, run_entry_point
 from .parser import (
     SKULL_STRIP_METHODS,
@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--patch-size", type=positive_int,
                         help="train on random square patches of this size (default: whole "
                              "brain-box slices)")
+    parser.add_argument("--init-from", type=Path, metavar="MODEL_DIR",
+                        help="fine-tune this model folder of the same direction (e.g. a "
+                             "bundled one: 'bundled') instead of starting from random weights; "
+                             "its network and schedule are kept")
     parser.add_argument("--prediction-type", choices=("epsilon", "v_prediction"),
                         default="v_prediction",
                         help="what the network predicts (epsilon: the paper)")
@@ -109,10 +113,32 @@ def main(argv: list[str] | None = None) -> int:
     return run_entry_point(parse_args, run, argv, prog="harmonize-bids-train")
 
 
+def initial_model(options: argparse.Namespace):
+    """The model to fine-tune (``--init-from``; 'bundled' = the packaged one), or None."""
+    from ..model.folder import ModelFolderError, load_model_folder
+    from ..participant import bundled_model_dir
+
+    if options.init_from is None:
+        return None
+    path = options.init_from
+    if str(path) == "bundled":
+        path = bundled_model_dir(options.source_field, options.target_field)
+        if path is None:
+            raise MissingInputError(
+                f"No bundled {options.source_field:g}T->{options.target_field:g}T model to "
+                "fine-tune; pass --init-from MODEL_DIR or leave it out.")
+    try:
+        return load_model_folder(path, source_field=options.source_field,
+                                 target_field=options.target_field)
+    except ModelFolderError as error:
+        raise MissingInputError(f"--init-from: {error}") from None
+
+
 def run(options: argparse.Namespace) -> int:
     from ..model.training import train
     from ..training_data import prepare_pairs, wait_for_pairs
 
+    init_model = initial_model(options)
     bids_dir = options.bids_dir.absolute()
     model_dir = options.model_dir.absolute()
     work_dir = (options.work_dir or model_dir.with_name(model_dir.name + ".work")).absolute()
@@ -151,7 +177,8 @@ def run(options: argparse.Namespace) -> int:
         patch_size=options.patch_size, sloppy=options.sloppy,
         prediction_type=options.prediction_type, context_slices=options.context_slices,
         source_field=options.source_field, target_field=options.target_field,
-        name=options.name, training_data=describe_training_data(bids_dir, pairs))
+        name=options.name, training_data=describe_training_data(bids_dir, pairs),
+        init_from=init_model)
     if rank == 0:
         val = f", validation loss {result.val_losses[-1][1]:.4g}" if result.val_losses else ""
         LOGGER.info("Model written to %s after %d iterations%s", result.model_dir,

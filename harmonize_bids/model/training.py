@@ -58,6 +58,25 @@ def _derived_seed(*key: int) -> int:
     return int(np.random.SeedSequence(list(key)).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
+def fine_tuning_start(base: HarmonizationModel, source_field: float, target_field: float,
+                      name: str | None = None) -> HarmonizationModel:
+    """A trainable copy of ``base`` (same direction) that records where it started."""
+    fresh = new_model(base.network_config, context_slices=base.context_slices,
+                      prediction_type=base.prediction_type, source_field=source_field,
+                      target_field=target_field, name=name)
+    if fresh.direction != base.direction:
+        raise ValueError(f"Cannot fine-tune the {base.direction} model {base.path} into a "
+                         f"{fresh.direction} model; pick the model of that direction.")
+    fresh.net.load_state_dict(base.net.state_dict())
+    fresh.scheduler_config = dict(base.scheduler_config)
+    fresh.preprocessing = dict(base.preprocessing)
+    fresh.meta["fine_tuned_from"] = {
+        "name": base.meta.get("name"), "path": str(base.path) if base.path else None,
+        "weights_sha256": base.weights_sha256, "iterations": base.meta.get("iterations"),
+        "fine_tuned_from": base.meta.get("fine_tuned_from")}
+    return fresh
+
+
 def learning_rate(iteration: int, iterations: int, lr: float, decay_iterations: int) -> float:
     """Rate of 0-based ``iteration``: ``lr``, then linear to ``lr / decay`` at the last one."""
     if decay_iterations <= 0:
@@ -144,7 +163,8 @@ def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
           network: str | dict[str, Any] | None = None, prediction_type: str = "v_prediction",
           context_slices: int = 0, source_field: float = 1.5, target_field: float = 3.0,
           name: str | None = None, training_data: dict[str, Any] | None = None,
-          grad_clip: float = 1.0, progress: bool = True) -> TrainResult:
+          grad_clip: float = 1.0, init_from: HarmonizationModel | None = None,
+          progress: bool = True) -> TrainResult:
     """Train a harmonization model on paired volumes and export it to ``model_dir``.
 
     Parameters
@@ -164,6 +184,10 @@ def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
     context_slices : neighbouring source slices on each side given as extra channels.
     source_field, target_field : Tesla; recorded as the direction in model.json.
     training_data : free-form description recorded in model.json.
+    init_from : fine-tune this model (e.g. a bundled one): its network, schedule,
+        preprocessing and weights are the starting point (``network``, ``sloppy``,
+        ``prediction_type`` and ``context_slices`` are then ignored); its direction must
+        be this run's.  model.json records it under ``fine_tuned_from``.
     """
     t_start = time.monotonic()
     model_dir = Path(model_dir)
@@ -183,12 +207,15 @@ def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
     world = dist.get_world_size() if distributed else 1
     dtype = resolve_precision(dev, precision)
 
-    model = new_model(network or ("sloppy" if sloppy else "default"),
-                      prediction_type=prediction_type, context_slices=context_slices,
-                      source_field=source_field, target_field=target_field, name=name,
-                      seed=seed)
+    if init_from is not None:
+        model = fine_tuning_start(init_from, source_field, target_field, name)
+    else:
+        model = new_model(network or ("sloppy" if sloppy else "default"),
+                          prediction_type=prediction_type, context_slices=context_slices,
+                          source_field=source_field, target_field=target_field, name=name,
+                          seed=seed)
     pairs = extract_slice_pairs(sources, targets, masks, axis=model.slice_axis,
-                                context_slices=context_slices, multiple=model.multiple)
+                                context_slices=model.context_slices, multiple=model.multiple)
     train_idx, val_idx = _split(pairs, val_fraction, seed)
     patch = None
     if patch_size is not None:

@@ -32,6 +32,29 @@ def test_train_writes_a_loadable_model_and_resumes(travelling_dataset, tmp_path)
     meta = json.loads((model_dir / "model.json").read_text())
     assert meta["iterations"] == 4
     assert (tmp_path / "model.work" / "pairs" / "sub-01" / "pair_1.5T-to-3T.json").is_file()
+    tuned_dir = tmp_path / "tuned"
+    assert _train(*common[:1], tuned_dir, *common[2:], "--iterations", "2", "--init-from",
+                  model_dir, "-w", tmp_path / "model.work") == 0
+    tuned = json.loads((tuned_dir / "model.json").read_text())
+    assert tuned["fine_tuned_from"]["weights_sha256"] == meta["weights_sha256"]
+
+
+def test_init_from_must_be_a_model_of_the_direction(travelling_dataset, tmp_path, capsys):
+    common = [travelling_dataset, tmp_path / "model", "--source-field", "3",
+              "--target-field", "1.5", "--sloppy", "--skull-strip", "none"]
+    assert _train(*common, "--init-from", tmp_path / "missing") == 66
+    assert "--init-from" in capsys.readouterr().err
+    assert not (tmp_path / "model").exists()
+
+
+def test_init_from_bundled_is_the_packaged_model_of_the_direction():
+    from harmonize_bids.cli.train import initial_model, parse_args
+    from harmonize_bids.participant import bundled_model_dir
+
+    options = parse_args(["bids", "model", "--source-field", "3", "--target-field", "1.5",
+                          "--init-from", "bundled"])
+    model = initial_model(options)
+    assert model.path == bundled_model_dir(3.0, 1.5) and model.direction == "3T->1.5T"
 
 
 def test_train_refuses_unpaired_subjects(tmp_path, capsys):

@@ -117,3 +117,26 @@ def test_validation_holds_out_whole_volumes(tmp_path):
     assert data["val_slices"] == per_volume and data["train_slices"] == 2 * per_volume
     assert len(result.val_losses) == 1 and np.isfinite(result.val_losses[0][1])
     assert load_model_folder(tmp_path / "m").meta["training"]["patch"] == [8, 8]
+
+
+def test_fine_tuning_starts_from_the_given_model(tmp_path):
+    source, target, mask = phantom_pair((6, 16, 16))
+    kwargs = dict(batch_size=2, lr=1e-3, device="cpu", precision="fp32", val_fraction=0,
+                  checkpoint_every=100, progress=False)
+    base = train([source], [target], [mask], tmp_path / "base", iterations=3, sloppy=True,
+                 context_slices=1, **kwargs).model
+    # a zero learning rate keeps the weights: the start is exactly the base model
+    same = train([source], [target], [mask], tmp_path / "same", iterations=2, lr=0.0,
+                 init_from=base, **{k: v for k, v in kwargs.items() if k != "lr"}).model
+    for (name, a), b in zip(base.net.state_dict().items(), same.net.state_dict().values(),
+                            strict=True):
+        assert torch.equal(a, b), name
+    tuned = load_model_folder(train([source], [target], [mask], tmp_path / "tuned",
+                                    iterations=2, init_from=base, **kwargs).model_dir)
+    assert tuned.context_slices == 1 and tuned.network_config == base.network_config
+    assert tuned.meta["fine_tuned_from"]["weights_sha256"] == base.weights_sha256
+    assert tuned.meta["fine_tuned_from"]["iterations"] == 3
+    assert tuned.weights_sha256 != base.weights_sha256
+    with pytest.raises(ValueError, match="fine-tune the 1.5T->3T model"):
+        train([source], [target], [mask], tmp_path / "other", iterations=1, init_from=base,
+              source_field=3.0, target_field=1.5, **kwargs)
