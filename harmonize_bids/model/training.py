@@ -73,8 +73,19 @@ def fine_tuning_start(base: HarmonizationModel, source_field: float, target_fiel
     fresh.meta["fine_tuned_from"] = {
         "name": base.meta.get("name"), "path": str(base.path) if base.path else None,
         "weights_sha256": base.weights_sha256, "iterations": base.meta.get("iterations"),
+        "iterations_total": base.meta.get("iterations_total", base.meta.get("iterations")),
+        "wall_time_total_s": base.meta.get("wall_time_total_s", base.meta.get("wall_time_s")),
+        "training_data": base.meta.get("training_data"), "training": base.meta.get("training"),
         "fine_tuned_from": base.meta.get("fine_tuned_from")}
     return fresh
+
+
+def _totals(base: dict[str, Any] | None, iterations: int, wall: float) -> dict[str, Any]:
+    """Iterations and wall time including the fine-tuned-from chain (empty if none)."""
+    if not base:
+        return {}
+    return {"iterations_total": int(base.get("iterations_total") or 0) + iterations,
+            "wall_time_total_s": round(float(base.get("wall_time_total_s") or 0.0) + wall, 1)}
 
 
 def learning_rate(iteration: int, iterations: int, lr: float, decay_iterations: int) -> float:
@@ -308,6 +319,7 @@ def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
     meta = {
         "iterations": iterations,
         "wall_time_s": round(wall, 1),
+        **_totals(model.meta.get("fine_tuned_from"), iterations, wall),
         "metrics": {"train_loss_last100": float(np.mean(losses[-100:])) if losses else None,
                     "val_loss": val_losses[-1][1] if val_losses else None},
         "training_data": {**(training_data or {}), "pairs": len(sources),

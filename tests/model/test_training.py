@@ -136,6 +136,8 @@ def test_fine_tuning_starts_from_the_given_model(tmp_path):
     assert tuned.context_slices == 1 and tuned.network_config == base.network_config
     assert tuned.meta["fine_tuned_from"]["weights_sha256"] == base.weights_sha256
     assert tuned.meta["fine_tuned_from"]["iterations"] == 3
+    assert tuned.meta["iterations"] == 2 and tuned.meta["iterations_total"] == 5
+    assert tuned.meta["wall_time_total_s"] > tuned.meta["wall_time_s"]
     assert tuned.weights_sha256 != base.weights_sha256
     with pytest.raises(ValueError, match="fine-tune the 1.5T->3T model"):
         train([source], [target], [mask], tmp_path / "other", iterations=1, init_from=base,
