@@ -405,6 +405,22 @@ def tables(direction: str, summary: dict[str, dict], default: str, about: dict) 
     return "\n".join(lines) + "\n"
 
 
+def per_subject_table(results: dict[str, list[dict]], default: str) -> str:
+    """The default setting's MSE and AHD per held-out subject, as fractions of Original."""
+    if default not in results:
+        return ""
+    original = {row["subject"]: row for row in results["Original"]}
+    lines = ["", f"Table 5. {default} per held-out subject (x Original).", "",
+             "| subject | MSE | AHD | CSF / GM / WM volume difference |", "|---|---|---|---|"]
+    for row in results[default]:
+        orig = original[row["subject"]]
+        volumes = " / ".join(f"{row['volume_diff'][t] / orig['volume_diff'][t]:.2f}"
+                             for t in metrics.TISSUES)
+        lines.append(f"| {row['subject']} | {row['mse'] / orig['mse']:.3f} | "
+                     f"{row['ahd'] / orig['ahd']:.3f} | {volumes} |")
+    return "\n".join(lines) + "\n"
+
+
 def plot_examples(args: argparse.Namespace, default: str, weights: dict[str, str],
                   out_file: Path) -> Path:
     """One axial slice through the lesions of a held-out subject: every method per direction.
@@ -506,6 +522,7 @@ def main(argv: list[str] | None = None) -> int:
                 {"check": c, "measured": m, "met": bool(ok)}
                 for c, m, ok in acceptance(summary, default)]
         text.append(tables(direction, summary, default, about))
+        text.append(per_subject_table(results, default))
     if args.figure:
         weights = {direction: summary.get("model", {}).get("weights_sha256")
                    for direction, summary in summaries.items()}

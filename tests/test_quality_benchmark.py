@@ -56,7 +56,7 @@ def test_quality_tables_on_a_tiny_phantom(tmp_path):
                          "--figure-subject", "sub-01"]) == 0
     assert (tmp_path / "example.png").stat().st_size > 0
     text = report.read_text()
-    for heading in ("Table 1", "Table 2", "Table 3", "Table 4", "Acceptance"):
+    for heading in ("Table 1", "Table 2", "Table 3", "Table 4", "Acceptance", "Table 5"):
         assert heading in text
     summary = json.loads(summaries.read_text())["1.5T-to-3T"]
     assert summary["heldout_seeds"] == [12]
