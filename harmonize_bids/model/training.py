@@ -241,11 +241,17 @@ def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
     val_losses: list[tuple[int, float]] = []
     start, wall_before = 0, 0.0
     ckpt_path = work / CHECKPOINT
+    start_sha256 = init_from.weights_sha256 if init_from is not None else None
     if resume and ckpt_path.is_file():
         state = torch.load(ckpt_path, map_location=dev, weights_only=True)
         if state["network_config"] != model.network_config:
             raise ValueError(f"{ckpt_path} was written for another network config; "
                              "use a fresh work directory or resume=False.")
+        if state.get("init_sha256") != start_sha256:
+            raise ValueError(f"{ckpt_path} was written by a run that started from "
+                             f"{state.get('init_sha256') or 'random weights'}, not from "
+                             f"{start_sha256 or 'random weights'}; use a fresh work directory "
+                             "or resume=False.")
         net.load_state_dict(state["net"])
         optimizer.load_state_dict(state["optimizer"])
         ema.load_state_dict(state["ema"])
@@ -271,7 +277,7 @@ def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
                 "ema": ema.state_dict(), "iteration": iteration,
                 "wall_time_s": wall_before + time.monotonic() - t_start,
                 "losses": losses, "val_losses": [list(v) for v in val_losses],
-                "network_config": model.network_config,
+                "network_config": model.network_config, "init_sha256": start_sha256,
                 "rng": {"scheme": "per-iteration generator from (seed, rank, iteration)",
                         "seed": seed}}
 

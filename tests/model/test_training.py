@@ -139,6 +139,10 @@ def test_fine_tuning_starts_from_the_given_model(tmp_path):
     assert tuned.meta["iterations"] == 2 and tuned.meta["iterations_total"] == 5
     assert tuned.meta["wall_time_total_s"] > tuned.meta["wall_time_s"]
     assert tuned.weights_sha256 != base.weights_sha256
+    # resuming the fine-tuning from the base run's checkpoint is refused
+    with pytest.raises(ValueError, match="started from random weights"):
+        train([source], [target], [mask], tmp_path / "base", iterations=4, init_from=base,
+              resume=True, **kwargs)
     with pytest.raises(ValueError, match="fine-tune the 1.5T->3T model"):
         train([source], [target], [mask], tmp_path / "other", iterations=1, init_from=base,
               source_field=3.0, target_field=1.5, **kwargs)
