@@ -35,22 +35,40 @@ def test_bundled_model_loads_and_documents_itself(source, target):
         assert benchmark["methods"][method]["mse"] > 0
 
 
-@pytest.mark.parametrize(("source", "target"), DIRECTIONS)
-def test_readme_rebuild_command_matches_the_bundled_model(source, target):
-    folder = bundled_model_dir(source, target)
+def _readme_train_commands() -> dict[str, list[str]]:
+    """The harmonize-bids-train commands of the README, keyed by the model folder they write."""
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     commands = [shlex.split(c.replace("\\\n", " ")) for c in
                 re.findall(r"harmonize-bids-train .*?(?:\\\n.*?)*\n", readme)]
-    argv = next(c[1:] for c in commands if f"harmonize_bids/data/models/{folder.name}" in c)
-    options = parse_train_args(argv)
-    meta = json.loads((folder / "model.json").read_text())
-    assert (options.source_field, options.target_field) == (source, target)
+    return {c[2]: c[1:] for c in commands if len(c) > 2}
+
+
+def _check_recipe(options, meta: dict) -> None:
     assert options.iterations == meta["iterations"]
     training = meta["training"]
     assert options.lr_decay_iterations == training.get("lr_decay_iterations", 0)
     assert (options.batch_size, options.seed, options.lr) == (
         training["batch_size"], training["seed"], training["lr"])
     assert [options.patch_size] * 2 == training["patch"]
+
+
+@pytest.mark.parametrize(("source", "target"), DIRECTIONS)
+def test_readme_rebuild_command_matches_the_bundled_model(source, target):
+    folder = bundled_model_dir(source, target)
+    commands = _readme_train_commands()
+    options = parse_train_args(commands[f"harmonize_bids/data/models/{folder.name}"])
+    meta = json.loads((folder / "model.json").read_text())
+    assert (options.source_field, options.target_field) == (source, target)
+    _check_recipe(options, meta)
+    # a fine-tuned model: the README also gives the command that trained its start
+    while "fine_tuned_from" in meta:
+        assert options.init_from is not None
+        meta = meta["fine_tuned_from"]
+        options = parse_train_args(commands[str(options.init_from)])
+        assert (options.source_field, options.target_field) == (source, target)
+        _check_recipe(options, meta)
+        meta = {k: v for k, v in meta.items() if k != "fine_tuned_from" or v}
+    assert options.init_from is None
 
 
 def test_bundled_models_are_small():
