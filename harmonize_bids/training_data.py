@@ -42,6 +42,23 @@ class PreparedPair:
         return source, target, mask
 
 
+def scaling_problems(pair: PreparedPair) -> str | None:
+    """Why a prepared pair's source or registered target looks mis-scaled (None if fine).
+
+    Both are checked inside the source brain mask with
+    :func:`harmonize_bids.image.scaling_problem`: a pair whose intensities were scaled by
+    a few stray bright voxels would teach the model a wrong contrast.
+    """
+    from .image import scaling_problem
+
+    source, target, mask = pair.load()
+    for role, image, path in (("source", source, pair.source), ("target", target, pair.target)):
+        problem = scaling_problem(image, mask)
+        if problem:
+            return f"sub-{pair.subject} {role} {path.name}: {problem}"
+    return None
+
+
 def prepare_pair(pair: TravellingPair, work_dir: Path, *, skull_strip: str = "deepbet",
                  sloppy: bool = False) -> PreparedPair:
     """Preprocess both images of one subject and register the target to the source.

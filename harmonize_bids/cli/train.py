@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prepare-only", action="store_true",
                         help="preprocess and register the pairs into the work dir, then stop "
                              "(e.g. on CPU nodes before training on a GPU)")
+    parser.add_argument("--keep-all-pairs", action="store_true",
+                        help="train on every prepared pair, also those whose intensity "
+                             "scaling looks wrong (excluded by default, with a warning)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the last checkpoint in the work dir")
     parser.add_argument("--device", type=device, default="auto",
@@ -165,6 +168,11 @@ def run(options: argparse.Namespace) -> int:
         LOGGER.info("Prepared %d pair(s) in %s; --prepare-only: not training.", len(prepared),
                     work_dir / "pairs")
         return 0
+    excluded = {} if options.keep_all_pairs else screen_pairs(prepared)
+    prepared = [pair for pair in prepared if f"sub-{pair.subject}" not in excluded]
+    if not prepared:
+        raise MissingInputError("No prepared pair passed the intensity check (see the warnings "
+                                "above); fix the skull stripping or pass --keep-all-pairs.")
     volumes = [pair.load() for pair in prepared]
     result = train(
         [source for source, _, _ in volumes], [target for _, target, _ in volumes],
@@ -177,7 +185,10 @@ def run(options: argparse.Namespace) -> int:
         patch_size=options.patch_size, sloppy=options.sloppy,
         prediction_type=options.prediction_type, context_slices=options.context_slices,
         source_field=options.source_field, target_field=options.target_field,
-        name=options.name, training_data=describe_training_data(bids_dir, pairs),
+        name=options.name,
+        training_data=describe_training_data(
+            bids_dir, [pair for pair in pairs if f"sub-{pair.subject}" not in excluded],
+            excluded),
         init_from=init_model)
     if rank == 0:
         val = f", validation loss {result.val_losses[-1][1]:.4g}" if result.val_losses else ""
@@ -186,8 +197,22 @@ def run(options: argparse.Namespace) -> int:
     return 0
 
 
-def describe_training_data(bids_dir: Path, pairs) -> dict:
-    """What model.json records about the data a model saw."""
+def screen_pairs(prepared) -> dict[str, str]:
+    """Pairs to leave out of training ('sub-X' -> reason), each logged as a warning."""
+    from ..training_data import scaling_problems
+
+    excluded = {}
+    for pair in prepared:
+        problem = scaling_problems(pair)
+        if problem:
+            LOGGER.warning("Leaving sub-%s out of training: %s. Check its skull stripping, or "
+                           "pass --keep-all-pairs.", pair.subject, problem)
+            excluded[f"sub-{pair.subject}"] = problem
+    return excluded
+
+
+def describe_training_data(bids_dir: Path, pairs, excluded: dict[str, str] | None = None) -> dict:
+    """What model.json records about the data a model saw (and the pairs left out)."""
     try:
         description = json.loads((bids_dir / "dataset_description.json").read_text())
     except (OSError, ValueError):
@@ -200,6 +225,8 @@ def describe_training_data(bids_dir: Path, pairs) -> dict:
         "sessions": {f"sub-{pair.subject}": [pair.source.session, pair.target.session]
                      for pair in pairs},
     }
+    if excluded:
+        record["excluded"] = dict(excluded)
     phantom = _phantom_truth(bids_dir, pairs)
     if phantom:
         record["phantom"] = phantom

@@ -9,7 +9,7 @@ Heavy libraries (ants, deepbet, torch) are imported inside the functions.
 from .bias import n4_correct
 from .conform import conform
 from .errors import ImageError, MissingDependencyError
-from .intensity import clip_and_scale, clip_and_scale_array
+from .intensity import clip_and_scale, clip_and_scale_array, scaling_problem
 from .pipeline import SLOPPY_SPACING_MM, preprocess_t1w
 from .register import register_arrays, register_pair
 from .resample import isotropic_grid, resample_to_1mm
@@ -30,5 +30,6 @@ __all__ = [
     'register_arrays',
     'register_pair',
     'resample_to_1mm',
+    'scaling_problem',
     'skull_strip',
 ]

@@ -38,3 +38,23 @@ def clip_and_scale(in_file: PathT, mask_file: PathT, out_file: PathT, *, lower: 
     except ImageError as exc:
         raise ImageError(f'{in_file}: {exc}') from None
     return save_like(out, img, out_file)
+
+
+#: In a brain scaled at its 99.9th percentile the 99th lies near the top (0.9-0.95 in
+#: T1w MPRAGE); far lower means a small set of voxels much brighter than white matter,
+#: e.g. scalp fat left inside the brain mask, set the scale and darkened the brain.
+MIN_SCALED_P99 = 0.75
+
+
+def scaling_problem(scaled: np.ndarray, mask: np.ndarray, *,
+                    min_p99: float = MIN_SCALED_P99) -> str | None:
+    """Why a clipped-and-scaled brain looks mis-scaled, or None if it looks right."""
+    mask = np.asarray(mask) > 0
+    if not mask.any():
+        return 'the brain mask is empty'
+    p99 = float(np.percentile(np.asarray(scaled)[mask], 99))
+    if p99 < min_p99:
+        return (f'its 99th brain percentile is {p99:.2f} of the scale (expected >= '
+                f'{min_p99}): voxels far brighter than white matter (e.g. scalp fat left '
+                'by skull stripping) set the 99.9th-percentile scaling')
+    return None

@@ -57,6 +57,38 @@ def test_init_from_bundled_is_the_packaged_model_of_the_direction():
     assert model.path == bundled_model_dir(3.0, 1.5) and model.direction == "3T->1.5T"
 
 
+def test_pairs_with_a_broken_intensity_scale_are_left_out(travelling_dataset, tmp_path,
+                                                          capsys):
+    import nibabel as nib
+    import numpy as np
+
+    model_dir, work = tmp_path / "model", tmp_path / "work"
+    common = [travelling_dataset, model_dir, "--source-field", "1.5", "--target-field", "3",
+              "--sloppy", "--skull-strip", "none", "--batch-size", "2", "--iterations", "1",
+              "-w", work]
+    assert _train(*common, "--prepare-only") == 0
+    # sub-02's target as if a few scalp-fat voxels had set its 99.9th-percentile scale
+    def darken_target(subject: str) -> None:
+        record = json.loads((work / "pairs" / subject / "pair_1.5T-to-3T.json").read_text())
+        image = nib.load(record["target"])
+        darkened = np.asanyarray(image.dataobj) * 0.5
+        nib.save(nib.Nifti1Image(darkened.astype(np.float32), image.affine), record["target"])
+
+    darken_target("sub-02")
+    assert _train(*common) == 0
+    meta = json.loads((model_dir / "model.json").read_text())
+    assert meta["training_data"]["subjects"] == ["sub-01"]
+    assert "sub-02 target" in meta["training_data"]["excluded"]["sub-02"]
+    assert "Leaving sub-02 out of training" in capsys.readouterr().err
+    assert _train(*common, "--keep-all-pairs") == 0
+    meta = json.loads((model_dir / "model.json").read_text())
+    assert meta["training_data"]["subjects"] == ["sub-01", "sub-02"]
+    assert "excluded" not in meta["training_data"]
+    darken_target("sub-01")
+    assert _train(*common) == 66
+    assert "No prepared pair passed the intensity check" in capsys.readouterr().err
+
+
 def test_train_refuses_unpaired_subjects(tmp_path, capsys):
     root = make_bids(tmp_path / "bids", {
         "sub-01/ses-A/anat/sub-01_ses-A_T1w.nii.gz": SIDECAR_15,

@@ -7,8 +7,10 @@ from harmonize_bids.image import (
     ImageError,
     MissingDependencyError,
     clip_and_scale,
+    clip_and_scale_array,
     n4_correct,
     resample_to_1mm,
+    scaling_problem,
     skull_strip,
 )
 
@@ -117,3 +119,16 @@ def test_hdbet_missing_names_extra(save, tmp_path, monkeypatch):
     path = save(np.ones((8, 8, 8)), np.diag([15.0, 15.0, 15.0, 1.0]))
     with pytest.raises(MissingDependencyError, match=r'harmonize-bids\[hdbet\]'):
         skull_strip(path, tmp_path, method='hdbet')
+
+
+def test_scaling_problem_flags_a_few_voxels_far_brighter_than_white_matter():
+    rng = np.random.default_rng(2)
+    brain = np.where(rng.random((30, 30, 30)) < 0.6, 300.0, 200.0)  # "WM" and "GM"
+    brain += rng.normal(0, 10, brain.shape)
+    mask = np.ones(brain.shape, bool)
+    assert scaling_problem(clip_and_scale_array(brain, mask), mask) is None
+    fat = brain.copy()
+    fat.flat[rng.choice(fat.size, fat.size // 200, replace=False)] = 900.0  # 0.5 % "scalp fat"
+    problem = scaling_problem(clip_and_scale_array(fat, mask), mask)
+    assert problem is not None and "99th brain percentile is 0.21 " in problem
+    assert scaling_problem(fat, np.zeros(fat.shape)) == "the brain mask is empty"
