@@ -88,11 +88,22 @@ def _load(path: str | Path) -> np.ndarray:
 
 
 def _field_scans(work: Path, field: float) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Preprocessed scans (and masks) of one field strength in a prepared work folder."""
+    """Preprocessed scans (and masks) of one field strength in a prepared work folder.
+
+    Scans that harmonize-bids-train would leave out (a broken intensity scale) are left
+    out here too, so the peers learn from the same data as the model.
+    """
+    from harmonize_bids.image import scaling_problem
+
     scans = []
     for preproc in sorted(work.glob(f"pairs/sub-*/ses-{SESSION[field]}-*/*_T1w_preproc.nii.gz")):
         mask = preproc.with_name(preproc.name.replace("_preproc", "_mask"))
-        scans.append((_load(preproc), _load(mask) > 0))
+        image, brain = _load(preproc), _load(mask) > 0
+        problem = scaling_problem(image, brain)
+        if problem:
+            print(f"peers: leaving out {preproc.name}: {problem}", file=sys.stderr)
+            continue
+        scans.append((image, brain))
     if not scans:
         sys.exit(f"No preprocessed {field:g} T scans in {work}/pairs.")
     return scans
