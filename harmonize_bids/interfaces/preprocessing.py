@@ -111,9 +111,20 @@ class ClipScale(SimpleInterface):
     output_spec = _OutFileSpec
 
     def _run_interface(self, runtime):
-        from ..image import clip_and_scale
+        import logging
 
-        self._results["out_file"] = str(clip_and_scale(
+        import nibabel as nib
+
+        from ..image import clip_and_scale, scaling_problem
+
+        out_file = clip_and_scale(
             self.inputs.in_file, self.inputs.mask_file, f"{runtime.cwd}/preproc.nii.gz",
-            lower=self.inputs.lower, upper=self.inputs.upper))
+            lower=self.inputs.lower, upper=self.inputs.upper)
+        problem = scaling_problem(nib.load(out_file).get_fdata(dtype="float32"),
+                                  nib.load(self.inputs.mask_file).get_fdata(dtype="float32"))
+        if problem:
+            logging.getLogger("harmonize_bids").warning(
+                "%s: %s; the preprocessed and harmonized images will be too dark. Check the "
+                "brain mask (--skull-strip).", runtime.cwd, problem)
+        self._results["out_file"] = str(out_file)
         return runtime
