@@ -10,7 +10,8 @@ preprocessed source and in the registered preprocessed target. The target's valu
 from subject to subject (the session's transmit field, noise and receive bias, and the
 0.1 / 99.9 percentile scaling of preprocessing). A linear fit, leave-one-subject-out,
 predicts it from the source's own core value and from a global source feature (its 1st
-brain percentile); what stays unexplained is a per-session intensity calibration that no
+brain percentile); pairs that harmonize-bids-train leaves out are left out. What stays
+unexplained is a per-session intensity calibration that no
 function of the source can recover, and it shifts the whole tissue peak of the
 histogram (1 bin of the paper's 255-bin AHD = 0.0039).
 """
@@ -30,6 +31,18 @@ import quality  # noqa: E402 - benchmarks/ is not a package
 from harmonize_bids.qc.metrics import TISSUE_LABELS, TISSUES  # noqa: E402
 
 CORE_EROSION = 2
+
+
+def usable(record: dict) -> bool:
+    """Leave out the pairs harmonize-bids-train leaves out (a broken intensity scale)."""
+    from harmonize_bids.training_data import PreparedPair, scaling_problems
+
+    pair = PreparedPair(record["subject"].removeprefix("sub-"),
+                        *(Path(record[key]) for key in ("source", "target", "mask")))
+    problem = scaling_problems(pair)
+    if problem:
+        print(f"leaving out {problem}", file=sys.stderr)
+    return problem is None
 
 
 def core_means(record: dict, bids: Path) -> dict[str, tuple[float, float]]:
@@ -70,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|")
     for direction in quality.DIRECTIONS:
         rows = [core_means(record, bids) for bids, work in datasets
-                for record in quality._pairs(work, direction)]
+                for record in quality._pairs(work, direction) if usable(record)]
         p1 = np.array([row["p1"][0] for row in rows])
         for tissue in TISSUES:
             source = np.array([row[tissue][0] for row in rows])
