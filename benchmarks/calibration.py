@@ -1,6 +1,7 @@
 """How much of a target scan's tissue intensities can any model of the source predict?
 
     python benchmarks/calibration.py TRAIN_BIDS TRAIN_WORK [HELDOUT_BIDS HELDOUT_WORK ...]
+        [--directions 1.5T-to-3T 3T-to-1.5T]
 
 Each argument pair is a phantom dataset and its ``harmonize-bids-train --prepare-only``
 work folder (the inputs of benchmarks/quality.py). For every prepared pair and direction
@@ -60,7 +61,14 @@ def core_means(record: dict, bids: Path) -> dict[str, tuple[float, float]]:
 
 
 def loo_residual_sd(features: np.ndarray, y: np.ndarray) -> float:
-    """Standard deviation of leave-one-out residuals of a linear fit (with intercept)."""
+    """Standard deviation of leave-one-out residuals of a linear fit (with intercept).
+
+    Subjects with a missing value are dropped; NaN when too few remain for the fit.
+    """
+    finite = np.isfinite(features).all(axis=1) & np.isfinite(y)
+    features, y = features[finite], y[finite]
+    if len(y) < features.shape[1] + 3:
+        return float("nan")
     design = np.column_stack([features, np.ones(len(y))])
     residuals = []
     for i in range(len(y)):
@@ -74,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("datasets", nargs="+", type=Path,
                         help="pairs of BIDS_DIR WORK_DIR (phantom and its prepared pairs)")
+    parser.add_argument("--directions", nargs="+", choices=list(quality.DIRECTIONS),
+                        default=list(quality.DIRECTIONS))
+    parser.add_argument("--keep-all-pairs", action="store_true",
+                        help="also use the pairs harmonize-bids-train would leave out")
     args = parser.parse_args(argv)
     if len(args.datasets) % 2:
         parser.error("give BIDS_DIR WORK_DIR pairs")
@@ -81,9 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     print("| direction | tissue | subjects | target sd | unexplained sd, from the source "
           "core | from the core and source p1 | in AHD bins |")
     print("|---|---|---|---|---|---|---|")
-    for direction in quality.DIRECTIONS:
+    for direction in args.directions:
         rows = [core_means(record, bids) for bids, work in datasets
-                for record in quality._pairs(work, direction) if usable(record)]
+                for record in quality._pairs(work, direction)
+                if args.keep_all_pairs or usable(record)]
         p1 = np.array([row["p1"][0] for row in rows])
         for tissue in TISSUES:
             source = np.array([row[tissue][0] for row in rows])

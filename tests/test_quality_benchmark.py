@@ -14,14 +14,27 @@ from harmonize_bids.cli.train import main as train_main
 from harmonize_bids.phantom import write_phantom_dataset
 
 pytestmark = pytest.mark.slow
-QUALITY = Path(__file__).parents[1] / "benchmarks" / "quality.py"
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 
 
-def _quality_module():
-    spec = importlib.util.spec_from_file_location("quality_benchmark", QUALITY)
+def _module(name: str):
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _quality_module():
+    return _module("quality")
+
+
+def test_leave_one_out_residual_of_a_linear_fit():
+    calibration = _module("calibration")
+    x = np.arange(8.0)
+    assert calibration.loo_residual_sd(x[:, None], 2 * x + 1) == pytest.approx(0, abs=1e-9)
+    noisy = 2 * x + 1 + np.random.default_rng(0).normal(0, 0.5, 8)
+    assert 0.2 < calibration.loo_residual_sd(x[:, None], noisy) < 1.5
+    assert np.isnan(calibration.loo_residual_sd(x[:3, None], noisy[:3]))
 
 
 def test_lesion_contrast_compares_lesions_with_white_matter():
@@ -35,7 +48,7 @@ def test_lesion_contrast_compares_lesions_with_white_matter():
     assert np.isnan(quality.lesion_contrast(image, truth))
 
 
-def test_quality_tables_on_a_tiny_phantom(tmp_path):
+def test_quality_tables_on_a_tiny_phantom(tmp_path, capsys):
     quality = _quality_module()
     train = write_phantom_dataset(tmp_path / "train", n_subjects=1, seed=11, size="tiny")
     heldout = write_phantom_dataset(tmp_path / "heldout", n_subjects=1, seed=12, size="tiny",
@@ -55,6 +68,14 @@ def test_quality_tables_on_a_tiny_phantom(tmp_path):
                          "--figure", str(tmp_path / "example.png"),
                          "--figure-subject", "sub-01"]) == 0
     assert (tmp_path / "example.png").stat().st_size > 0
+    assert _module("calibration").main([str(train), str(tmp_path / "train_work"), str(heldout),
+                                        str(tmp_path / "heldout_work"),
+                                        "--directions", "1.5T-to-3T",
+                                        "--keep-all-pairs"]) == 0
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| 1.5T-to-3T")]
+    assert [row[1].strip() for row in rows] == ["CSF", "GM", "WM"]
+    assert all(row[2].strip() == "2" for row in rows)  # too few subjects for a fit: NaN
     text = report.read_text()
     for heading in ("Table 1", "Table 2", "Table 3", "Table 4", "Acceptance", "Table 5"):
         assert heading in text
