@@ -51,7 +51,7 @@ from harmonize_bids.phantom import truth_file
 from harmonize_bids.qc import metrics
 
 RECIPE = """\
-harmonize-bids-phantom train --subjects 6 --seed 1000 --size full --lesion-fraction 0.5
+harmonize-bids-phantom train --subjects 24 --seed 1000 --size full --lesion-fraction 0.5
 harmonize-bids-phantom heldout --subjects 6 --seed 2000 --size full --lesion-fraction 0.5
 for fields in "1.5 3" "3 1.5"; do
   set -- $fields
@@ -277,7 +277,9 @@ def run_direction(direction: str, args: argparse.Namespace) -> tuple[dict[str, l
     about = {"heldout_seeds": sorted({_phantom_seed(args.heldout_bids, r) for r in records}),
              "subjects": len(records)}
     if model is not None:
-        about["model"] = {"path": str(model_dir), "iterations": model.meta.get("iterations"),
+        meta = model.meta
+        about["model"] = {"path": str(model_dir), "iterations": meta.get("iterations"),
+                          "iterations_total": meta.get("iterations_total", meta.get("iterations")),
                           "weights_sha256": model.weights_sha256}
     for record in records:
         sub = record["subject"]
@@ -374,7 +376,10 @@ def tables(direction: str, summary: dict[str, dict], default: str, about: dict) 
              f"Held-out phantom seed(s) {about['heldout_seeds']}."]
     if "model" in about:
         m = about["model"]
-        lines[-1] += (f" Model `{m['path']}`: {m['iterations']} iterations, weights SHA-256 "
+        total = m.get("iterations_total", m["iterations"])
+        trained = (f"{m['iterations']} iterations" if total == m["iterations"] else
+                   f"{m['iterations']} iterations fine-tuned ({total} in all)")
+        lines[-1] += (f" Model `{m['path']}`: {trained}, weights SHA-256 "
                       f"{m['weights_sha256'][:12]}.")
     lines += ["",
               "Table 1. MSE (brain, [0, 1] scale) and AHD (255-bin histogram abs. difference), "
@@ -522,7 +527,8 @@ def main(argv: list[str] | None = None) -> int:
             "```bash", RECIPE, "```", "",
             f"Command: `python benchmarks/quality.py {command}`",
             "", f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, "
-            f"{args.threads} torch threads; {time.strftime('%Y-%m-%d')}.", ""]
+            f"{args.threads} torch thread{'s' * (args.threads != 1)}; "
+            f"{time.strftime('%Y-%m-%d')}.", ""]
     summaries = {}
     for direction in args.directions:
         results, about = run_direction(direction, args)
