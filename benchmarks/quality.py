@@ -376,9 +376,9 @@ def tables(direction: str, summary: dict[str, dict], default: str, about: dict) 
              f"Held-out phantom seed(s) {about['heldout_seeds']}."]
     if "model" in about:
         m = about["model"]
-        total = m.get("iterations_total", m["iterations"])
-        trained = (f"{m['iterations']} iterations" if total == m["iterations"] else
-                   f"{m['iterations']} iterations fine-tuned ({total} in all)")
+        trained = f"{m['iterations']} iterations"
+        if m["iterations_total"] != m["iterations"]:
+            trained += f" fine-tuned ({m['iterations_total']} in all)"
         lines[-1] += (f" Model `{m['path']}`: {trained}, weights SHA-256 "
                       f"{m['weights_sha256'][:12]}.")
     lines += ["",

@@ -168,12 +168,13 @@ def run(options: argparse.Namespace) -> int:
         LOGGER.info("Prepared %d pair(s) in %s; --prepare-only: not training.", len(prepared),
                     work_dir / "pairs")
         return 0
-    excluded = {} if options.keep_all_pairs else screen_pairs(prepared)
-    prepared = [pair for pair in prepared if f"sub-{pair.subject}" not in excluded]
-    if not prepared:
+    loaded = {pair.subject: pair.load() for pair in prepared}
+    excluded = {} if options.keep_all_pairs else screen_pairs(prepared, loaded)
+    kept = {pair.subject for pair in prepared if f"sub-{pair.subject}" not in excluded}
+    if not kept:
         raise MissingInputError("No prepared pair passed the intensity check (see the warnings "
                                 "above); fix the skull stripping or pass --keep-all-pairs.")
-    volumes = [pair.load() for pair in prepared]
+    volumes = [loaded[pair.subject] for pair in prepared if pair.subject in kept]
     result = train(
         [source for source, _, _ in volumes], [target for _, target, _ in volumes],
         [mask for _, _, mask in volumes], model_dir,
@@ -187,8 +188,7 @@ def run(options: argparse.Namespace) -> int:
         source_field=options.source_field, target_field=options.target_field,
         name=options.name,
         training_data=describe_training_data(
-            bids_dir, [pair for pair in pairs if f"sub-{pair.subject}" not in excluded],
-            excluded),
+            bids_dir, [pair for pair in pairs if pair.subject in kept], excluded),
         init_from=init_model)
     if rank == 0:
         val = f", validation loss {result.val_losses[-1][1]:.4g}" if result.val_losses else ""
@@ -197,13 +197,16 @@ def run(options: argparse.Namespace) -> int:
     return 0
 
 
-def screen_pairs(prepared) -> dict[str, str]:
-    """Pairs to leave out of training ('sub-X' -> reason), each logged as a warning."""
+def screen_pairs(prepared, loaded: dict[str, tuple]) -> dict[str, str]:
+    """Pairs to leave out of training ('sub-X' -> reason), each logged as a warning.
+
+    ``loaded`` maps each pair's subject to its already loaded volumes.
+    """
     from ..training_data import scaling_problems
 
     excluded = {}
     for pair in prepared:
-        problem = scaling_problems(pair)
+        problem = scaling_problems(pair, loaded[pair.subject])
         if problem:
             LOGGER.warning("Leaving sub-%s out of training: %s. Check its skull stripping, or "
                            "pass --keep-all-pairs.", pair.subject, problem)
