@@ -31,7 +31,6 @@ from .parser import (
     add_selection_arguments,
     device,
     field_strength,
-    non_negative_float,
     non_negative_int,
     positive_float,
     positive_int,
@@ -72,11 +71,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--patch-size", type=positive_int,
                         help="train on random square patches of this size (default: whole "
                              "brain-box slices)")
-    parser.add_argument("--source-contrast-jitter", type=non_negative_float, default=0.0,
-                        metavar="G",
-                        help="augment each training source with a random power exp(u), |u| <= "
-                             "G (e.g. 0.1), so the model ignores small session-to-session "
-                             "contrast changes of the source scan (default: 0, off)")
     parser.add_argument("--init-from", type=Path, metavar="MODEL_DIR",
                         help="fine-tune this model folder of the same direction (e.g. a "
                              "bundled one: 'bundled') instead of starting from random weights; "
@@ -190,7 +184,6 @@ def run(options: argparse.Namespace) -> int:
         device=options.device, seed=options.seed, resume=options.resume,
         checkpoint_every=options.checkpoint_every, val_fraction=options.val_fraction,
         patch_size=options.patch_size, sloppy=options.sloppy,
-        source_contrast_jitter=options.source_contrast_jitter,
         prediction_type=options.prediction_type, context_slices=options.context_slices,
         source_field=options.source_field, target_field=options.target_field,
         name=options.name,

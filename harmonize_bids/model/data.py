@@ -50,19 +50,6 @@ class SlicePairs:
         return src, tgt
 
 
-def jitter_source_contrast(source: torch.Tensor, max_log_gamma: float,
-                           generator: torch.Generator | None = None) -> torch.Tensor:
-    """Raise each sample of a source batch in [0, 1] to its own random power.
-
-    The power is ``exp(u)``, ``u`` uniform in [-max_log_gamma, max_log_gamma]: 0 and 1
-    (background and the top of the percentile scale) stay put, the darker tissues move.
-    Training on it teaches a model to ignore session-to-session contrast changes of the
-    source scan (transmit calibration, coil), which say nothing about the target session.
-    """
-    u = torch.rand((source.shape[0],) + (1,) * (source.dim() - 1), generator=generator)
-    return source.clamp(0.0, 1.0) ** torch.exp((2.0 * u - 1.0) * max_log_gamma)
-
-
 def _bbox(mask: np.ndarray) -> tuple[slice, slice]:
     rows = np.flatnonzero(mask.any(axis=(0, 2)))
     cols = np.flatnonzero(mask.any(axis=(0, 1)))

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from .data import SlicePairs, extract_slice_pairs, jitter_source_contrast
+from .data import SlicePairs, extract_slice_pairs
 from .device import autocast, resolve_device, resolve_precision
 from .folder import HarmonizationModel, new_model, save_model_folder
 from .sampling import to_network
@@ -174,8 +174,7 @@ def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
           network: str | dict[str, Any] | None = None, prediction_type: str = "v_prediction",
           context_slices: int = 0, source_field: float = 1.5, target_field: float = 3.0,
           name: str | None = None, training_data: dict[str, Any] | None = None,
-          grad_clip: float = 1.0, source_contrast_jitter: float = 0.0,
-          init_from: HarmonizationModel | None = None,
+          grad_clip: float = 1.0, init_from: HarmonizationModel | None = None,
           progress: bool = True) -> TrainResult:
     """Train a harmonization model on paired volumes and export it to ``model_dir``.
 
@@ -194,8 +193,6 @@ def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
     sloppy : the tiny test network (ignored when ``network`` is given).
     prediction_type : ``'epsilon'`` (paper), ``'v_prediction'`` or ``'sample'``.
     context_slices : neighbouring source slices on each side given as extra channels.
-    source_contrast_jitter : augment each training source with a random power
-        ``exp(u)``, ``|u| <= source_contrast_jitter`` (0: off); validation is not augmented.
     source_field, target_field : Tesla; recorded as the direction in model.json.
     training_data : free-form description recorded in model.json.
     init_from : fine-tune this model (e.g. a bundled one): its network, schedule,
@@ -293,8 +290,6 @@ def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
             src, tgt = pairs.batch(idx, patch=patch, generator=gen)
             t = torch.randint(0, num_train, (batch_size,), generator=gen)
             noise = torch.randn(tgt.shape, generator=gen)
-            if source_contrast_jitter:
-                src = jitter_source_contrast(src, source_contrast_jitter, gen)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(it, iterations, lr, lr_decay_iterations)
             loss = _loss(ddp, scheduler, model.prediction_type, src, tgt, t, noise, dev, dtype)
@@ -339,8 +334,7 @@ def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
         "training": {"batch_size": batch_size, "processes": world, "lr": lr,
                      "lr_decay_iterations": lr_decay_iterations,
                      "weight_decay": weight_decay, "ema_decay": ema_decay, "seed": seed,
-                     "patch": list(patch) if patch else None,
-                     "source_contrast_jitter": source_contrast_jitter, "precision": str(dtype),
+                     "patch": list(patch) if patch else None, "precision": str(dtype),
                      "optimizer": "AdamW"},
     }
     if rank == 0:

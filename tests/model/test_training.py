@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from harmonize_bids.model import harmonize_volume, load_model_folder
-from harmonize_bids.model.data import jitter_source_contrast
 from harmonize_bids.model.training import CHECKPOINT, learning_rate, train
 
 from .conftest import phantom_pair
@@ -147,26 +146,3 @@ def test_fine_tuning_starts_from_the_given_model(tmp_path):
     with pytest.raises(ValueError, match="fine-tune the 1.5T->3T model"):
         train([source], [target], [mask], tmp_path / "other", iterations=1, init_from=base,
               source_field=3.0, target_field=1.5, **kwargs)
-
-
-def test_source_contrast_jitter_is_monotone_keeps_the_ends_and_varies_per_sample():
-    source = torch.linspace(0, 1, 11).repeat(64, 1, 1, 1)
-    jittered = jitter_source_contrast(source, 0.15, torch.Generator().manual_seed(0))
-    assert torch.equal(jittered[..., [0, -1]], source[..., [0, -1]])
-    assert (jittered.diff(dim=-1) > 0).all()
-    middle = jittered[:, 0, 0, 5]  # 0.5 ** exp(u), |u| <= 0.15
-    assert 0.5 ** np.exp(0.15) <= middle.min() < 0.47
-    assert 0.53 < middle.max() <= 0.5 ** np.exp(-0.15)
-
-
-def test_training_with_source_contrast_jitter_changes_only_the_source(tmp_path):
-    source, target, mask = phantom_pair((6, 16, 16))
-    kwargs = dict(iterations=3, batch_size=2, lr=1e-3, sloppy=True, device="cpu",
-                  precision="fp32", val_fraction=0.2, checkpoint_every=3, progress=False)
-    plain = train([source], [target], [mask], tmp_path / "plain", **kwargs)
-    jittered = train([source], [target], [mask], tmp_path / "jittered",
-                     source_contrast_jitter=0.15, **kwargs)
-    assert plain.losses != jittered.losses  # the training sources differ
-    meta = load_model_folder(tmp_path / "jittered").meta["training"]
-    assert meta["source_contrast_jitter"] == 0.15
-    assert load_model_folder(tmp_path / "plain").meta["training"]["source_contrast_jitter"] == 0
