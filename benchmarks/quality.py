@@ -523,7 +523,8 @@ def main(argv: list[str] | None = None) -> int:
             "For scale, the paper (Durrer et al. 2023, private data) reports for its model "
             "MSE 0.87 x / 0.41 x and AHD 0.21 x / 0.24 x Original (3 T -> 1.5 T / "
             "1.5 T -> 3 T).", "",
-            "Inputs (training phantom seed 1000, held-out phantom seed 2000):", "",
+            "Inputs of docs/quality.md (training phantom seed 1000, held-out phantom seed "
+            "2000; each table below names the held-out seed it was measured on):", "",
             "```bash", RECIPE, "```", "",
             f"Command: `python benchmarks/quality.py {command}`",
             "", f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, "
