@@ -18,7 +18,7 @@ Methods, per direction:
 - Nyul piecewise-linear standardization (intensity-normalization ``NyulNormalizer``)
   fitted on all target-field training scans; its output range is set to their mean
   1st / 99th brain percentiles so the result lives on the target's [0, 1] scale.
-- Our model (default sampler) at the default and at other step counts.
+- Our model (the app's default sampler, or `--sampler`) at the default and at other step counts.
 
 Metrics against the registered target, inside the source brain mask: MSE, AHD; ANTs
 Atropos 3-class segmentation of every image, then absolute CSF/GM/WM volume differences,
@@ -206,15 +206,16 @@ def _cached(path: Path, compute):
 
 
 def _methods(model, peers: Peers, source: np.ndarray, mask: np.ndarray,
-             steps_list: list[int]) -> dict[str, Callable[[], np.ndarray]]:
-    from harmonize_bids.model.sampling import DEFAULT_SAMPLER, harmonize_volume
+             steps_list: list[int], sampler: str) -> dict[str, Callable[[], np.ndarray]]:
+    from harmonize_bids.model.sampling import harmonize_volume
 
     methods = {"Original": lambda: source,
                "Histogram matching": lambda: peers.histogram_matching(source, mask),
                "Nyul": lambda: peers.nyul_standardization(source, mask)}
     for steps in steps_list:
-        methods[f"Ours ({DEFAULT_SAMPLER}, {steps} steps)"] = partial(
-            harmonize_volume, model, source, mask, steps=steps, seed=0, progress=False)
+        methods[f"Ours ({sampler}, {steps} steps)"] = partial(
+            harmonize_volume, model, source, mask, sampler=sampler, steps=steps, seed=0,
+            progress=False)
     return methods
 
 
@@ -289,7 +290,8 @@ def run_direction(direction: str, args: argparse.Namespace) -> tuple[dict[str, l
         target_seg = _target_segmentation(cache / sub / "target_dseg.nii.gz", target, mask,
                                           nib.load(record["source"]).affine)
         reference = target_reference(target, mask, truth, SLICE_AXIS)
-        for name, make in _methods(model, peers, source, mask, args.steps).items():
+        for name, make in _methods(model, peers, source, mask, args.steps,
+                                     args.sampler).items():
             stem = cache / sub / _cache_stem(name, model and model.weights_sha256)
             result = _cached(stem.with_suffix(".json"),
                              partial(_measure, make, target, mask, target_seg, truth,
@@ -489,6 +491,7 @@ def record_in_model(model_dir: Path, summary: dict, command: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from harmonize_bids.model.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS
+    from harmonize_bids.model.schedulers import SAMPLERS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("heldout_bids", type=Path)
@@ -501,6 +504,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", nargs="*", type=int, default=[DEFAULT_STEPS, 5, 20],
                         help="sampling steps; the first is the default setting judged "
                              "(none: Original and the peers only)")
+    parser.add_argument("--sampler", choices=SAMPLERS, default=DEFAULT_SAMPLER,
+                        help=f"our model's sampler (default: {DEFAULT_SAMPLER}, the app's)")
     parser.add_argument("--save-images", action="store_true",
                         help="keep every output volume (.npy) in the cache")
     parser.add_argument("--max-subjects", type=int)
@@ -516,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="store the figures under 'benchmark' in each model's model.json")
     args = parser.parse_args(argv)
 
-    default = f"Ours ({DEFAULT_SAMPLER}, {args.steps[0] if args.steps else DEFAULT_STEPS} steps)"
+    default = f"Ours ({args.sampler}, {args.steps[0] if args.steps else DEFAULT_STEPS} steps)"
     command = " ".join(map(str, sys.argv[1:] if argv is None else argv))
     text = ["# Harmonization quality on held-out phantom subjects", "",
             "Made by `benchmarks/quality.py` (see its docstring for the methods and metrics). "

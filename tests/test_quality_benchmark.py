@@ -104,3 +104,11 @@ def test_quality_tables_on_a_tiny_phantom(tmp_path, capsys):
     assert retrained["Ours (dpm, 2 steps)"]["mse"] != methods["Ours (dpm, 2 steps)"]["mse"]
     assert retrained["Nyul"]["mse"] == methods["Nyul"]["mse"]
     assert len(list((tmp_path / "cache" / "1.5T-to-3T" / "sub-01").glob("ours_*.json"))) == 2
+    # Another sampler is another method, cached apart.
+    assert quality.main([str(heldout), str(tmp_path / "heldout_work"), "--train-work",
+                         str(tmp_path / "train_work"), "--directions", "1.5T-to-3T",
+                         "--model-1p5T-to-3T", str(other), "--steps", "2", "--sampler", "ddim",
+                         "--cache", str(tmp_path / "cache"), "--json", str(summaries)]) == 0
+    ddim = json.loads(summaries.read_text())["1.5T-to-3T"]["methods"]
+    assert ddim["Ours (ddim, 2 steps)"]["mse"] != retrained["Ours (dpm, 2 steps)"]["mse"]
+    assert len(list((tmp_path / "cache" / "1.5T-to-3T" / "sub-01").glob("ours_*.json"))) == 3
