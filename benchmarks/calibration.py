@@ -40,7 +40,7 @@ def usable(record: dict) -> bool:
 
     pair = PreparedPair(record["subject"].removeprefix("sub-"),
                         *(Path(record[key]) for key in ("source", "target", "mask")))
-    problem = scaling_problems(pair)
+    problem = scaling_problems(pair, pair.load())
     if problem:
         print(f"leaving out {problem}", file=sys.stderr)
     return problem is None

@@ -42,17 +42,17 @@ class PreparedPair:
         return source, target, mask
 
 
-def scaling_problems(pair: PreparedPair, volumes: tuple | None = None) -> str | None:
+def scaling_problems(pair: PreparedPair, volumes: tuple) -> str | None:
     """Why a prepared pair's source or registered target looks mis-scaled (None if fine).
 
     Both are checked inside the source brain mask with
     :func:`harmonize_bids.image.scaling_problem`: a pair whose intensities were scaled by
     a few stray bright voxels would teach the model a wrong contrast. ``volumes`` is the
-    pair's ``load()`` when the caller already has it.
+    pair's ``load()``.
     """
     from .image import scaling_problem
 
-    source, target, mask = volumes if volumes is not None else pair.load()
+    source, target, mask = volumes
     for role, image, path in (("source", source, pair.source), ("target", target, pair.target)):
         problem = scaling_problem(image, mask)
         if problem:
