@@ -207,14 +207,14 @@ def _cached(path: Path, compute):
 
 def _methods(model, peers: Peers, source: np.ndarray, mask: np.ndarray,
              steps_list: list[int], sampler: str) -> dict[str, Callable[[], np.ndarray]]:
-    from harmonize_bids.model.sampling import harmonize_volume
+    from harmonize_bids.interfaces.harmonize import harmonize_anchored
 
     methods = {"Original": lambda: source,
                "Histogram matching": lambda: peers.histogram_matching(source, mask),
                "Nyul": lambda: peers.nyul_standardization(source, mask)}
     for steps in steps_list:
         methods[f"Ours ({sampler}, {steps} steps)"] = partial(
-            harmonize_volume, model, source, mask, sampler=sampler, steps=steps, seed=0,
+            harmonize_anchored, model, source, mask, sampler=sampler, steps=steps, seed=0,
             progress=False)
     return methods
 

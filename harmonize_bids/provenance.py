@@ -38,6 +38,7 @@ def harmonization_record(*, model: Any, sampler: str, steps: int, ensemble: int,
         "EnsembleSize": ensemble,
         "Seed": seed,
         "Device": device,
+        "WhiteMatterLevel": model.preprocessing.get("white_matter_level"),
         "SoftwareVersions": software_versions(),
     }
 

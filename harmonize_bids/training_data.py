@@ -2,7 +2,8 @@
 
 Each pair is preprocessed exactly as the participant level preprocesses (image/), and
 the target-field image is registered to the source-field image with antspyx (affine
-then SyN, mutual information), as the paper. Finished pairs are cached in the work
+then SyN, mutual information), as the paper, and its white matter re-anchored inside the
+source's brain mask. Finished pairs are cached in the work
 directory, so an interrupted preparation resumes where it stopped.
 """
 
@@ -67,7 +68,7 @@ def prepare_pair(pair: TravellingPair, work_dir: Path, *, skull_strip: str = "de
     Each session's preprocessing is cached on its own, so the two directions
     (1.5T->3T and 3T->1.5T) share it and differ only in the registration.
     """
-    from .image import register_pair
+    from .image import anchor_white_matter_file, register_pair
 
     subject_dir = work_dir / f"sub-{pair.subject}"
     direction = f"{pair.source.field_strength:g}T-to-{pair.target.field_strength:g}T"
@@ -84,6 +85,8 @@ def prepare_pair(pair: TravellingPair, work_dir: Path, *, skull_strip: str = "de
     registered = register_pair(source["preproc"], target["preproc"],
                                subject_dir / f"target_{direction}.nii.gz",
                                fixed_mask=source["mask"], sloppy=sloppy)
+    # Interpolation and the source's brain mask move the target's white matter a little.
+    registered = anchor_white_matter_file(registered, source["mask"], registered)
     prepared = PreparedPair(pair.subject, Path(source["preproc"]), registered,
                             Path(source["mask"]))
     _write_record(done, {"inputs": inputs, "source": str(prepared.source),

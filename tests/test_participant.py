@@ -59,6 +59,7 @@ def test_end_to_end_multiproc(travelling_dataset, test_model, tmp_path, capfd):
     assert record["ModelSHA256"] == model_meta["weights_sha256"]
     assert (record["SourceFieldStrength"], record["TargetFieldStrength"]) == (1.5, 3.0)
     assert {"Sampler", "Steps", "EnsembleSize", "Seed", "Device"} <= set(record)
+    assert record["WhiteMatterLevel"] == 0.81
     assert record["SoftwareVersions"]["harmonize_bids"]
     assert sidecar["SkullStripped"] is True
     assert sidecar["Sources"] == [

@@ -33,6 +33,19 @@ class _HarmonizeOutputSpec(TraitedSpec):
     provenance = traits.Dict(desc="the sidecar's Harmonization object")
 
 
+def harmonize_anchored(model, volume, mask, **sampling):
+    """:func:`~harmonize_bids.model.sampling.harmonize_volume`, then the output's white
+    matter anchored at the model's ``white_matter_level``, the scale of every preprocessed
+    image (a sampler that leaves the tissue a little dark or bright does not shift it).
+    """
+    from ..image.intensity import anchor_white_matter
+    from ..model.sampling import harmonize_volume
+
+    harmonized = harmonize_volume(model, volume, mask, **sampling)
+    return anchor_white_matter(harmonized, mask,
+                               level=float(model.preprocessing["white_matter_level"]))
+
+
 class Harmonize(SimpleInterface):
     """Translate a preprocessed volume to the target field's contrast, slice by slice."""
 
@@ -46,7 +59,7 @@ class Harmonize(SimpleInterface):
 
         from ..model.device import resolve_device
         from ..model.folder import load_model_folder
-        from ..model.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, harmonize_volume
+        from ..model.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS
         from ..provenance import harmonization_record
 
         torch.set_num_threads(self.inputs.num_threads)
@@ -61,9 +74,9 @@ class Harmonize(SimpleInterface):
         volume = np.asanyarray(image.dataobj, dtype=np.float32)
         mask = np.asanyarray(nib.load(self.inputs.mask_file).dataobj) > 0
         device = resolve_device(self.inputs.device)
-        harmonized = harmonize_volume(model, volume, mask, sampler=sampler, steps=steps,
-                                      ensemble=self.inputs.ensemble, seed=self.inputs.seed,
-                                      device=device, progress=False)
+        harmonized = harmonize_anchored(model, volume, mask, sampler=sampler, steps=steps,
+                                        ensemble=self.inputs.ensemble, seed=self.inputs.seed,
+                                        device=device, progress=False)
         harmonized[~mask] = 0.0
         out = nib.Nifti1Image(harmonized.astype(np.float32), image.affine, image.header)
         out.set_data_dtype(np.float32)

@@ -10,6 +10,8 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from ..image.intensity import WHITE_MATTER_LEVEL
+
 
 class _InFileSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True, desc="input image")
@@ -102,10 +104,12 @@ class _ClipScaleInputSpec(_InFileSpec):
     mask_file = File(exists=True, mandatory=True, desc="brain mask on the same grid")
     lower = traits.Float(0.1, usedefault=True, desc="lower percentile inside the brain")
     upper = traits.Float(99.9, usedefault=True, desc="upper percentile inside the brain")
+    white_matter = traits.Float(WHITE_MATTER_LEVEL, usedefault=True,
+                                desc="level of the white matter after scaling")
 
 
 class ClipScale(SimpleInterface):
-    """Clip at brain percentiles and scale to [0, 1], zero outside the mask."""
+    """Clip at brain percentiles, scale to [0, 1] and anchor white matter; zero outside."""
 
     input_spec = _ClipScaleInputSpec
     output_spec = _OutFileSpec
@@ -119,7 +123,8 @@ class ClipScale(SimpleInterface):
 
         out_file = clip_and_scale(
             self.inputs.in_file, self.inputs.mask_file, f"{runtime.cwd}/preproc.nii.gz",
-            lower=self.inputs.lower, upper=self.inputs.upper)
+            lower=self.inputs.lower, upper=self.inputs.upper,
+            white_matter=self.inputs.white_matter)
         problem = scaling_problem(nib.load(out_file).get_fdata(dtype="float32"),
                                   nib.load(self.inputs.mask_file).get_fdata(dtype="float32"))
         if problem:

@@ -47,6 +47,7 @@ DEFAULT_PREPROCESSING: dict[str, Any] = {
     "skull_stripped": True,
     "bias_corrected": True,
     "clip_percentiles": [0.1, 99.9],
+    "white_matter_level": 0.81,  # harmonize_bids.image.WHITE_MATTER_LEVEL
     "scale": [0.0, 1.0],
     "slice_axis": 0,
     "slice_plane": "sagittal",

@@ -1,8 +1,8 @@
 """Tissue intensity statistics of a phantom image against its ground-truth labels.
 
 The image goes through the app's own preprocessing math (N4 inside the brain mask, then
-0.1 / 99.9 percentile clipping and scaling to [0, 1]) with the ground-truth brain mask
-standing in for skull stripping.
+0.1 / 99.9 percentile clipping, scaling to [0, 1] and white-matter anchoring) with the
+ground-truth brain mask standing in for skull stripping.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
-from ..image import SLOPPY_SPACING_MM
+from ..image import SLOPPY_SPACING_MM, WHITE_MATTER_LEVEL
 from ..interfaces.preprocessing import N4, ClipScale, Conform, Resample, SkullStrip
 
 _SKULL_STRIPPERS = {
@@ -31,7 +31,9 @@ def init_t1w_preproc_wf(*, skull_strip: str, sloppy: bool, omp_nthreads: int,
         f"with {_SKULL_STRIPPERS[skull_strip]}, corrected for intensity non-uniformity "
         "with N4 (Tustison et al., 2010; ANTsPy) inside the brain mask, resampled to 1 mm "
         "isotropic voxels, clipped at the 0.1 and 99.9 percentiles of the brain and "
-        "scaled to [0, 1], as in Durrer et al. (2023). "
+        "scaled to [0, 1], as in Durrer et al. (2023), and rescaled so that the white "
+        "matter (the brightest class of a 3-class Gaussian mixture of the brain "
+        f"intensities; scikit-learn) sits at {WHITE_MATTER_LEVEL:g}. "
     )
     inputnode = pe.Node(niu.IdentityInterface(fields=["t1w"]), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=["t1w_preproc", "brain_mask"]),

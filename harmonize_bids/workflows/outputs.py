@@ -7,12 +7,14 @@ from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
 from ..bids import T1wImage
+from ..image.intensity import WHITE_MATTER_LEVEL
 from ..interfaces.bids import DerivativesDataSink
 
 #: desc labels used in OUTPUT_DIR, for descriptions.tsv.
 DESCRIPTIONS = {
     "preproc": "Skull stripped, N4 bias corrected, resampled to 1 mm isotropic, clipped at "
-               "the 0.1/99.9 brain percentiles and scaled to [0, 1].",
+               "the 0.1/99.9 brain percentiles, scaled to [0, 1] and rescaled to put white "
+               f"matter at {WHITE_MATTER_LEVEL:g}.",
     "brain": "Brain mask on the grid of the preprocessed T1w.",
     "harmonized": "The preprocessed T1w in the contrast of the target field strength "
                   "(diffusion-model harmonization), zero outside the brain mask.",

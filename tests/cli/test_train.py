@@ -67,7 +67,7 @@ def test_pairs_with_a_broken_intensity_scale_are_left_out(travelling_dataset, tm
               "--sloppy", "--skull-strip", "none", "--batch-size", "2", "--iterations", "1",
               "-w", work]
     assert _train(*common, "--prepare-only") == 0
-    # sub-02's target as if a few scalp-fat voxels had set its 99.9th-percentile scale
+    # sub-02's target as if something brighter than white matter had set its scale
     def darken_target(subject: str) -> None:
         record = json.loads((work / "pairs" / subject / "pair_1.5T-to-3T.json").read_text())
         image = nib.load(record["target"])

@@ -4,14 +4,17 @@ import pytest
 from scipy import ndimage
 
 from harmonize_bids.image import (
+    WHITE_MATTER_LEVEL,
     ImageError,
     MissingDependencyError,
+    anchor_white_matter_file,
     clip_and_scale,
     clip_and_scale_array,
     n4_correct,
     resample_to_1mm,
     scaling_problem,
     skull_strip,
+    white_matter_level,
 )
 
 
@@ -54,7 +57,7 @@ def test_clip_and_scale(save, tmp_path):
     mask[4:16, 4:16, 4:16] = 1
     data[mask == 0] = 1e6  # huge values outside must not matter
     out = nib.load(clip_and_scale(save(data), save(mask, name='mask.nii.gz'),
-                                  tmp_path / 'c.nii.gz', lower=5, upper=95))
+                                  tmp_path / 'c.nii.gz', lower=5, upper=95, white_matter=None))
     x = out.get_fdata()
     assert out.get_data_dtype() == np.float32
     assert x.min() == 0 and x.max() == 1
@@ -126,9 +129,48 @@ def test_scaling_problem_flags_a_few_voxels_far_brighter_than_white_matter():
     brain = np.where(rng.random((30, 30, 30)) < 0.6, 300.0, 200.0)  # "WM" and "GM"
     brain += rng.normal(0, 10, brain.shape)
     mask = np.ones(brain.shape, bool)
-    assert scaling_problem(clip_and_scale_array(brain, mask), mask) is None
+    assert scaling_problem(clip_and_scale_array(brain, mask, white_matter=None), mask) is None
     fat = brain.copy()
     fat.flat[rng.choice(fat.size, fat.size // 200, replace=False)] = 900.0  # 0.5 % "scalp fat"
-    problem = scaling_problem(clip_and_scale_array(fat, mask), mask)
+    problem = scaling_problem(clip_and_scale_array(fat, mask, white_matter=None), mask)
     assert problem is not None and "99th brain percentile is 0.21 " in problem
     assert scaling_problem(fat, np.zeros(fat.shape)) == "the brain mask is empty"
+
+
+def _three_tissue_brain(rng, scale, shape=(40, 40, 40)):
+    """CSF / GM / WM at 0.35 / 0.65 / 0.80 of ``scale``, 25 / 40 / 35 % of the voxels."""
+    labels = rng.choice(3, size=shape, p=[0.25, 0.40, 0.35])
+    brain = np.array([0.35, 0.65, 0.80])[labels] * scale
+    return brain + rng.normal(0, 0.02 * scale, shape), labels
+
+
+def test_white_matter_is_anchored_whatever_the_brightest_voxels():
+    rng = np.random.default_rng(3)
+    mask = np.ones((40, 40, 40), bool)
+    for scale, fat_fraction in ((1000.0, 0.0), (250.0, 0.0), (1000.0, 0.005)):
+        brain, labels = _three_tissue_brain(rng, scale)
+        fat = rng.random(brain.shape) < fat_fraction
+        brain[fat] = 3 * scale  # scalp fat left by skull stripping
+        out = clip_and_scale_array(brain, mask)
+        wm = out[(labels == 2) & ~fat].mean()
+        assert wm == pytest.approx(WHITE_MATTER_LEVEL, abs=0.005)
+        assert white_matter_level(out, mask) == pytest.approx(WHITE_MATTER_LEVEL, abs=0.005)
+        assert scaling_problem(out, mask) is None
+        assert out.max() <= 1 and out.min() >= 0
+    # percentile scaling alone lets the fat darken the brain
+    assert clip_and_scale_array(brain, mask, white_matter=None)[labels == 2].mean() < 0.4
+
+
+def test_anchor_white_matter_file_keeps_the_grid_and_zeroes_outside(save, tmp_path):
+    rng = np.random.default_rng(4)
+    brain, _ = _three_tissue_brain(rng, 0.9, shape=(30, 30, 30))
+    mask = np.zeros(brain.shape)
+    mask[3:27, 3:27, 3:27] = 1
+    out = nib.load(anchor_white_matter_file(save(brain), save(mask, name='m.nii.gz'),
+                                            tmp_path / 'a.nii.gz'))
+    x = out.get_fdata()
+    assert np.all(x[mask == 0] == 0)
+    assert white_matter_level(x, mask) == pytest.approx(WHITE_MATTER_LEVEL, abs=1e-3)
+    with pytest.raises(ImageError, match='grid'):
+        anchor_white_matter_file(save(brain), save(np.ones((5, 5, 5)), name='m5.nii.gz'),
+                                 tmp_path / 'b.nii.gz')
