@@ -55,10 +55,13 @@ harmonize-bids-phantom train --subjects 24 --seed 1000 --size full --lesion-frac
 harmonize-bids-phantom heldout --subjects 6 --seed 2000 --size full --lesion-fraction 0.5
 for fields in "1.5 3" "3 1.5"; do
   set -- $fields
-  harmonize-bids-train train unused --source-field $1 --target-field $2 -w work --prepare-only
-  harmonize-bids-train heldout unused --source-field $1 --target-field $2 -w heldout_work \\
+  harmonize-bids-train train unused --source-field $1 --target-field $2 -w work_wm \\
       --prepare-only
-done"""
+  harmonize-bids-train heldout unused --source-field $1 --target-field $2 -w heldout_wm \\
+      --prepare-only
+done
+# The recorded pairs were prepared before white-matter anchoring existed (commit 8a62765)
+# and then re-anchored, not re-registered: see docs/model_selection.md."""
 
 DIRECTIONS = {"1.5T-to-3T": (1.5, 3.0), "3T-to-1.5T": (3.0, 1.5)}
 SESSION = {1.5: "1p5T", 3.0: "3T"}
