@@ -75,32 +75,31 @@ def clip_and_scale_array(data: np.ndarray, mask: np.ndarray, *, lower: float = 0
     return out
 
 
-def clip_and_scale(in_file: PathT, mask_file: PathT, out_file: PathT, *, lower: float = 0.1,
-                   upper: float = 99.9,
-                   white_matter: float | None = WHITE_MATTER_LEVEL) -> Path:
-    """File variant of :func:`clip_and_scale_array`; mask and image must share a grid."""
+def _in_mask_file(function, in_file: PathT, mask_file: PathT, out_file: PathT,
+                  **options) -> Path:
+    """Apply ``function(data, mask, **options)`` to files sharing a grid; save like input."""
     img, data = load_image(in_file)
     mask_img, mask = load_image(mask_file)
     check_same_grid(mask_img, img, mask_file, in_file)
     try:
-        out = clip_and_scale_array(data, mask, lower=lower, upper=upper,
-                                   white_matter=white_matter)
+        out = function(data, mask, **options)
     except ImageError as exc:
         raise ImageError(f'{in_file}: {exc}') from None
     return save_like(out, img, out_file)
+
+
+def clip_and_scale(in_file: PathT, mask_file: PathT, out_file: PathT, *, lower: float = 0.1,
+                   upper: float = 99.9,
+                   white_matter: float | None = WHITE_MATTER_LEVEL) -> Path:
+    """File variant of :func:`clip_and_scale_array`; mask and image must share a grid."""
+    return _in_mask_file(clip_and_scale_array, in_file, mask_file, out_file, lower=lower,
+                         upper=upper, white_matter=white_matter)
 
 
 def anchor_white_matter_file(in_file: PathT, mask_file: PathT, out_file: PathT, *,
                              level: float = WHITE_MATTER_LEVEL) -> Path:
     """File variant of :func:`anchor_white_matter`; mask and image must share a grid."""
-    img, data = load_image(in_file)
-    mask_img, mask = load_image(mask_file)
-    check_same_grid(mask_img, img, mask_file, in_file)
-    try:
-        out = anchor_white_matter(data, mask, level=level)
-    except ImageError as exc:
-        raise ImageError(f'{in_file}: {exc}') from None
-    return save_like(out, img, out_file)
+    return _in_mask_file(anchor_white_matter, in_file, mask_file, out_file, level=level)
 
 
 #: In a T1w MPRAGE brain with white matter at 0.81 the 99th percentile lies at 0.85-0.95;

@@ -77,7 +77,6 @@ class Harmonize(SimpleInterface):
         harmonized = harmonize_anchored(model, volume, mask, sampler=sampler, steps=steps,
                                         ensemble=self.inputs.ensemble, seed=self.inputs.seed,
                                         device=device, progress=False)
-        harmonized[~mask] = 0.0
         out = nib.Nifti1Image(harmonized.astype(np.float32), image.affine, image.header)
         out.set_data_dtype(np.float32)
         out_file = f"{runtime.cwd}/harmonized.nii.gz"
