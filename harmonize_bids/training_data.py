@@ -147,3 +147,28 @@ def wait_for_pairs(pairs: list[TravellingPair], work_dir: Path, *, skull_strip: 
         time.sleep(poll_s)
     return [prepare_pair(pair, work_dir, skull_strip=skull_strip, sloppy=sloppy)
             for pair in pairs]
+
+
+def find_lesion_mask(derivatives: Path, image) -> Path | None:
+    """The ``label-lesion`` mask of one T1w session in a BIDS derivatives folder (None if
+    it has none): ``sub-X[/ses-Y]/anat/sub-X[_ses-Y]*_label-lesion_mask.nii[.gz]``, in the
+    T1w's space. More than one match is an error.
+    """
+    anat = derivatives / f"sub-{image.subject}"
+    stem = f"sub-{image.subject}"
+    if image.session:
+        anat, stem = anat / f"ses-{image.session}", f"{stem}_ses-{image.session}"
+    found = sorted((anat / "anat").glob(f"{stem}_*label-lesion_mask.nii*"))
+    if len(found) > 1:
+        raise ValueError(f"{anat / 'anat'}: {len(found)} lesion masks for {image.path.name} "
+                         f"({', '.join(p.name for p in found)}); keep one.")
+    return found[0] if found else None
+
+
+def load_lesion_mask(path: Path, pair: PreparedPair) -> np.ndarray:
+    """A lesion mask (any grid in the source T1w's world space) on the prepared pair's
+    source grid, by nearest-neighbour resampling, as a boolean array."""
+    from nibabel.processing import resample_from_to
+
+    resampled = resample_from_to(nib.load(path), nib.load(pair.source), order=0)
+    return np.asanyarray(resampled.dataobj) > 0

@@ -75,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fine-tune this model folder of the same direction (e.g. a "
                              "bundled one: 'bundled') instead of starting from random weights; "
                              "its network and schedule are kept")
+    parser.add_argument("--lesion-masks", type=Path, metavar="DERIVATIVES_DIR",
+                        help="BIDS derivatives folder with lesion masks of the source sessions "
+                             "(sub-X[/ses-Y]/anat/*_label-lesion_mask.nii.gz, in the T1w's "
+                             "space; a session without one has no lesions); the loss then "
+                             "counts lesion voxels --lesion-weight times")
+    parser.add_argument("--lesion-weight", type=positive_float, default=10.0,
+                        help="loss weight of lesion voxels, with --lesion-masks")
     parser.add_argument("--prediction-type", choices=("epsilon", "v_prediction"),
                         default="v_prediction",
                         help="what the network predicts (epsilon: the paper)")
@@ -109,6 +116,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         raise UsageError("--source-field and --target-field must differ.")
     if not 0.0 <= options.val_fraction < 1.0:
         raise UsageError(f"--val-fraction {options.val_fraction} must be in [0, 1).")
+    if options.lesion_weight < 1.0:
+        raise UsageError(f"--lesion-weight {options.lesion_weight:g} must be at least 1 "
+                         "(1: lesions count as much as any voxel).")
     return options
 
 
@@ -175,6 +185,10 @@ def run(options: argparse.Namespace) -> int:
         raise MissingInputError("No prepared pair passed the intensity check (see the warnings "
                                 "above); fix the skull stripping or pass --keep-all-pairs.")
     volumes = [loaded[pair.subject] for pair in prepared if pair.subject in kept]
+    lesions = None
+    if options.lesion_masks:
+        lesions = lesion_masks(options.lesion_masks, pairs,
+                               [pair for pair in prepared if pair.subject in kept])
     result = train(
         [source for source, _, _ in volumes], [target for _, target, _ in volumes],
         [mask for _, _, mask in volumes], model_dir,
@@ -189,12 +203,32 @@ def run(options: argparse.Namespace) -> int:
         name=options.name,
         training_data=describe_training_data(
             bids_dir, [pair for pair in pairs if pair.subject in kept], excluded),
-        init_from=init_model)
+        init_from=init_model, lesions=lesions, lesion_weight=options.lesion_weight)
     if rank == 0:
         val = f", validation loss {result.val_losses[-1][1]:.4g}" if result.val_losses else ""
         LOGGER.info("Model written to %s after %d iterations%s", result.model_dir,
                     result.iterations, val)
     return 0
+
+
+def lesion_masks(derivatives: Path, pairs, prepared) -> list:
+    """Each prepared pair's source lesion mask on its grid (None without one)."""
+    from ..training_data import find_lesion_mask, load_lesion_mask
+
+    if not derivatives.is_dir():
+        raise MissingInputError(f"--lesion-masks {derivatives}: no such folder; give the "
+                                "BIDS derivatives folder that holds the lesion masks.")
+    sources = {pair.subject: pair.source for pair in pairs}
+    masks = []
+    for pair in prepared:
+        try:
+            path = find_lesion_mask(derivatives, sources[pair.subject])
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        masks.append(None if path is None else load_lesion_mask(path, pair))
+    LOGGER.info("Lesion masks for %d of %d training pair(s) from %s.",
+                sum(m is not None for m in masks), len(masks), derivatives)
+    return masks
 
 
 def screen_pairs(prepared, loaded: dict[str, tuple]) -> dict[str, str]:

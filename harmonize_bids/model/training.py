@@ -125,14 +125,25 @@ def _target(scheduler: Any, prediction_type: str, x0: torch.Tensor, noise: torch
 
 def _loss(net: torch.nn.Module, scheduler: Any, prediction_type: str, src: torch.Tensor,
           tgt: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, device: torch.device,
-          dtype: torch.dtype) -> torch.Tensor:
+          dtype: torch.dtype, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared error of the network's prediction, per pixel times ``weight`` if given."""
     src, x0 = to_network(src.to(device)), to_network(tgt.to(device))
     noise, t = noise.to(device), t.to(device)
     x_t = scheduler.add_noise(x0, noise, t)
     with autocast(device, dtype):
         out = net(torch.cat([src, x_t], dim=1), t)
     pred = getattr(out, "sample", out).float()
-    return F.mse_loss(pred, _target(scheduler, prediction_type, x0, noise, t))
+    target = _target(scheduler, prediction_type, x0, noise, t)
+    if weight is None:
+        return F.mse_loss(pred, target)
+    return (weight.to(device) * (pred - target) ** 2).mean()
+
+
+def _pixel_weight(lesion: torch.Tensor | None, lesion_weight: float) -> torch.Tensor | None:
+    """Loss weight per pixel: ``lesion_weight`` inside lesions, 1 elsewhere."""
+    if lesion is None or lesion_weight == 1.0:
+        return None
+    return 1.0 + (lesion_weight - 1.0) * lesion.float()
 
 
 @torch.no_grad()
@@ -147,7 +158,7 @@ def _validate(net: torch.nn.Module, scheduler: Any, prediction_type: str, pairs:
     total = 0.0
     for start in range(0, len(idx), batch_size):
         chunk = idx[start:start + batch_size]
-        src, tgt = pairs.batch(chunk)
+        src, tgt, _ = pairs.batch(chunk)
         noise = torch.randn(tgt.shape, generator=gen)
         loss = _loss(net, scheduler, prediction_type, src, tgt, steps[start:start + len(chunk)],
                      noise, device, dtype)
@@ -175,6 +186,7 @@ def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
           context_slices: int = 0, source_field: float = 1.5, target_field: float = 3.0,
           name: str | None = None, training_data: dict[str, Any] | None = None,
           grad_clip: float = 1.0, init_from: HarmonizationModel | None = None,
+          lesions: Sequence[np.ndarray | None] | None = None, lesion_weight: float = 1.0,
           progress: bool = True) -> TrainResult:
     """Train a harmonization model on paired volumes and export it to ``model_dir``.
 
@@ -199,7 +211,12 @@ def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
         preprocessing and weights are the starting point (``network``, ``sloppy``,
         ``prediction_type`` and ``context_slices`` are then ignored); its direction must
         be this run's.  model.json records it under ``fine_tuned_from``.
+    lesions, lesion_weight : optional boolean lesion masks on the sources' grid (None for a
+        pair without lesions); the training loss counts lesion pixels ``lesion_weight``
+        times (lesions are a tiny share of the brain). The validation loss is unweighted.
     """
+    if lesion_weight < 1.0:
+        raise ValueError(f"lesion_weight must be at least 1, got {lesion_weight}.")
     t_start = time.monotonic()
     model_dir = Path(model_dir)
     work = Path(work_dir) if work_dir is not None else model_dir.with_name(
@@ -226,7 +243,8 @@ def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
                           source_field=source_field, target_field=target_field, name=name,
                           seed=seed)
     pairs = extract_slice_pairs(sources, targets, masks, axis=model.slice_axis,
-                                context_slices=model.context_slices, multiple=model.multiple)
+                                context_slices=model.context_slices, multiple=model.multiple,
+                                lesions=lesions)
     train_idx, val_idx = _split(pairs, val_fraction, seed)
     patch = None
     if patch_size is not None:
@@ -287,12 +305,13 @@ def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
         for it in range(start, iterations):
             gen = torch.Generator().manual_seed(_derived_seed(seed, rank, it))
             idx = train_t[torch.randint(len(train_t), (batch_size,), generator=gen)]
-            src, tgt = pairs.batch(idx, patch=patch, generator=gen)
+            src, tgt, lesion = pairs.batch(idx, patch=patch, generator=gen)
             t = torch.randint(0, num_train, (batch_size,), generator=gen)
             noise = torch.randn(tgt.shape, generator=gen)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(it, iterations, lr, lr_decay_iterations)
-            loss = _loss(ddp, scheduler, model.prediction_type, src, tgt, t, noise, dev, dtype)
+            loss = _loss(ddp, scheduler, model.prediction_type, src, tgt, t, noise, dev, dtype,
+                         _pixel_weight(lesion, lesion_weight))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip:
@@ -330,12 +349,15 @@ def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
                     "val_loss": val_losses[-1][1] if val_losses else None},
         "training_data": {**(training_data or {}), "pairs": len(sources),
                           "train_slices": int(len(train_idx)), "val_slices": int(len(val_idx)),
-                          "frame": list(pairs.frame)},
+                          "frame": list(pairs.frame),
+                          "lesion_masks": sum(m is not None for m in lesions or []),
+                          "lesion_voxels": int(pairs.lesion.sum()) if pairs.lesion is not None
+                          else 0},
         "training": {"batch_size": batch_size, "processes": world, "lr": lr,
                      "lr_decay_iterations": lr_decay_iterations,
                      "weight_decay": weight_decay, "ema_decay": ema_decay, "seed": seed,
                      "patch": list(patch) if patch else None, "precision": str(dtype),
-                     "optimizer": "AdamW"},
+                     "optimizer": "AdamW", "lesion_weight": lesion_weight},
     }
     if rank == 0:
         save_model_folder(model, model_dir, meta=meta)

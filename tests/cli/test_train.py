@@ -122,3 +122,53 @@ def test_model_json_records_phantom_seeds(tmp_path):
     assert phantom["subjects"]["sub-02"]["seed"] == [41, 1]
     assert phantom["n_with_lesions"] == 1
     assert describe_training_data(tmp_path, []).get("phantom") is None
+
+
+def _lesion_mask(derivatives, subject: str, session: str, t1w, name="label-lesion"):
+    import nibabel as nib
+    import numpy as np
+
+    image = nib.load(t1w)
+    lesion = np.zeros(image.shape, np.uint8)
+    centre = tuple(n // 2 for n in image.shape)
+    lesion[tuple(slice(c - 2, c + 2) for c in centre)] = 1
+    anat = derivatives / f"sub-{subject}" / f"ses-{session}" / "anat"
+    anat.mkdir(parents=True, exist_ok=True)
+    path = anat / f"sub-{subject}_ses-{session}_{name}_mask.nii.gz"
+    nib.save(nib.Nifti1Image(lesion, image.affine), path)
+    return path
+
+
+def test_lesion_masks_weight_the_loss_and_are_recorded(travelling_dataset, tmp_path, capsys):
+    derivatives = tmp_path / "lesions"
+    t1w = travelling_dataset / "sub-01" / "ses-A" / "anat" / "sub-01_ses-A_T1w.nii.gz"
+    _lesion_mask(derivatives, "01", "A", t1w)
+    common = [travelling_dataset, tmp_path / "model", "--source-field", "1.5",
+              "--target-field", "3", "--sloppy", "--skull-strip", "none", "--batch-size", "2",
+              "--iterations", "1", "-w", tmp_path / "work"]
+    assert _train(*common, "--lesion-masks", derivatives, "--lesion-weight", "5") == 0
+    meta = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert meta["training_data"]["lesion_masks"] == 1
+    assert meta["training_data"]["lesion_voxels"] > 0
+    assert meta["training"]["lesion_weight"] == 5.0
+    assert "Lesion masks for 1 of 2 training pair(s)" in capsys.readouterr().err
+
+    assert _train(*common, "--lesion-masks", tmp_path / "missing") == 66
+    assert "--lesion-masks" in capsys.readouterr().err
+    assert _train(*common, "--lesion-masks", derivatives, "--lesion-weight", "0.5") == 64
+    assert "--lesion-weight" in capsys.readouterr().err
+    _lesion_mask(derivatives, "01", "A", t1w, name="desc-manual_label-lesion")
+    assert _train(*common, "--lesion-masks", derivatives) == 64
+    assert "2 lesion masks for sub-01_ses-A_T1w.nii.gz" in capsys.readouterr().err
+
+
+def test_find_lesion_mask_without_sessions(tmp_path):
+    from harmonize_bids.bids import T1wImage
+    from harmonize_bids.training_data import find_lesion_mask
+
+    image = T1wImage(tmp_path / "sub-07_T1w.nii.gz", "07", None, None, None, 3.0, "sidecar")
+    assert find_lesion_mask(tmp_path, image) is None
+    anat = tmp_path / "sub-07" / "anat"
+    anat.mkdir(parents=True)
+    (anat / "sub-07_space-T1w_label-lesion_mask.nii.gz").touch()
+    assert find_lesion_mask(tmp_path, image) == anat / "sub-07_space-T1w_label-lesion_mask.nii.gz"

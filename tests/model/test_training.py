@@ -146,3 +146,53 @@ def test_fine_tuning_starts_from_the_given_model(tmp_path):
     with pytest.raises(ValueError, match="fine-tune the 1.5T->3T model"):
         train([source], [target], [mask], tmp_path / "other", iterations=1, init_from=base,
               source_field=3.0, target_field=1.5, **kwargs)
+
+
+def test_lesion_masks_are_cut_with_the_same_patch_as_the_slices():
+    from harmonize_bids.model.data import extract_slice_pairs
+
+    source, target, mask = phantom_pair((6, 24, 20))
+    lesion = np.zeros_like(mask)
+    lesion[2:4, 10:13, 8:11] = True
+    marked = np.where(lesion, 0.123, target)  # the lesion, visible in the target
+    pairs = extract_slice_pairs([source, source], [marked, target], [mask, mask],
+                                lesions=[lesion, None])
+    assert pairs.lesion.shape == pairs.target.shape
+    assert int(pairs.lesion.sum()) == int(lesion.sum())  # the second pair has none
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        src, tgt, les = pairs.batch(torch.arange(len(pairs)), patch=(16, 16), generator=gen)
+        assert les.shape == tgt.shape and src.shape[-2:] == (16, 16)
+        assert torch.equal(les, torch.isclose(tgt, torch.tensor(0.123)))
+    assert extract_slice_pairs([source], [target], [mask]).lesion is None
+    with pytest.raises(ValueError, match="lesion masks for 2 pairs"):
+        extract_slice_pairs([source, source], [target, target], [mask, mask], lesions=[lesion])
+
+
+def test_lesion_weight_counts_lesion_pixels_more():
+    from diffusers import DDPMScheduler
+
+    from harmonize_bids.model.training import _loss, _pixel_weight
+
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(2, 1, 3, padding=1)
+    scheduler = DDPMScheduler(num_train_timesteps=10)
+    src, tgt = torch.rand(2, 1, 8, 8), torch.rand(2, 1, 8, 8)
+    noise, t = torch.randn(2, 1, 8, 8), torch.tensor([3, 7])
+    lesion = torch.zeros(2, 1, 8, 8, dtype=torch.bool)
+    lesion[0, 0, 2:4, 2:4] = True
+
+    @torch.no_grad()
+    def loss(weight):
+        return float(_loss(lambda x, _: net(x), scheduler, "epsilon", src, tgt, t, noise,
+                           torch.device("cpu"), torch.float32, weight))
+
+    assert _pixel_weight(lesion, 1.0) is None and _pixel_weight(None, 10.0) is None
+    weight = _pixel_weight(lesion, 10.0)
+    assert float(weight[lesion].min()) == 10.0 and float(weight[~lesion].max()) == 1.0
+    plain, everywhere = loss(None), loss(torch.full((2, 1, 8, 8), 3.0))
+    assert everywhere == pytest.approx(3 * plain, rel=1e-5)
+    assert loss(weight) > plain
+    with pytest.raises(ValueError, match="lesion_weight"):
+        train([src[0, 0].numpy()[None]], [tgt[0, 0].numpy()[None]], [np.ones((1, 8, 8), bool)],
+              "unused", lesion_weight=0.5)
