@@ -54,6 +54,7 @@ def _number(cast: type, *, above: float, inclusive: bool, rule: str):
 positive_int = _number(int, above=1, inclusive=True, rule="at least 1")
 non_negative_int = _number(int, above=0, inclusive=True, rule="0 or more")
 positive_float = _number(float, above=0, inclusive=False, rule="positive")
+at_least_one = _number(float, above=1, inclusive=True, rule="at least 1")
 
 
 def device(text: str) -> str:

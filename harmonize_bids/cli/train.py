@@ -29,6 +29,7 @@ from .parser import (
     SKULL_STRIP_METHODS,
     ExitCodeParser,
     add_selection_arguments,
+    at_least_one,
     device,
     field_strength,
     non_negative_int,
@@ -80,8 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(sub-X[/ses-Y]/anat/*_label-lesion_mask.nii.gz, in the T1w's "
                              "space; a session without one has no lesions); the loss then "
                              "counts lesion voxels --lesion-weight times")
-    parser.add_argument("--lesion-weight", type=positive_float, default=10.0,
-                        help="loss weight of lesion voxels, with --lesion-masks")
+    parser.add_argument("--lesion-weight", type=at_least_one, default=10.0,
+                        help="loss weight of lesion voxels, with --lesion-masks (1: as any "
+                             "voxel)")
     parser.add_argument("--prediction-type", choices=("epsilon", "v_prediction"),
                         default="v_prediction",
                         help="what the network predicts (epsilon: the paper)")
@@ -116,9 +118,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         raise UsageError("--source-field and --target-field must differ.")
     if not 0.0 <= options.val_fraction < 1.0:
         raise UsageError(f"--val-fraction {options.val_fraction} must be in [0, 1).")
-    if options.lesion_weight < 1.0:
-        raise UsageError(f"--lesion-weight {options.lesion_weight:g} must be at least 1 "
-                         "(1: lesions count as much as any voxel).")
     return options
 
 

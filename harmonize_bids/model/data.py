@@ -81,11 +81,13 @@ def extract_slice_pairs(sources: Sequence[np.ndarray], targets: Sequence[np.ndar
         if not m.any():
             raise ValueError(f"Pair {n}: the brain mask is empty.")
         les = lesions[n] if lesions is not None else None
-        les = np.zeros_like(m) if les is None else np.asarray(les, dtype=bool)
-        if les.shape != m.shape:
-            raise ValueError(f"Pair {n}: the lesion mask's shape {les.shape} is not the "
-                             f"brain mask's {m.shape}.")
-        s, t, m, les = (np.moveaxis(a, axis, 0) for a in (s, t, m, les))
+        if les is not None:
+            les = np.asarray(les, dtype=bool)
+            if les.shape != m.shape:
+                raise ValueError(f"Pair {n}: the lesion mask's shape {les.shape} is not the "
+                                 f"brain mask's {m.shape}.")
+            les = np.moveaxis(les, axis, 0)
+        s, t, m = (np.moveaxis(a, axis, 0) for a in (s, t, m))
         views.append((s, t, m, les))
         boxes.append(_bbox(m))
     height = math.ceil(max(b[0].stop - b[0].start for b in boxes) / multiple) * multiple
@@ -98,7 +100,7 @@ def extract_slice_pairs(sources: Sequence[np.ndarray], targets: Sequence[np.ndar
         keep = np.flatnonzero(m[:, rows, cols].sum(axis=(1, 2)) >= min_brain_voxels)
         src = np.zeros((keep.size, 2 * k + 1, height, width), dtype=np.float32)
         tgt = np.zeros((keep.size, 1, height, width), dtype=np.float32)
-        lsn = np.zeros((keep.size, 1, height, width), dtype=bool)
+        lsn = np.zeros((keep.size if lesions is not None else 0, 1, height, width), dtype=bool)
         for b, i in enumerate(keep):
             for c, j in enumerate(range(i - k, i + k + 1)):
                 if 0 <= j < len(s):
@@ -106,7 +108,8 @@ def extract_slice_pairs(sources: Sequence[np.ndarray], targets: Sequence[np.ndar
                         m[j, rows, cols], s[j, rows, cols], 0.0)
             tgt[b, 0, top:top + h, left:left + w] = np.where(m[i, rows, cols],
                                                              t[i, rows, cols], 0.0)
-            lsn[b, 0, top:top + h, left:left + w] = les[i, rows, cols] & m[i, rows, cols]
+            if les is not None:
+                lsn[b, 0, top:top + h, left:left + w] = les[i, rows, cols] & m[i, rows, cols]
         srcs.append(torch.from_numpy(src))
         tgts.append(torch.from_numpy(tgt))
         lsns.append(torch.from_numpy(lsn))
