@@ -202,7 +202,8 @@ def run(options: argparse.Namespace) -> int:
         name=options.name,
         training_data=describe_training_data(
             bids_dir, [pair for pair in pairs if pair.subject in kept], excluded),
-        init_from=init_model, lesions=lesions, lesion_weight=options.lesion_weight)
+        init_from=init_model, lesions=lesions,
+        lesion_weight=options.lesion_weight if options.lesion_masks else 1.0)
     if rank == 0:
         val = f", validation loss {result.val_losses[-1][1]:.4g}" if result.val_losses else ""
         LOGGER.info("Model written to %s after %d iterations%s", result.model_dir,

@@ -26,6 +26,7 @@ def test_train_writes_a_loadable_model_and_resumes(travelling_dataset, tmp_path)
     model = load_model_folder(model_dir, source_field=1.5, target_field=3.0)
     assert model.meta["iterations"] == 2
     assert model.meta["training_data"]["subjects"] == ["sub-01", "sub-02"]
+    assert model.meta["training"]["lesion_weight"] == 1.0  # no --lesion-masks: no weighting
     with pytest.raises(ModelFolderError, match="direction"):
         load_model_folder(model_dir, source_field=3.0, target_field=1.5)
     assert _train(*common, "--iterations", "4", "--resume") == 0
