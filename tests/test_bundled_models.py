@@ -50,6 +50,8 @@ def _check_recipe(options, meta: dict) -> None:
     assert (options.batch_size, options.seed, options.lr) == (
         training["batch_size"], training["seed"], training["lr"])
     assert [options.patch_size] * 2 == training["patch"]
+    lesion_weight = options.lesion_weight if options.lesion_masks else 1.0
+    assert lesion_weight == training.get("lesion_weight", 1.0)
 
 
 @pytest.mark.parametrize(("source", "target"), DIRECTIONS)
