@@ -60,9 +60,7 @@ for fields in "1.5 3" "3 1.5"; do
   harmonize-bids-train heldout unused --source-field $1 --target-field $2 -w heldout_wm \\
       --prepare-only
 done
-# The 3 T -> 1.5 T record ran on pairs prepared so by today's code. The 1.5 T -> 3 T one
-# ran on pairs prepared before white-matter anchoring existed (commit 8a62765) and then
-# re-anchored, not re-registered: see docs/quality.md and docs/model_selection.md."""
+# Both directions' records ran on pairs prepared so by today's code (2026-12-02)."""
 
 DIRECTIONS = {"1.5T-to-3T": (1.5, 3.0), "3T-to-1.5T": (3.0, 1.5)}
 SESSION = {1.5: "1p5T", 3.0: "3T"}
