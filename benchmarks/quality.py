@@ -340,6 +340,14 @@ def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
     return summary
 
 
+def _ratio_text(ratio: float, bar: float) -> str:
+    """A ratio to Original, with more digits when three would round it onto its bar."""
+    text = f"{ratio:.3f}"
+    if float(text) == bar and ratio != bar:
+        text = f"{ratio:.5f}"
+    return f"{text} x"
+
+
 def acceptance(summary: dict[str, dict], default: str) -> list[tuple[str, str, bool]]:
     """Issue #5's bars for the default setting: (check, measured, met)."""
     ours, orig = summary[default], summary["Original"]
@@ -350,12 +358,12 @@ def acceptance(summary: dict[str, dict], default: str) -> list[tuple[str, str, b
         below_peers = all(ours[key] < p[key] for p in peers)
         peer_ratios = ", ".join(f"{p[key] / orig[key]:.3f} x" for p in peers)
         checks.append((f"{key.upper()} <= {bar} x Original and below both peers",
-                       f"{ratio:.3f} x; peers {peer_ratios}",
+                       f"{_ratio_text(ratio, bar)}; peers {peer_ratios}",
                        ratio <= bar and below_peers))
     for t in metrics.TISSUES:
         ratio = ours["volume_diff"][t] / orig["volume_diff"][t]
         checks.append((f"{t} volume difference <= {BARS['volume']} x Original",
-                       f"{ratio:.3f} x", ratio <= BARS["volume"]))
+                       _ratio_text(ratio, BARS["volume"]), ratio <= BARS["volume"]))
     for t in metrics.TISSUES:
         checks.append((f"Dice {t} >= Original", f"{ours['dice'][t]:.3f} vs "
                        f"{orig['dice'][t]:.3f}", ours["dice"][t] >= orig["dice"][t]))
