@@ -60,7 +60,7 @@ for fields in "1.5 3" "3 1.5"; do
   harmonize-bids-train heldout unused --source-field $1 --target-field $2 -w heldout_wm \\
       --prepare-only
 done
-# Both directions' records ran on pairs prepared so by today's code (2026-12-02)."""
+# Both directions' records ran on pairs prepared so, by the code of the record's date."""
 
 DIRECTIONS = {"1.5T-to-3T": (1.5, 3.0), "3T-to-1.5T": (3.0, 1.5)}
 SESSION = {1.5: "1p5T", 3.0: "3T"}
