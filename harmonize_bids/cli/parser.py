@@ -10,7 +10,9 @@ from pathlib import Path
 from .. import __version__
 from ..errors import UsageError
 
+# Mirrors of harmonize_bids.model's constants (tests check them), so --help needs no torch.
 SAMPLERS = ("ddpm", "ddim", "dpm")
+DEFAULT_SAMPLER, DEFAULT_STEPS = "dpm", 10
 SKULL_STRIP_METHODS = ("deepbet", "hdbet", "none")
 DDPM_STEPS = 1000
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -107,9 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="model folder; default: the bundled model for the direction")
     model.add_argument("--sampler", choices=SAMPLERS,
                        help="ddpm: all 1000 steps (the paper); ddim, dpm (DPM-Solver++): "
-                       "--steps steps; default: the model's recommendation")
+                       f"--steps steps; default: {DEFAULT_SAMPLER}")
     model.add_argument("--steps", type=positive_int,
-                       help="sampling steps for ddim/dpm; default: the model's recommendation")
+                       help=f"sampling steps for ddim/dpm; default: {DEFAULT_STEPS}")
     model.add_argument("--ensemble", type=positive_int, default=1,
                        help="average this many samples per image")
     model.add_argument("--seed", type=non_negative_int, default=0,

@@ -192,3 +192,16 @@ def test_version(capsys):
         main(["--version"])
     assert exit_info.value.code == 0
     assert "harmonize-bids 0." in capsys.readouterr().out
+
+
+def test_cli_sampling_defaults_mirror_the_model_package():
+    """--help states the sampler defaults without importing torch; they must be the real ones."""
+    from harmonize_bids.cli import parser
+    from harmonize_bids.model import sampling, schedulers
+
+    assert parser.SAMPLERS == schedulers.SAMPLERS
+    assert (parser.DEFAULT_SAMPLER, parser.DEFAULT_STEPS) == (sampling.DEFAULT_SAMPLER,
+                                                               sampling.DEFAULT_STEPS)
+    text = parser.build_parser().format_help()
+    assert f"default: {sampling.DEFAULT_SAMPLER}" in text
+    assert f"default: {sampling.DEFAULT_STEPS}" in text
