@@ -74,6 +74,17 @@ def test_quality_tables_on_a_tiny_phantom(tmp_path, capsys):
                                         "--keep-all-pairs"]) == 0
     rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines()
             if line.startswith("| 1.5T-to-3T")]
+    anchoring = tmp_path / "anchoring"
+    assert _module("output_anchoring").main([str(heldout), str(tmp_path / "heldout_work"),
+                                             "--direction", "1.5T-to-3T", "--model", str(model),
+                                             "--steps", "2", "--cache", str(anchoring)]) == 0
+    assert "| sub-01 |" in capsys.readouterr().out
+    raw, anchored = (json.loads((anchoring / f"1.5T-to-3T_sub-01_{v}2_measured.json").read_text())
+                     for v in ("raw", "anchored"))
+    # A tiny random network's output is far off the white-matter level: anchoring moves it.
+    assert raw["gmmWM"] != pytest.approx(anchored["gmmWM"], abs=1e-3)
+    assert raw["ahd"] > 0 and anchored["ahd"] > 0
+    assert (anchoring / "1.5T-to-3T_sub-01_raw2.npy").is_file()
     assert [row[1].strip() for row in rows] == ["CSF", "GM", "WM"]
     assert all(row[2].strip() == "2" for row in rows)  # too few subjects for a fit: NaN
     text = report.read_text()
