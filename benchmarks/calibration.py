@@ -46,16 +46,20 @@ def usable(record: dict) -> bool:
     return problem is None
 
 
+def tissue_cores(truth: np.ndarray, mask: np.ndarray,
+                 erosion: int = CORE_EROSION) -> dict[str, np.ndarray]:
+    """Each true tissue class eroded by ``erosion`` voxels, inside the brain mask."""
+    return {tissue: ndi.binary_erosion(truth == TISSUE_LABELS[tissue], iterations=erosion)
+            & mask for tissue in TISSUES}
+
+
 def core_means(record: dict, bids: Path) -> dict[str, tuple[float, float]]:
     """(source, target) mean intensity of each eroded tissue core of one prepared pair."""
     source, target = quality._load(record["source"]), quality._load(record["target"])
     mask = quality._load(record["mask"]) > 0
     truth = quality._truth_labels(bids, record)
-    means = {}
-    for tissue in TISSUES:
-        core = ndi.binary_erosion(truth == TISSUE_LABELS[tissue], iterations=CORE_EROSION)
-        core &= mask
-        means[tissue] = (float(source[core].mean()), float(target[core].mean()))
+    means = {tissue: (float(source[core].mean()), float(target[core].mean()))
+             for tissue, core in tissue_cores(truth, mask).items()}
     means["p1"] = (float(np.percentile(source[mask], 1)), float("nan"))
     return means
 

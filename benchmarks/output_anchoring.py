@@ -26,19 +26,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage as ndi
 
 sys.path.insert(0, str(Path(__file__).parent))
 import quality  # noqa: E402 - benchmarks/ is not a package
+from calibration import tissue_cores  # noqa: E402
 
 from harmonize_bids.qc import metrics  # noqa: E402
 
 VARIANTS = ("raw", "anchored")
-
-
-def _cores(truth: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
-    return {t: ndi.binary_erosion(truth == metrics.TISSUE_LABELS[t]) & mask
-            for t in metrics.TISSUES}
+#: One voxel in from every boundary (calibration.py's cores are two in).
+CORE_EROSION = 1
 
 
 def _peaks(image: np.ndarray, cores: dict[str, np.ndarray]) -> dict[str, list[float]]:
@@ -67,21 +64,20 @@ def measure_subject(record: dict, args: argparse.Namespace, model) -> dict[str, 
                                progress=False)
         np.save(raw_file, raw)  # float32: float16 steps (5e-4) move voxels across AHD bins
         print(f"{sub}: sampled in {time.perf_counter() - start:.0f} s", file=sys.stderr)
-    cores = _cores(quality._truth_labels(args.heldout_bids, record), mask)
-    original = {"ahd": metrics.ahd(source, target, mask), "mse": metrics.mse(source, target, mask)}
+    cores = tissue_cores(quality._truth_labels(args.heldout_bids, record), mask, CORE_EROSION)
+    original_ahd = metrics.ahd(source, target, mask)
+    original_mse = metrics.mse(source, target, mask)
+    shared = {"target_peaks": _peaks(target, cores),
+              "target_gmmWM": float(white_matter_level(target, mask)),
+              "original_ahd": original_ahd, "original_mse": original_mse}
     level = float(model.preprocessing["white_matter_level"])
     images = {"raw": raw, "anchored": anchor_white_matter(raw, mask, level=level)}
     results = {}
     for variant, image in images.items():
-        results[variant] = {
-            "ahd": metrics.ahd(image, target, mask) / original["ahd"],
-            "mse": metrics.mse(image, target, mask) / original["mse"],
-            "peaks": _peaks(image, cores),
-            "gmmWM": float(white_matter_level(image, mask)),
-            "target_peaks": _peaks(target, cores),
-            "target_gmmWM": float(white_matter_level(target, mask)),
-            "original_ahd": original["ahd"], "original_mse": original["mse"],
-        }
+        results[variant] = {"ahd": metrics.ahd(image, target, mask) / original_ahd,
+                            "mse": metrics.mse(image, target, mask) / original_mse,
+                            "peaks": _peaks(image, cores),
+                            "gmmWM": float(white_matter_level(image, mask)), **shared}
         files[variant].write_text(json.dumps(results[variant]))
     return results
 
@@ -99,9 +95,8 @@ def table(rows: dict[str, dict[str, dict]]) -> str:
             f" / {anc['peaks']['WM'][0]:.3f} | {raw['target_peaks']['GM'][0]:.3f} / "
             f"{raw['peaks']['GM'][0]:.3f} / {anc['peaks']['GM'][0]:.3f} | "
             f"{raw['target_gmmWM']:.3f} / {raw['gmmWM']:.3f} |")
-    overall = []
+    overall, values = [], list(rows.values())
     for variant in VARIANTS:
-        values = list(rows.values())
         ahd = (sum(r[variant]["ahd"] * r[variant]["original_ahd"] for r in values)
                / sum(r[variant]["original_ahd"] for r in values))
         mse = (sum(r[variant]["mse"] * r[variant]["original_mse"] for r in values)
