@@ -1,0 +1,126 @@
+"""Screen of dpm timestep schedules on a central sagittal slab.
+
+See docs/experiments/sampler-schedule-screen.md. Usage:
+
+    python sampler-schedule-screen.py DIRECTION VARIANT STEPS HELDOUT_BIDS HELDOUT_WORK
+        [sub-01,sub-02]
+"""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import quality
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+from harmonize_bids.image.intensity import anchor_white_matter
+from harmonize_bids.model import sampling as S
+from harmonize_bids.model.folder import load_model_folder
+from harmonize_bids.participant import bundled_model_dir
+from harmonize_bids.qc import metrics
+
+
+def make(variant, config):
+    common = {
+        k: config[k]
+        for k in (
+            "num_train_timesteps",
+            "beta_schedule",
+            "beta_start",
+            "beta_end",
+            "prediction_type",
+        )
+    }
+    kw = dict(
+        algorithm_type="dpmsolver++",
+        solver_order=2,
+        thresholding=True,
+        sample_max_value=1.0,
+        timestep_spacing="trailing",
+    )
+    if variant == "base":
+        pass
+    elif variant == "karras":
+        kw.update(use_karras_sigmas=True, timestep_spacing="linspace")
+    elif variant == "linspace":
+        kw.update(timestep_spacing="linspace")
+    elif variant.startswith("end"):
+        end = int(variant[3:])
+
+        class Ending(DPMSolverMultistepScheduler):
+            def set_timesteps(self, num_inference_steps=None, device=None, **_):
+                ts = np.round(np.linspace(999, end, num_inference_steps)).astype(int).tolist()
+                super().set_timesteps(device=device, timesteps=ts)
+
+        return Ending(**common, **kw)
+    elif variant == "sde":
+        kw.update(algorithm_type="sde-dpmsolver++")
+    elif variant == "order3":
+        kw.update(solver_order=3)
+    elif variant == "nolof":
+        kw.update(lower_order_final=False)
+    elif variant == "ddim_eta":
+        return DDIMScheduler(
+            **common,
+            clip_sample=True,
+            clip_sample_range=1.0,
+            timestep_spacing="trailing",
+            set_alpha_to_one=True,
+        )
+    else:
+        raise ValueError(variant)
+    return DPMSolverMultistepScheduler(**common, **kw)
+
+
+direction, variant, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
+bids, work = Path(sys.argv[4]), Path(sys.argv[5])
+subjects = sys.argv[6].split(",") if len(sys.argv) > 6 else None
+torch.set_num_threads(1)
+sf, tf = quality.DIRECTIONS[direction]
+model = load_model_folder(bundled_model_dir(sf, tf), source_field=sf, target_field=tf)
+S.DDPMScheduler = (DDPMScheduler, DPMSolverMultistepScheduler)  # pass generators to sde
+S.sampling_scheduler = lambda config, sampler: make(variant, config)
+out = Path(f"{direction}_{variant}{steps}.jsonl")
+lines = out.read_text().splitlines() if out.exists() else []
+done = {json.loads(line)["subject"] for line in lines}
+level = float(model.preprocessing["white_matter_level"])
+for r in quality._pairs(work, direction):
+    sub = r["subject"]
+    if sub in done or (subjects and sub not in subjects):
+        continue
+    src, tgt = quality._load(r["source"]), quality._load(r["target"])
+    mask = quality._load(r["mask"]) > 0
+    idx = np.flatnonzero(mask.any(axis=(1, 2)))
+    mid = idx[len(idx) // 2]
+    slab = np.zeros_like(mask)
+    slab[mid - 20 : mid + 20] = True
+    m = mask & slab
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    raw = S.harmonize_volume(model, src, m, sampler="dpm", steps=steps, seed=0, progress=False)
+    dt = time.perf_counter() - t0
+    anc = anchor_white_matter(raw, m, level=level)
+    oa, om = metrics.ahd(src, tgt, m), metrics.mse(src, tgt, m)
+    row = dict(
+        subject=sub,
+        seconds=dt,
+        original_ahd=oa,
+        original_mse=om,
+        ahd_raw=metrics.ahd(raw, tgt, m),
+        ahd=metrics.ahd(anc, tgt, m),
+        mse=metrics.mse(anc, tgt, m),
+        tp=metrics.through_plane_consistency(anc, m) / metrics.through_plane_consistency(tgt, m),
+    )
+    with out.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(
+        sub,
+        f"{dt:.0f}s AHD {row['ahd'] / oa:.3f} raw {row['ahd_raw'] / oa:.3f}",
+        f"MSE {row['mse'] / om:.3f} tp {row['tp']:.3f}",
+        flush=True,
+    )
