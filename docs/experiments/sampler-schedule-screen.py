@@ -16,65 +16,36 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import quality
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+from diffusers import DPMSolverMultistepScheduler
 
 from harmonize_bids.image.intensity import anchor_white_matter
 from harmonize_bids.model import sampling as S
 from harmonize_bids.model.folder import load_model_folder
+from harmonize_bids.model.schedulers import sampling_scheduler
 from harmonize_bids.participant import bundled_model_dir
 from harmonize_bids.qc import metrics
 
+#: Overrides of the app's own dpm scheduler (harmonize_bids.model.schedulers).
+OVERRIDES = {
+    "base": {},
+    "karras": {"use_karras_sigmas": True, "timestep_spacing": "linspace"},
+    "linspace": {"timestep_spacing": "linspace"},
+}
+
 
 def make(variant, config):
-    common = {
-        k: config[k]
-        for k in (
-            "num_train_timesteps",
-            "beta_schedule",
-            "beta_start",
-            "beta_end",
-            "prediction_type",
-        )
-    }
-    kw = dict(
-        algorithm_type="dpmsolver++",
-        solver_order=2,
-        thresholding=True,
-        sample_max_value=1.0,
-        timestep_spacing="trailing",
-    )
-    if variant == "base":
-        pass
-    elif variant == "karras":
-        kw.update(use_karras_sigmas=True, timestep_spacing="linspace")
-    elif variant == "linspace":
-        kw.update(timestep_spacing="linspace")
-    elif variant.startswith("end"):
-        end = int(variant[3:])
+    """The app's dpm scheduler, changed as ``variant`` says (``endN``: last call at t=N)."""
+    shipped = sampling_scheduler(config, "dpm")
+    if not variant.startswith("end"):
+        return DPMSolverMultistepScheduler.from_config(shipped.config, **OVERRIDES[variant])
+    first, last = config["num_train_timesteps"] - 1, int(variant[3:])
 
-        class Ending(DPMSolverMultistepScheduler):
-            def set_timesteps(self, num_inference_steps=None, device=None, **_):
-                ts = np.round(np.linspace(999, end, num_inference_steps)).astype(int).tolist()
-                super().set_timesteps(device=device, timesteps=ts)
+    class Ending(DPMSolverMultistepScheduler):
+        def set_timesteps(self, num_inference_steps=None, device=None, **_):
+            ts = np.round(np.linspace(first, last, num_inference_steps)).astype(int)
+            super().set_timesteps(device=device, timesteps=ts.tolist())
 
-        return Ending(**common, **kw)
-    elif variant == "sde":
-        kw.update(algorithm_type="sde-dpmsolver++")
-    elif variant == "order3":
-        kw.update(solver_order=3)
-    elif variant == "nolof":
-        kw.update(lower_order_final=False)
-    elif variant == "ddim_eta":
-        return DDIMScheduler(
-            **common,
-            clip_sample=True,
-            clip_sample_range=1.0,
-            timestep_spacing="trailing",
-            set_alpha_to_one=True,
-        )
-    else:
-        raise ValueError(variant)
-    return DPMSolverMultistepScheduler(**common, **kw)
+    return Ending.from_config(shipped.config)
 
 
 direction, variant, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -83,7 +54,6 @@ subjects = sys.argv[6].split(",") if len(sys.argv) > 6 else None
 torch.set_num_threads(1)
 sf, tf = quality.DIRECTIONS[direction]
 model = load_model_folder(bundled_model_dir(sf, tf), source_field=sf, target_field=tf)
-S.DDPMScheduler = (DDPMScheduler, DPMSolverMultistepScheduler)  # pass generators to sde
 S.sampling_scheduler = lambda config, sampler: make(variant, config)
 out = Path(f"{direction}_{variant}{steps}.jsonl")
 lines = out.read_text().splitlines() if out.exists() else []
@@ -100,7 +70,6 @@ for r in quality._pairs(work, direction):
     slab = np.zeros_like(mask)
     slab[mid - 20 : mid + 20] = True
     m = mask & slab
-    torch.manual_seed(0)
     t0 = time.perf_counter()
     raw = S.harmonize_volume(model, src, m, sampler="dpm", steps=steps, seed=0, progress=False)
     dt = time.perf_counter() - t0
