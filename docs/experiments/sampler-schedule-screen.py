@@ -1,14 +1,19 @@
-"""Screen of dpm timestep schedules on a central sagittal slab.
+"""Screen of dpm timestep schedules on a central sagittal slab, or on the whole brain.
 
 See docs/experiments/sampler-schedule-screen.md. Usage:
 
     python sampler-schedule-screen.py DIRECTION VARIANT STEPS HELDOUT_BIDS HELDOUT_WORK
-        [sub-01,sub-02]
+        [sub-01,sub-02] [--brain CACHE]
+
+``--brain CACHE``: sample the whole brain and add the benchmark's own evaluation
+(quality.evaluate: Atropos volumes, Dice, HD95, lesion contrast) of Original and the
+variant; the target's segmentation is cached in CACHE.
 """
 
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -48,14 +53,17 @@ def make(variant, config):
     return Ending.from_config(shipped.config)
 
 
-direction, variant, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
-bids, work = Path(sys.argv[4]), Path(sys.argv[5])
-subjects = sys.argv[6].split(",") if len(sys.argv) > 6 else None
+args = sys.argv[1:]
+brain_cache = Path(args.pop(args.index("--brain") + 1)) if "--brain" in args else None
+args = [a for a in args if a != "--brain"]
+direction, variant, steps = args[0], args[1], int(args[2])
+bids, work = Path(args[3]), Path(args[4])
+subjects = args[5].split(",") if len(args) > 5 else None
 torch.set_num_threads(1)
 sf, tf = quality.DIRECTIONS[direction]
 model = load_model_folder(bundled_model_dir(sf, tf), source_field=sf, target_field=tf)
 S.sampling_scheduler = lambda config, sampler: make(variant, config)
-out = Path(f"{direction}_{variant}{steps}.jsonl")
+out = Path(f"{direction}_{variant}{steps}{'_brain' if brain_cache else ''}.jsonl")
 lines = out.read_text().splitlines() if out.exists() else []
 done = {json.loads(line)["subject"] for line in lines}
 level = float(model.preprocessing["white_matter_level"])
@@ -69,7 +77,7 @@ for r in quality._pairs(work, direction):
     mid = idx[len(idx) // 2]
     slab = np.zeros_like(mask)
     slab[mid - 20 : mid + 20] = True
-    m = mask & slab
+    m = mask if brain_cache else mask & slab
     t0 = time.perf_counter()
     raw = S.harmonize_volume(model, src, m, sampler="dpm", steps=steps, seed=0, progress=False)
     dt = time.perf_counter() - t0
@@ -85,6 +93,25 @@ for r in quality._pairs(work, direction):
         mse=metrics.mse(anc, tgt, m),
         tp=metrics.through_plane_consistency(anc, m) / metrics.through_plane_consistency(tgt, m),
     )
+    if brain_cache:
+        truth = quality._truth_labels(bids, r)
+        target_seg = quality._target_segmentation(
+            brain_cache / direction / sub / "target_dseg.nii.gz",
+            tgt,
+            m,
+            quality.nib.load(r["source"]).affine,
+        )
+        reference = quality.target_reference(tgt, m, truth, quality.SLICE_AXIS)
+        row["original"] = quality._cached(
+            brain_cache / direction / sub / "original.json",
+            partial(
+                quality.evaluate, src, tgt, m, target_seg, truth, reference, quality.SLICE_AXIS
+            ),
+        )
+        row["variant"] = quality.evaluate(
+            anc, tgt, m, target_seg, truth, reference, quality.SLICE_AXIS
+        )
+        np.save(brain_cache / direction / sub / f"{variant}{steps}.npy", anc.astype(np.float16))
     with out.open("a") as f:
         f.write(json.dumps(row) + "\n")
     print(
