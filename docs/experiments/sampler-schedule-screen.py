@@ -10,6 +10,7 @@ See docs/experiments/sampler-schedule-screen.md. Usage:
 variant; the target's segmentation is cached in CACHE.
 """
 
+import argparse
 import json
 import sys
 import time
@@ -53,12 +54,26 @@ def make(variant, config):
     return Ending.from_config(shipped.config)
 
 
-args = sys.argv[1:]
-brain_cache = Path(args.pop(args.index("--brain") + 1)) if "--brain" in args else None
-args = [a for a in args if a != "--brain"]
-direction, variant, steps = args[0], args[1], int(args[2])
-bids, work = Path(args[3]), Path(args[4])
-subjects = args[5].split(",") if len(args) > 5 else None
+def central_slab(mask, half_width=20):
+    """The brain mask restricted to ``2 * half_width`` central sagittal slices."""
+    idx = np.flatnonzero(mask.any(axis=(1, 2)))
+    mid = idx[len(idx) // 2]
+    slab = np.zeros_like(mask)
+    slab[mid - half_width : mid + half_width] = True
+    return mask & slab
+
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("direction")
+parser.add_argument("variant")
+parser.add_argument("steps", type=int)
+parser.add_argument("bids", type=Path)
+parser.add_argument("work", type=Path)
+parser.add_argument("subjects", nargs="?", type=lambda text: text.split(","))
+parser.add_argument("--brain", dest="brain_cache", type=Path)
+cli = parser.parse_args()
+direction, variant, steps, brain_cache = cli.direction, cli.variant, cli.steps, cli.brain_cache
+bids, work, subjects = cli.bids, cli.work, cli.subjects
 torch.set_num_threads(1)
 sf, tf = quality.DIRECTIONS[direction]
 model = load_model_folder(bundled_model_dir(sf, tf), source_field=sf, target_field=tf)
@@ -73,11 +88,7 @@ for r in quality._pairs(work, direction):
         continue
     src, tgt = quality._load(r["source"]), quality._load(r["target"])
     mask = quality._load(r["mask"]) > 0
-    idx = np.flatnonzero(mask.any(axis=(1, 2)))
-    mid = idx[len(idx) // 2]
-    slab = np.zeros_like(mask)
-    slab[mid - 20 : mid + 20] = True
-    m = mask if brain_cache else mask & slab
+    m = mask if brain_cache else central_slab(mask)
     t0 = time.perf_counter()
     raw = S.harmonize_volume(model, src, m, sampler="dpm", steps=steps, seed=0, progress=False)
     dt = time.perf_counter() - t0
