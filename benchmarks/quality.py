@@ -34,6 +34,7 @@ The inputs of docs/quality.md, made in an empty folder (RECIPE below).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -248,10 +249,26 @@ def _slug(name: str) -> str:
     return "".join(c for c in name.lower().replace(" ", "_") if c.isalnum() or c == "_")
 
 
-def _cache_stem(name: str, weights_sha256: str | None) -> str:
-    """Cache file stem; a model's results are keyed by its weights, so new weights rerun."""
+def _sampler_timesteps(model, sampler: str, steps_list: list[int]) -> dict[str, list[int]]:
+    """The timesteps at which each "Ours" method calls the network."""
+    from harmonize_bids.model.schedulers import sampling_scheduler, set_sampling_timesteps
+
+    timesteps = {}
+    for steps in steps_list:
+        scheduler = sampling_scheduler(model.scheduler_config, sampler)
+        set_sampling_timesteps(scheduler, steps)
+        timesteps[f"Ours ({sampler}, {steps} steps)"] = scheduler.timesteps.tolist()
+    return timesteps
+
+
+def _cache_stem(name: str, model: dict | None) -> str:
+    """Cache file stem; "Ours" is keyed by the weights and the sampler's timesteps, so a
+    change of either reruns it. ``model`` is the ``about["model"]`` of run_direction."""
     stem = _slug(name)
-    return f"{stem}_{weights_sha256[:12]}" if name.startswith("Ours") else stem
+    if not name.startswith("Ours"):
+        return stem
+    timesteps = json.dumps(model["timesteps"][name]).encode()
+    return f"{stem}_{model['weights_sha256'][:12]}_{hashlib.sha256(timesteps).hexdigest()[:8]}"
 
 
 def run_direction(direction: str, args: argparse.Namespace) -> tuple[dict[str, list[dict]],
@@ -283,7 +300,8 @@ def run_direction(direction: str, args: argparse.Namespace) -> tuple[dict[str, l
         meta = model.meta
         about["model"] = {"path": str(model_dir), "iterations": meta.get("iterations"),
                           "iterations_total": meta.get("iterations_total", meta.get("iterations")),
-                          "weights_sha256": model.weights_sha256}
+                          "weights_sha256": model.weights_sha256,
+                          "timesteps": _sampler_timesteps(model, args.sampler, args.steps)}
     for record in records:
         sub = record["subject"]
         source, target = _load(record["source"]), _load(record["target"])
@@ -294,7 +312,7 @@ def run_direction(direction: str, args: argparse.Namespace) -> tuple[dict[str, l
         reference = target_reference(target, mask, truth, SLICE_AXIS)
         for name, make in _methods(model, peers, source, mask, args.steps,
                                      args.sampler).items():
-            stem = cache / sub / _cache_stem(name, model and model.weights_sha256)
+            stem = cache / sub / _cache_stem(name, about.get("model"))
             result = _cached(stem.with_suffix(".json"),
                              partial(_measure, make, target, mask, target_seg, truth,
                                      reference, SLICE_AXIS, args.save_images and stem))
@@ -449,11 +467,11 @@ def per_subject_table(results: dict[str, list[dict]], default: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_examples(args: argparse.Namespace, default: str, weights: dict[str, str],
+def plot_examples(args: argparse.Namespace, default: str, models: dict[str, dict],
                   out_file: Path) -> Path:
     """One axial slice through the lesions of a held-out subject: every method per direction.
 
-    ``weights`` maps each direction to its model's weights SHA-256 (the cache key).
+    ``models`` maps each direction to its run's ``about["model"]`` (the cache key).
     """
     import matplotlib
 
@@ -471,7 +489,7 @@ def plot_examples(args: argparse.Namespace, default: str, weights: dict[str, str
         lesion = truth == LESION_LABEL
         z = int(np.argwhere(lesion if lesion.any() else truth > 0)[:, 2].mean())
         images = {name: np.load(args.cache / direction / record["subject"]
-                                / f"{_cache_stem(name, weights[direction])}.npy"
+                                / f"{_cache_stem(name, models[direction])}.npy"
                                 ).astype(np.float32)
                   for name in columns[:-1]}
         images["Target"] = _load(record["target"]) * (_load(record["mask"]) > 0)
@@ -557,9 +575,8 @@ def main(argv: list[str] | None = None) -> int:
         text.append(tables(direction, summary, default, about))
         text.append(per_subject_table(results, default))
     if args.figure:
-        weights = {direction: summary.get("model", {}).get("weights_sha256")
-                   for direction, summary in summaries.items()}
-        plot_examples(args, default, weights, args.figure)
+        models = {direction: summary.get("model") for direction, summary in summaries.items()}
+        plot_examples(args, default, models, args.figure)
     if args.record:
         for summary in summaries.values():
             if "model" in summary:

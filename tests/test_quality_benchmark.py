@@ -11,6 +11,7 @@ import pytest
 from bidsfactory import tiny_model
 
 from harmonize_bids.cli.train import main as train_main
+from harmonize_bids.model import schedulers
 from harmonize_bids.phantom import write_phantom_dataset
 
 pytestmark = pytest.mark.slow
@@ -48,7 +49,7 @@ def test_lesion_contrast_compares_lesions_with_white_matter():
     assert np.isnan(quality.lesion_contrast(image, truth))
 
 
-def test_quality_tables_on_a_tiny_phantom(tmp_path, capsys):
+def test_quality_tables_on_a_tiny_phantom(tmp_path, capsys, monkeypatch):
     quality = _quality_module()
     train = write_phantom_dataset(tmp_path / "train", n_subjects=1, seed=11, size="tiny")
     heldout = write_phantom_dataset(tmp_path / "heldout", n_subjects=1, seed=12, size="tiny",
@@ -123,3 +124,16 @@ def test_quality_tables_on_a_tiny_phantom(tmp_path, capsys):
     ddim = json.loads(summaries.read_text())["1.5T-to-3T"]["methods"]
     assert ddim["Ours (ddim, 2 steps)"]["mse"] != retrained["Ours (dpm, 2 steps)"]["mse"]
     assert len(list((tmp_path / "cache" / "1.5T-to-3T" / "sub-01").glob("ours_*.json"))) == 3
+    # The record names the timesteps, and other timesteps are not served from the cache.
+    assert json.loads(summaries.read_text())["1.5T-to-3T"]["model"]["timesteps"] == {
+        "Ours (ddim, 2 steps)": [999, 499]}
+    monkeypatch.setattr(schedulers, "DPM_LAST_TIMESTEP", 100)
+    assert quality.main([str(heldout), str(tmp_path / "heldout_work"), "--train-work",
+                         str(tmp_path / "train_work"), "--directions", "1.5T-to-3T",
+                         "--model-1p5T-to-3T", str(other), "--steps", "2",
+                         "--cache", str(tmp_path / "cache"), "--json", str(summaries)]) == 0
+    rescheduled = json.loads(summaries.read_text())["1.5T-to-3T"]
+    assert rescheduled["model"]["timesteps"] == {"Ours (dpm, 2 steps)": [999, 100]}
+    assert rescheduled["methods"]["Ours (dpm, 2 steps)"]["mse"] != \
+        retrained["Ours (dpm, 2 steps)"]["mse"]
+    assert len(list((tmp_path / "cache" / "1.5T-to-3T" / "sub-01").glob("ours_*.json"))) == 4

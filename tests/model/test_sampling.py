@@ -9,8 +9,10 @@ import torch
 from harmonize_bids.model import harmonize_volume, new_model
 from harmonize_bids.model.sampling import sample, slice_generators
 from harmonize_bids.model.schedulers import (
+    DPM_LAST_TIMESTEP,
     sampling_scheduler,
     schedule_config,
+    set_sampling_timesteps,
     training_scheduler,
 )
 
@@ -96,6 +98,28 @@ def test_oracle_recovers_clean_slice(sampler, steps, prediction_type):
     out = sample(Oracle(x0, prediction_type), scheduler, source, steps=steps,
                  generators=slice_generators(0, 0, [0]))
     assert torch.allclose(out, x0, atol=1e-3), float((out - x0).abs().max())
+
+
+@pytest.mark.parametrize("steps", [2, 5, 10, 20, 960, 1000])
+def test_dpm_calls_evenly_from_the_top_down_to_the_last_timestep(steps):
+    scheduler = sampling_scheduler(schedule_config(), "dpm")
+    set_sampling_timesteps(scheduler, steps)
+    timesteps = scheduler.timesteps.numpy()
+    gaps = -np.diff(timesteps)
+    assert len(timesteps) == steps and timesteps[0] == 999
+    assert timesteps[-1] == min(DPM_LAST_TIMESTEP, 1000 - steps)
+    assert gaps.min() >= 1 and gaps.max() - gaps.min() <= 1
+
+
+def test_dpm_refuses_more_steps_than_timesteps():
+    with pytest.raises(ValueError, match="1 to 1000 steps"):
+        set_sampling_timesteps(sampling_scheduler(schedule_config(), "dpm"), 1001)
+
+
+def test_ddim_keeps_trailing_spacing():
+    scheduler = sampling_scheduler(schedule_config(), "ddim")
+    set_sampling_timesteps(scheduler, 10)
+    assert scheduler.timesteps.tolist() == list(range(999, 0, -100))
 
 
 def test_context_slices_model_runs(tmp_path):
