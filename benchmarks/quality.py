@@ -251,12 +251,12 @@ def _slug(name: str) -> str:
 
 def _sampler_timesteps(model, sampler: str, steps_list: list[int]) -> dict[str, list[int]]:
     """The timesteps at which each "Ours" method calls the network."""
-    from harmonize_bids.model.schedulers import sampling_scheduler, set_sampling_timesteps
+    from harmonize_bids.model.schedulers import sampling_scheduler
 
     timesteps = {}
     for steps in steps_list:
         scheduler = sampling_scheduler(model.scheduler_config, sampler)
-        set_sampling_timesteps(scheduler, steps)
+        scheduler.set_timesteps(steps)
         timesteps[f"Ours ({sampler}, {steps} steps)"] = scheduler.timesteps.tolist()
     return timesteps
 

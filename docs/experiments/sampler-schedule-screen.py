@@ -31,9 +31,10 @@ from harmonize_bids.model.schedulers import sampling_scheduler
 from harmonize_bids.participant import bundled_model_dir
 from harmonize_bids.qc import metrics
 
-#: Overrides of the app's own dpm scheduler (harmonize_bids.model.schedulers).
+#: Overrides of the app's own dpm scheduler (harmonize_bids.model.schedulers), as plain
+#: DPM-Solver++; "base" is the trailing spacing shipped until 2026-12-03.
 OVERRIDES = {
-    "base": {},
+    "base": {"timestep_spacing": "trailing"},
     "karras": {"use_karras_sigmas": True, "timestep_spacing": "linspace"},
     "linspace": {"timestep_spacing": "linspace"},
 }

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from .device import autocast, available_memory, resolve_device, resolve_precision
 from .folder import HarmonizationModel
-from .schedulers import SAMPLERS, sampling_scheduler, set_sampling_timesteps
+from .schedulers import SAMPLERS, sampling_scheduler
 
 LOGGER = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def sample(net: torch.nn.Module, scheduler: SchedulerMixin, source: torch.Tensor
     ``memory_format`` is the layout of the network input (channels-last is faster on CPU).
     """
     device = source.device
-    set_sampling_timesteps(scheduler, steps, device)
+    scheduler.set_timesteps(steps, device=device)
     shape = (source.shape[0], 1, *source.shape[2:])
     x = randn_tensor(shape, generator=generators, device=device, dtype=torch.float32)
     x = x * scheduler.init_noise_sigma

@@ -12,7 +12,6 @@ from harmonize_bids.model.schedulers import (
     DPM_LAST_TIMESTEP,
     sampling_scheduler,
     schedule_config,
-    set_sampling_timesteps,
     training_scheduler,
 )
 
@@ -103,7 +102,7 @@ def test_oracle_recovers_clean_slice(sampler, steps, prediction_type):
 @pytest.mark.parametrize("steps", [2, 5, 10, 20, 960, 1000])
 def test_dpm_calls_evenly_from_the_top_down_to_the_last_timestep(steps):
     scheduler = sampling_scheduler(schedule_config(), "dpm")
-    set_sampling_timesteps(scheduler, steps)
+    scheduler.set_timesteps(steps)
     timesteps = scheduler.timesteps.numpy()
     gaps = -np.diff(timesteps)
     assert len(timesteps) == steps and timesteps[0] == 999
@@ -113,12 +112,12 @@ def test_dpm_calls_evenly_from_the_top_down_to_the_last_timestep(steps):
 
 def test_dpm_refuses_more_steps_than_timesteps():
     with pytest.raises(ValueError, match="1 to 1000 steps"):
-        set_sampling_timesteps(sampling_scheduler(schedule_config(), "dpm"), 1001)
+        sampling_scheduler(schedule_config(), "dpm").set_timesteps(1001)
 
 
 def test_ddim_keeps_trailing_spacing():
     scheduler = sampling_scheduler(schedule_config(), "ddim")
-    set_sampling_timesteps(scheduler, 10)
+    scheduler.set_timesteps(10)
     assert scheduler.timesteps.tolist() == list(range(999, 0, -100))
 
 
