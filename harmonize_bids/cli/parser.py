@@ -153,6 +153,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             f"--sampler ddpm always runs all {DDPM_STEPS} steps; drop --steps or use "
             "--sampler ddim or dpm."
         )
+    if options.steps is not None and options.steps > DDPM_STEPS:
+        raise UsageError(f"--steps {options.steps} exceeds the model's {DDPM_STEPS} training "
+                         "timesteps; use at most that many.")
     if options.omp_nthreads is None:
         options.omp_nthreads = min(8, options.nprocs)
     if options.omp_nthreads > options.nprocs:

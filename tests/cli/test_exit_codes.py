@@ -37,6 +37,7 @@ def test_dry_run_succeeds_and_writes_nothing(travelling_dataset, tmp_path, capsy
     (["--no-such-option"], "--no-such-option"),
     (["--steps", "0"], "--steps"),
     (["--sampler", "ddpm", "--steps", "20"], "--sampler ddpm"),
+    (["--steps", "1001"], "--steps 1001"),
     (["--target-field", "7"], "--target-field"),
     (["--device", "gpu"], "--device"),
     (["--nprocs", "1", "--omp-nthreads", "2"], "--omp-nthreads"),
