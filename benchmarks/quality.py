@@ -513,7 +513,8 @@ def record_in_model(model_dir: Path, summary: dict, command: str) -> None:
     meta = json.loads(path.read_text())
     meta["benchmark"] = {"command": f"python benchmarks/quality.py {command}",
                          "date": time.strftime("%Y-%m-%d"),
-                         **{k: v for k, v in summary.items() if k != "model"}}
+                         **{k: v for k, v in summary.items() if k != "model"},
+                         "timesteps": summary["model"]["timesteps"]}
     write_atomically(path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 

@@ -99,6 +99,7 @@ def test_quality_tables_on_a_tiny_phantom(tmp_path, capsys, monkeypatch):
     assert methods["Original"]["mse"] > 0 and methods["Original"]["seconds"] < 1
     recorded = json.loads((model / "model.json").read_text())["benchmark"]
     assert recorded["methods"]["Nyul"]["mse"] == pytest.approx(methods["Nyul"]["mse"])
+    assert recorded["timesteps"] == {"Ours (dpm, 2 steps)": [999, 50]}
     # A rerun is served from the cache and gives the same figures.
     assert quality.main([str(heldout), str(tmp_path / "heldout_work"), "--train-work",
                          str(tmp_path / "train_work"), "--directions", "1.5T-to-3T",
