@@ -27,7 +27,7 @@ from diffusers import DPMSolverMultistepScheduler
 from harmonize_bids.image.intensity import anchor_white_matter
 from harmonize_bids.model import sampling as S
 from harmonize_bids.model.folder import load_model_folder
-from harmonize_bids.model.schedulers import sampling_scheduler
+from harmonize_bids.model.schedulers import dpm_timesteps, sampling_scheduler
 from harmonize_bids.participant import bundled_model_dir
 from harmonize_bids.qc import metrics
 
@@ -45,12 +45,12 @@ def make(variant, config):
     shipped = sampling_scheduler(config, "dpm")
     if not variant.startswith("end"):
         return DPMSolverMultistepScheduler.from_config(shipped.config, **OVERRIDES[variant])
-    first, last = config["num_train_timesteps"] - 1, int(variant[3:])
+    last = int(variant[3:])
 
     class Ending(DPMSolverMultistepScheduler):
         def set_timesteps(self, num_inference_steps=None, device=None, **_):
-            ts = np.round(np.linspace(first, last, num_inference_steps)).astype(int)
-            super().set_timesteps(device=device, timesteps=ts.tolist())
+            super().set_timesteps(device=device, timesteps=dpm_timesteps(
+                config["num_train_timesteps"], num_inference_steps, last))
 
     return Ending.from_config(shipped.config)
 

@@ -86,13 +86,13 @@ def sampling_scheduler(config: dict[str, Any], sampler: str) -> SchedulerMixin:
     raise ValueError(f"Unknown sampler {sampler!r}; choose one of {SAMPLERS}.")
 
 
-def dpm_timesteps(num_train_timesteps: int, steps: int) -> list[int]:
-    """``steps`` timesteps evenly spaced from T - 1 down to ``DPM_LAST_TIMESTEP`` (lower
-    when there are too many steps for distinct integers)."""
+def dpm_timesteps(num_train_timesteps: int, steps: int, last: int | None = None) -> list[int]:
+    """``steps`` timesteps evenly spaced from T - 1 down to ``last`` (default
+    ``DPM_LAST_TIMESTEP``; lower when there are too many steps for distinct integers)."""
     first = num_train_timesteps - 1
     if not 1 <= steps <= num_train_timesteps:
         raise ValueError(f"dpm runs 1 to {num_train_timesteps} steps, got {steps}.")
-    last = min(DPM_LAST_TIMESTEP, first - (steps - 1))
+    last = min(DPM_LAST_TIMESTEP if last is None else last, first - (steps - 1))
     return np.round(np.linspace(first, last, steps)).astype(int).tolist()
 
 
