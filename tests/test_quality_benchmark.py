@@ -11,7 +11,6 @@ import pytest
 from bidsfactory import tiny_model
 
 from harmonize_bids.cli.train import main as train_main
-from harmonize_bids.model import schedulers
 from harmonize_bids.phantom import write_phantom_dataset
 
 pytestmark = pytest.mark.slow
@@ -49,7 +48,7 @@ def test_lesion_contrast_compares_lesions_with_white_matter():
     assert np.isnan(quality.lesion_contrast(image, truth))
 
 
-def test_quality_tables_on_a_tiny_phantom(tmp_path, capsys, monkeypatch):
+def test_quality_tables_on_a_tiny_phantom(tmp_path, capsys):
     quality = _quality_module()
     train = write_phantom_dataset(tmp_path / "train", n_subjects=1, seed=11, size="tiny")
     heldout = write_phantom_dataset(tmp_path / "heldout", n_subjects=1, seed=12, size="tiny",
@@ -128,7 +127,9 @@ def test_quality_tables_on_a_tiny_phantom(tmp_path, capsys, monkeypatch):
     # The record names the timesteps, and other timesteps are not served from the cache.
     assert json.loads(summaries.read_text())["1.5T-to-3T"]["model"]["timesteps"] == {
         "Ours (ddim, 2 steps)": [999, 499]}
-    monkeypatch.setattr(schedulers, "DPM_LAST_TIMESTEP", 100)
+    # The model folder's own sampler ending (same weights) is another method too.
+    schedule = other / "scheduler_config.json"
+    schedule.write_text(json.dumps({**json.loads(schedule.read_text()), "dpm_last_timestep": 100}))
     assert quality.main([str(heldout), str(tmp_path / "heldout_work"), "--train-work",
                          str(tmp_path / "train_work"), "--directions", "1.5T-to-3T",
                          "--model-1p5T-to-3T", str(other), "--steps", "2",

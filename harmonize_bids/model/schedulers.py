@@ -7,7 +7,8 @@ Sampling rebuilds one of three diffusers schedulers from the same schedule confi
 ``ddim``  ``DDIMScheduler``, deterministic (eta = 0), ``trailing`` timestep spacing.
 ``dpm``   ``DPMSolverMultistepScheduler``, DPM-Solver++ (2nd order), deterministic; its
           network calls are evenly spaced from t = T - 1 down to t = 50 (not 0), and the
-          last solver step goes from t = 50 to the clean image.
+          last solver step goes from t = 50 to the clean image. A model folder may set
+          another last call with ``"dpm_last_timestep"`` in its ``scheduler_config.json``.
 
 Why t = 50: with trailing spacing the 10th call is at t = 99, and its clean-image prediction
 smooths fine texture away. Ending at t = 50 (the same 10 calls) lowered the 1.5 T -> 3 T
@@ -81,8 +82,10 @@ def sampling_scheduler(config: dict[str, Any], sampler: str) -> SchedulerMixin:
                              timestep_spacing="trailing", set_alpha_to_one=True)
     if sampler == "dpm":
         # With sample_max_value = 1, dynamic thresholding reduces to clipping x0 to [-1, 1].
-        return EndingDPMSolver(**common, algorithm_type="dpmsolver++", solver_order=2,
-                               thresholding=clip, sample_max_value=clip_range)
+        scheduler = EndingDPMSolver(**common, algorithm_type="dpmsolver++", solver_order=2,
+                                    thresholding=clip, sample_max_value=clip_range)
+        scheduler.last_timestep = int(config.get("dpm_last_timestep", DPM_LAST_TIMESTEP))
+        return scheduler
     raise ValueError(f"Unknown sampler {sampler!r}; choose one of {SAMPLERS}.")
 
 
@@ -92,17 +95,24 @@ def dpm_timesteps(num_train_timesteps: int, steps: int, last: int | None = None)
     first = num_train_timesteps - 1
     if not 1 <= steps <= num_train_timesteps:
         raise ValueError(f"dpm runs 1 to {num_train_timesteps} steps, got {steps}.")
-    last = min(DPM_LAST_TIMESTEP if last is None else last, first - (steps - 1))
+    last = DPM_LAST_TIMESTEP if last is None else last
+    if not 0 <= last < first:
+        raise ValueError(f"dpm's last timestep must lie in [0, {first}), got {last}.")
+    last = min(last, first - (steps - 1))
     return np.round(np.linspace(first, last, steps)).astype(int).tolist()
 
 
 class EndingDPMSolver(DPMSolverMultistepScheduler):
-    """DPM-Solver++ whose ``set_timesteps(steps)`` places the calls with :func:`dpm_timesteps`."""
+    """DPM-Solver++ whose ``set_timesteps(steps)`` places the calls with :func:`dpm_timesteps`,
+    the last one at ``last_timestep``."""
+
+    last_timestep: int = DPM_LAST_TIMESTEP
 
     def set_timesteps(self, num_inference_steps: int | None = None,
                       device: str | torch.device | None = None, mu: float | None = None,
                       timesteps: list[int] | None = None) -> None:
         if timesteps is None and num_inference_steps is not None:
-            timesteps = dpm_timesteps(self.config.num_train_timesteps, num_inference_steps)
+            timesteps = dpm_timesteps(self.config.num_train_timesteps, num_inference_steps,
+                                      self.last_timestep)
             num_inference_steps = None
         super().set_timesteps(num_inference_steps, device=device, mu=mu, timesteps=timesteps)

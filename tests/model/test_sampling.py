@@ -110,6 +110,15 @@ def test_dpm_calls_evenly_from_the_top_down_to_the_last_timestep(steps):
     assert gaps.min() >= 1 and gaps.max() - gaps.min() <= 1
 
 
+def test_a_model_folder_sets_the_last_dpm_timestep():
+    scheduler = sampling_scheduler({**schedule_config(), "dpm_last_timestep": 20}, "dpm")
+    scheduler.set_timesteps(10)
+    assert scheduler.timesteps.tolist() == [999, 890, 781, 673, 564, 455, 346, 238, 129, 20]
+    broken = sampling_scheduler({**schedule_config(), "dpm_last_timestep": -1}, "dpm")
+    with pytest.raises(ValueError, match="last timestep"):
+        broken.set_timesteps(10)
+
+
 def test_dpm_refuses_more_steps_than_timesteps():
     with pytest.raises(ValueError, match="1 to 1000 steps"):
         sampling_scheduler(schedule_config(), "dpm").set_timesteps(1001)
