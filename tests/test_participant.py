@@ -60,6 +60,8 @@ def test_end_to_end_multiproc(travelling_dataset, test_model, tmp_path, capfd):
     assert (record["SourceFieldStrength"], record["TargetFieldStrength"]) == (1.5, 3.0)
     assert {"Sampler", "Steps", "EnsembleSize", "Seed", "Device"} <= set(record)
     assert record["WhiteMatterLevel"] == 0.81
+    schedule = json.loads((test_model / "scheduler_config.json").read_text())
+    assert record["NoiseSchedule"] == schedule
     assert record["SoftwareVersions"]["harmonize_bids"]
     assert sidecar["SkullStripped"] is True
     assert sidecar["Sources"] == [

@@ -191,6 +191,15 @@ def _read_json(path: Path) -> dict[str, Any]:
     return doc
 
 
+def _check_dpm_ending(schedule: dict[str, Any], path: Path) -> None:
+    """The optional ``dpm_last_timestep`` must be a timestep below the last one."""
+    last = schedule.get("dpm_last_timestep")
+    first = int(schedule.get("num_train_timesteps", 1000)) - 1
+    if last is not None and not (isinstance(last, int) and 0 <= last < first):
+        raise ModelFolderError(f"{path} has dpm_last_timestep {last!r}; it must be an integer "
+                               f"from 0 to {first - 1}: fix it or re-export the model.")
+
+
 def load_model_folder(path: str | os.PathLike[str], *, source_field: float | None = None,
                       target_field: float | None = None) -> HarmonizationModel:
     """Rebuild a :class:`HarmonizationModel` from a model folder (weights on CPU).
@@ -230,6 +239,7 @@ def load_model_folder(path: str | os.PathLike[str], *, source_field: float | Non
         raise ModelFolderError(f"{weights_path} has SHA-256 {digest[:12]}..., model.json expects "
                                f"{str(meta.get('weights_sha256'))[:12]}...; the weights are "
                                "corrupt or were modified: re-download the model folder.")
+    _check_dpm_ending(docs["scheduler_config.json"], path / "scheduler_config.json")
     config = docs["config.json"]
     try:
         net = build_network(config)

@@ -85,3 +85,13 @@ def test_missing_file_refused(folder):
     (path / "config.json").unlink()
     with pytest.raises(ModelFolderError, match="config.json is missing"):
         load_model_folder(path)
+
+
+def test_bad_dpm_ending_refused(folder):
+    _, path = folder
+    schedule = json.loads((path / "scheduler_config.json").read_text())
+    (path / "scheduler_config.json").write_text(json.dumps({**schedule, "dpm_last_timestep": 20}))
+    assert load_model_folder(path).scheduler_config["dpm_last_timestep"] == 20
+    (path / "scheduler_config.json").write_text(json.dumps({**schedule, "dpm_last_timestep": -5}))
+    with pytest.raises(ModelFolderError, match="scheduler_config.json has dpm_last_timestep -5"):
+        load_model_folder(path)
