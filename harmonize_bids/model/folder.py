@@ -34,7 +34,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .network import build_network, network_config, pad_multiple
-from .schedulers import schedule_config
+from .schedulers import dpm_timesteps, schedule_config
 
 FORMAT_VERSION = 1
 CONFIG_FILES = ("config.json", "scheduler_config.json", "preprocessing.json", "model.json")
@@ -192,12 +192,17 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _check_dpm_ending(schedule: dict[str, Any], path: Path) -> None:
-    """The optional ``dpm_last_timestep`` must be a timestep below the last one."""
+    """The optional ``dpm_last_timestep`` must be one :func:`dpm_timesteps` accepts."""
     last = schedule.get("dpm_last_timestep")
-    first = int(schedule.get("num_train_timesteps", 1000)) - 1
-    if last is not None and not (isinstance(last, int) and 0 <= last < first):
-        raise ModelFolderError(f"{path} has dpm_last_timestep {last!r}; it must be an integer "
-                               f"from 0 to {first - 1}: fix it or re-export the model.")
+    if last is None:
+        return
+    try:
+        if not isinstance(last, int):
+            raise ValueError("it must be an integer.")
+        dpm_timesteps(int(schedule["num_train_timesteps"]), 1, last)
+    except ValueError as exc:
+        raise ModelFolderError(f"{path} has dpm_last_timestep {last!r}: {exc} Fix it or "
+                               "re-export the model.") from exc
 
 
 def load_model_folder(path: str | os.PathLike[str], *, source_field: float | None = None,
