@@ -12,6 +12,7 @@ import pytest
 from harmonize_bids.cli.run import main
 from harmonize_bids.cli.train import parse_args as parse_train_args
 from harmonize_bids.model.folder import load_model_folder
+from harmonize_bids.model.schedulers import sampling_scheduler
 from harmonize_bids.participant import BUNDLED_MODELS, bundled_model_dir
 
 DIRECTIONS = [(1.5, 3.0), (3.0, 1.5)]
@@ -33,6 +34,18 @@ def test_bundled_model_loads_and_documents_itself(source, target):
     assert benchmark["subjects"] >= 6
     for method in ("Original", "Histogram matching", "Nyul", benchmark["default"]):
         assert benchmark["methods"][method]["mse"] > 0
+
+
+@pytest.mark.parametrize(("source", "target"), DIRECTIONS)
+def test_benchmark_record_was_measured_with_the_shipped_schedule(source, target):
+    """Changing scheduler_config.json (e.g. dpm_last_timestep) needs a new benchmark record."""
+    model = load_model_folder(bundled_model_dir(source, target), source_field=source,
+                              target_field=target)
+    for name, recorded in model.meta["benchmark"]["timesteps"].items():
+        sampler, steps = re.fullmatch(r"Ours \((\w+), (\d+) steps\)", name).groups()
+        scheduler = sampling_scheduler(model.scheduler_config, sampler)
+        scheduler.set_timesteps(int(steps))
+        assert scheduler.timesteps.tolist() == recorded, name
 
 
 def _readme_train_commands() -> dict[str, list[str]]:

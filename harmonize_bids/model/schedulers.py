@@ -8,12 +8,14 @@ Sampling rebuilds one of three diffusers schedulers from the same schedule confi
 ``dpm``   ``DPMSolverMultistepScheduler``, DPM-Solver++ (2nd order), deterministic; its
           network calls are evenly spaced from t = T - 1 down to t = 50 (not 0), and the
           last solver step goes from t = 50 to the clean image. A model folder may set
-          another last call with ``"dpm_last_timestep"`` in its ``scheduler_config.json``.
+          another last call with ``"dpm_last_timestep"`` in its ``scheduler_config.json``
+          (the bundled 3 T -> 1.5 T model ends at t = 20).
 
 Why t = 50: with trailing spacing the 10th call is at t = 99, and its clean-image prediction
 smooths fine texture away. Ending at t = 50 (the same 10 calls) lowered the 1.5 T -> 3 T
 histogram distance (AHD) on six held-out whole volumes from 0.210 to 0.190 x Original, with
-every other quality bar held (docs/model_selection.md).
+every other quality bar held; ending 3 T -> 1.5 T at t = 20 lowered its AHD from 0.224 to
+0.209 x (docs/model_selection.md).
 
 Images live in [-1, 1] inside the network; the predicted clean image is clipped to
 [-1, 1] at every step (``clip_sample`` for DDPM/DDIM, static thresholding at 1.0 for
