@@ -65,9 +65,13 @@ def schedule_config(prediction_type: str = "v_prediction") -> dict[str, Any]:
     return {**DEFAULT_SCHEDULE, "prediction_type": prediction_type}
 
 
+#: Keys of ``scheduler_config.json`` that only steer sampling (not DDPMScheduler arguments).
+SAMPLING_KEYS = ("dpm_last_timestep",)
+
+
 def training_scheduler(config: dict[str, Any]) -> DDPMScheduler:
     """The DDPM scheduler used to noise training targets (``add_noise``, ``get_velocity``)."""
-    return DDPMScheduler(**config)
+    return DDPMScheduler(**{k: v for k, v in config.items() if k not in SAMPLING_KEYS})
 
 
 def sampling_scheduler(config: dict[str, Any], sampler: str) -> SchedulerMixin:

@@ -125,6 +125,7 @@ def test_fine_tuning_starts_from_the_given_model(tmp_path):
                   checkpoint_every=100, progress=False)
     base = train([source], [target], [mask], tmp_path / "base", iterations=3, sloppy=True,
                  context_slices=1, **kwargs).model
+    base.scheduler_config["dpm_last_timestep"] = 20  # a sampling setting, kept by fine-tuning
     # a zero learning rate keeps the weights: the start is exactly the base model
     same = train([source], [target], [mask], tmp_path / "same", iterations=2, lr=0.0,
                  init_from=base, **{k: v for k, v in kwargs.items() if k != "lr"}).model
@@ -134,6 +135,7 @@ def test_fine_tuning_starts_from_the_given_model(tmp_path):
     tuned = load_model_folder(train([source], [target], [mask], tmp_path / "tuned",
                                     iterations=2, init_from=base, **kwargs).model_dir)
     assert tuned.context_slices == 1 and tuned.network_config == base.network_config
+    assert tuned.scheduler_config == base.scheduler_config
     assert tuned.meta["fine_tuned_from"]["weights_sha256"] == base.weights_sha256
     assert tuned.meta["fine_tuned_from"]["iterations"] == 3
     assert tuned.meta["iterations"] == 2 and tuned.meta["iterations_total"] == 5
