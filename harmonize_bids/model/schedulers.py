@@ -65,13 +65,10 @@ def schedule_config(prediction_type: str = "v_prediction") -> dict[str, Any]:
     return {**DEFAULT_SCHEDULE, "prediction_type": prediction_type}
 
 
-#: Keys of ``scheduler_config.json`` that only steer sampling (not DDPMScheduler arguments).
-SAMPLING_KEYS = ("dpm_last_timestep",)
-
-
 def training_scheduler(config: dict[str, Any]) -> DDPMScheduler:
-    """The DDPM scheduler used to noise training targets (``add_noise``, ``get_velocity``)."""
-    return DDPMScheduler(**{k: v for k, v in config.items() if k not in SAMPLING_KEYS})
+    """The DDPM scheduler used to noise training targets (``add_noise``, ``get_velocity``),
+    from the training schedule's keys (sampling settings like ``dpm_last_timestep`` stay out)."""
+    return DDPMScheduler(**{k: config[k] for k in DEFAULT_SCHEDULE if k in config})
 
 
 def sampling_scheduler(config: dict[str, Any], sampler: str) -> SchedulerMixin:
