@@ -10,7 +10,8 @@ with ``lanczosWindowedSinc`` (clipped to the target's range), re-anchors white m
 ``prepare_pair`` does, and writes DST_WORK/pairs/sub-XX/ records that
 ``harmonize-bids-train -w DST_WORK`` reuses (same inputs). As a check it also resamples
 linearly and prints the mean absolute difference to SRC_WORK's recorded target (0 when
-the registration is reproduced).
+the registration is reproduced). It imports two private helpers of harmonize_bids.image
+(``_ants_seed``, ``crop_box``) so that the registration is repeated exactly.
 """
 
 import json
