@@ -11,14 +11,14 @@ background.
     python detail-restoration.py calibrate CALIB_WORK CALIB_CACHE
     # the quality metrics of the sharpened outputs, on held-out pairs
     python detail-restoration.py evaluate HELDOUT_BIDS HELDOUT_WORK CACHE --gain G [G ...] > E
-    # one table row per gain, as fractions of Original (read from CACHE)
+    # quality.py's tables, one "method" per gain (Original read from CACHE)
     python detail-restoration.py summarize CACHE E [E ...]
     # where the Atropos CSF/GM boundary lies, and how many voxels lie below the target's
     python detail-restoration.py diagnose HELDOUT_WORK CACHE --gain G [G ...]
 
 CACHE is a ``quality.py --cache`` folder of a run with ``--save-images``; the outputs of
 "Ours (dpm, 10 steps)" are read from it. evaluate prints one JSON line per subject and
-gain; summarize averages them as quality.py does (ratios of means to Original's).
+gain (seconds: the sharpening's wall time); summarize prints quality.py's tables of them.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -96,13 +97,15 @@ def evaluate(args: argparse.Namespace) -> None:
         reference = quality.target_reference(target, mask, truth, quality.SLICE_AXIS)
         output = _output(args.cache, record)
         for gain in args.gain:
+            start = time.perf_counter()
             image = restore_detail(output, mask, gain) if gain else output
+            seconds = time.perf_counter() - start
             result = quality.evaluate(image, target, mask, target_seg.astype(np.uint8), truth,
                                       reference, quality.SLICE_AXIS)
             print(json.dumps({"subject": sub, "gain": gain,
                               "high_pass_sd": round(high_pass_sd(image, mask), 5),
                               "target_high_pass_sd": round(high_pass_sd(target, mask), 5),
-                              **result}), flush=True)
+                              **result, "seconds": seconds}), flush=True)
 
 
 def _csf_boundary(image: np.ndarray, labels: np.ndarray) -> float:
@@ -139,37 +142,21 @@ def diagnose(args: argparse.Namespace) -> None:
 
 
 def summarize(args: argparse.Namespace) -> None:
-    rows = [json.loads(line) for path in args.results for line in path.read_text().splitlines()]
-    original = {row["subject"]: json.loads(
-        (args.cache / DIRECTION / row["subject"] / "original.json").read_text()) for row in rows}
-    subjects = sorted(original)
-
-    def ratio(selected: list[dict], metric: str, tissue: str | None = None) -> float:
-        def value(row: dict) -> float:
-            return row[metric][tissue] if tissue else row[metric]
-        return np.mean([value(r) for r in selected]) / np.mean([value(original[s])
-                                                                  for s in subjects])
-
-    print("| gain | high-pass sd (target) | MSE | AHD | CSF / GM / WM volume difference "
-          "| Dice CSF / GM / WM | HD95 CSF / GM / WM | lesion contrast | through-plane |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    originals = [{**original[s], "subject": s, "gain": "Original", "high_pass_sd": np.nan,
-                  "target_high_pass_sd": np.nan} for s in subjects]
-    for gain in ["Original", *sorted({row["gain"] for row in rows})]:
-        sel = sorted((r for r in rows + originals if r["gain"] == gain),
-                     key=lambda r: r["subject"])
-        if [r["subject"] for r in sel] != subjects:
-            sys.exit(f"gain {gain}: results for {len(sel)} of {len(subjects)} subjects")
-        volumes = " / ".join(f"{ratio(sel, 'volume_diff', t):.3f}" for t in ("CSF", "GM", "WM"))
-        dice = " / ".join(f"{np.mean([r['dice'][t] for r in sel]):.3f}"
-                          for t in ("CSF", "GM", "WM"))
-        hd95 = " / ".join(f"{np.mean([r['hd95'][t] for r in sel]):.2f}"
-                          for t in ("CSF", "GM", "WM"))
-        print(f"| {gain} | {np.mean([r['high_pass_sd'] for r in sel]):.4f} "
-              f"({np.mean([r['target_high_pass_sd'] for r in sel]):.4f}) "
-              f"| {ratio(sel, 'mse'):.3f} | {ratio(sel, 'ahd'):.3f} | {volumes} | {dice} "
-              f"| {hd95} | {np.nanmean([r['lesion_contrast_ratio'] for r in sel]):.3f} "
-              f"| {np.mean([r['through_plane_ratio'] for r in sel]):.3f} |")
+    """quality.py's tables, with one "method" per gain and Original read from the cache."""
+    results: dict[str, list[dict]] = {}
+    for path in args.results:
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            results.setdefault(f"gain {row['gain']:g}", []).append(row)
+    subjects = sorted(row["subject"] for row in next(iter(results.values())))
+    results = {"Original": [
+        {**json.loads((args.cache / DIRECTION / sub / "original.json").read_text()),
+         "subject": sub} for sub in subjects], **dict(sorted(results.items()))}
+    for name, rows in results.items():
+        if sorted(row["subject"] for row in rows) != subjects:
+            sys.exit(f"{name}: results for {len(rows)} of {len(subjects)} subjects")
+    print(quality.tables(DIRECTION, quality.summarize(results), default="",
+                         about={"heldout_seeds": args.heldout_seeds}))
 
 
 def main() -> None:
@@ -186,6 +173,8 @@ def main() -> None:
     su = commands.add_parser("summarize")
     su.add_argument("cache", type=Path)
     su.add_argument("results", type=Path, nargs="+")
+    su.add_argument("--heldout-seeds", type=int, nargs="+", default=[2000],
+                    help="for the tables' heading")
     di = commands.add_parser("diagnose")
     di.add_argument("work", type=Path)
     di.add_argument("cache", type=Path)
