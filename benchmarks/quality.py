@@ -358,6 +358,19 @@ def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
     return summary
 
 
+def with_cached_original(results: dict[str, list[dict]], cache: Path,
+                         direction: str) -> dict[str, list[dict]]:
+    """An experiment's per-method results, preceded by the cached Original rows of the
+    same subjects (for docs/experiments scripts that re-measure cached outputs)."""
+    subjects = sorted(row["subject"] for row in next(iter(results.values())))
+    for name, rows in results.items():
+        if sorted(row["subject"] for row in rows) != subjects:
+            sys.exit(f"{name}: results for {len(rows)} of {len(subjects)} subjects")
+    original = [{**json.loads((cache / direction / sub / "original.json").read_text()),
+                 "subject": sub} for sub in subjects]
+    return {"Original": original, **results}
+
+
 def _ratio_text(ratio: float, bar: float) -> str:
     """A ratio to Original, with more digits when three would round it onto its bar."""
     text = f"{ratio:.3f}"

@@ -148,13 +148,8 @@ def summarize(args: argparse.Namespace) -> None:
         for line in path.read_text().splitlines():
             row = json.loads(line)
             results.setdefault(f"gain {row['gain']:g}", []).append(row)
-    subjects = sorted(row["subject"] for row in next(iter(results.values())))
-    results = {"Original": [
-        {**json.loads((args.cache / DIRECTION / sub / "original.json").read_text()),
-         "subject": sub} for sub in subjects], **dict(sorted(results.items()))}
-    for name, rows in results.items():
-        if sorted(row["subject"] for row in rows) != subjects:
-            sys.exit(f"{name}: results for {len(rows)} of {len(subjects)} subjects")
+    results = quality.with_cached_original(dict(sorted(results.items())), args.cache,
+                                           DIRECTION)
     print(quality.tables(DIRECTION, quality.summarize(results), default="",
                          about={"heldout_seeds": args.heldout_seeds}))
 
