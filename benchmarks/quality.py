@@ -262,13 +262,17 @@ def _sampler_timesteps(model, sampler: str, steps_list: list[int]) -> dict[str, 
 
 
 def _cache_stem(name: str, model: dict | None) -> str:
-    """Cache file stem; "Ours" is keyed by the weights and the sampler's timesteps, so a
-    change of either reruns it. ``model`` is the ``about["model"]`` of run_direction."""
+    """Cache file stem; "Ours" is keyed by the weights, the sampler's timesteps and the
+    output calibration, so a change of any reruns it. ``model`` is the ``about["model"]``
+    of run_direction."""
     stem = _slug(name)
     if not name.startswith("Ours"):
         return stem
     timesteps = json.dumps(model["timesteps"][name]).encode()
-    return f"{stem}_{model['weights_sha256'][:12]}_{hashlib.sha256(timesteps).hexdigest()[:8]}"
+    stem = f"{stem}_{model['weights_sha256'][:12]}_{hashlib.sha256(timesteps).hexdigest()[:8]}"
+    if model.get("calibration_sha256"):
+        stem += f"_cal{model['calibration_sha256'][:8]}"
+    return stem
 
 
 def run_direction(direction: str, args: argparse.Namespace) -> tuple[dict[str, list[dict]],
@@ -301,6 +305,8 @@ def run_direction(direction: str, args: argparse.Namespace) -> tuple[dict[str, l
         about["model"] = {"path": str(model_dir), "iterations": meta.get("iterations"),
                           "iterations_total": meta.get("iterations_total", meta.get("iterations")),
                           "weights_sha256": model.weights_sha256,
+                          "calibration_sha256": model.calibration and hashlib.sha256(
+                              json.dumps(model.calibration.to_json()).encode()).hexdigest(),
                           "timesteps": _sampler_timesteps(model, args.sampler, args.steps)}
     for record in records:
         sub = record["subject"]
@@ -423,7 +429,9 @@ def tables(direction: str, summary: dict[str, dict], default: str, about: dict) 
         if m["iterations_total"] != m["iterations"]:
             trained += f" fine-tuned ({m['iterations_total']} in all)"
         lines[-1] += (f" Model `{m['path']}`: {trained}, weights SHA-256 "
-                      f"{m['weights_sha256'][:12]}.")
+                      f"{m['weights_sha256'][:12]}")
+        lines[-1] += (f", output calibration SHA-256 {m['calibration_sha256'][:12]}."
+                      if m.get("calibration_sha256") else ", no output calibration.")
     lines += ["",
               "Table 1. MSE (brain, [0, 1] scale) and AHD (255-bin histogram abs. difference), "
               "mean (sd); ratio to Original.", "",

@@ -40,6 +40,9 @@ def harmonization_record(*, model: Any, sampler: str, steps: int, ensemble: int,
         "Seed": seed,
         "Device": device,
         "WhiteMatterLevel": model.preprocessing.get("white_matter_level"),
+        "OutputCalibration": (None if model.calibration is None
+                              else {"Method": "mean quantile correction",
+                                    "Pairs": model.calibration.pairs}),
         "SoftwareVersions": software_versions(),
     }
 

@@ -136,10 +136,10 @@ def summarize(args: argparse.Namespace) -> None:
         row = json.loads(line)
         results.setdefault(f"Ours, {row['variant']} calibration", []).append(row)
     subjects = sorted(row["subject"] for row in next(iter(results.values())))
-    uncalibrated = [{**json.loads(next((args.cache / DIRECTION / sub).glob(
-        f"{quality._slug(METHOD)}_*.json")).read_text()), "subject": sub} for sub in subjects]
-    results = quality.with_cached_original({METHOD: uncalibrated, **results}, args.cache,
-                                           DIRECTION)
+    cached = {name: [{**json.loads(next((args.cache / DIRECTION / sub).glob(
+        f"{quality._slug(name)}*.json")).read_text()), "subject": sub} for sub in subjects]
+        for name in ("Histogram matching", "Nyul", METHOD)}
+    results = quality.with_cached_original({**cached, **results}, args.cache, DIRECTION)
     print(quality.tables(DIRECTION, quality.summarize(results), default=METHOD,
                          about={"heldout_seeds": args.heldout_seeds}))
 

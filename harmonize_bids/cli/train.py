@@ -96,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prepare-only", action="store_true",
                         help="preprocess and register the pairs into the work dir, then stop "
                              "(e.g. on CPU nodes before training on a GPU)")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="do not train: harmonize every pair of BIDS_DIR with the existing "
+                             "model MODEL_DIR (default sampler) and store in it the output "
+                             "calibration that maps its outputs' intensity quantiles onto the "
+                             "targets' (at least 3 pairs the model did not train on)")
     parser.add_argument("--keep-all-pairs", action="store_true",
                         help="train on every prepared pair, also those whose intensity "
                              "scaling looks wrong (excluded by default, with a warning)")
@@ -183,6 +188,9 @@ def run(options: argparse.Namespace) -> int:
     if not kept:
         raise MissingInputError("No prepared pair passed the intensity check (see the warnings "
                                 "above); fix the skull stripping or pass --keep-all-pairs.")
+    if options.calibrate:
+        return calibrate(options, [pair for pair in prepared if pair.subject in kept], loaded,
+                         model_dir, bids_dir, [pair for pair in pairs if pair.subject in kept])
     volumes = [loaded[pair.subject] for pair in prepared if pair.subject in kept]
     lesions = None
     if options.lesion_masks:
@@ -208,6 +216,47 @@ def run(options: argparse.Namespace) -> int:
         val = f", validation loss {result.val_losses[-1][1]:.4g}" if result.val_losses else ""
         LOGGER.info("Model written to %s after %d iterations%s", result.model_dir,
                     result.iterations, val)
+    return 0
+
+
+def calibrate(options: argparse.Namespace, prepared, loaded: dict[str, tuple],
+              model_dir: Path, bids_dir: Path, session_pairs) -> int:
+    """Fit and store MODEL_DIR's output calibration on the prepared pairs (--calibrate)."""
+    import time
+
+    from ..interfaces.harmonize import harmonize_anchored
+    from ..model.device import resolve_device
+    from ..model.folder import ModelFolderError, load_model_folder, save_model_folder
+    from ..model.output_calibration import MIN_PAIRS, fit_calibration
+    from ..model.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS
+
+    try:
+        model = load_model_folder(model_dir, source_field=options.source_field,
+                                  target_field=options.target_field)
+    except ModelFolderError as error:
+        raise MissingInputError(f"--calibrate: {error}") from None
+    if len(prepared) < MIN_PAIRS:
+        raise MissingInputError(f"--calibrate needs at least {MIN_PAIRS} pairs in {bids_dir}, "
+                                f"found {len(prepared)}; add travelling subjects.")
+    model.calibration = None  # fit on the uncalibrated output
+    device = resolve_device(options.device)
+    start = time.perf_counter()
+    triples = []
+    for pair in prepared:
+        source, target, mask = loaded[pair.subject]
+        LOGGER.info("Harmonizing sub-%s for the calibration.", pair.subject)
+        output = harmonize_anchored(model, source, mask, sampler=DEFAULT_SAMPLER,
+                                    steps=DEFAULT_STEPS, seed=options.seed, device=device)
+        triples.append((output, target, mask))
+    model.calibration = fit_calibration(triples)
+    record = {"dataset": bids_dir.name, "subjects": [f"sub-{p.subject}" for p in prepared],
+              "sampler": DEFAULT_SAMPLER, "steps": DEFAULT_STEPS, "seed": options.seed,
+              "wall_time_s": round(time.perf_counter() - start, 1)}
+    phantom = _phantom_truth(bids_dir, session_pairs)
+    if phantom:
+        record["phantom_seeds"] = phantom["dataset_seeds"]
+    save_model_folder(model, model_dir, meta={"output_calibration": record})
+    LOGGER.info("Output calibration from %d pair(s) written to %s.", len(prepared), model_dir)
     return 0
 
 

@@ -36,14 +36,18 @@ class _HarmonizeOutputSpec(TraitedSpec):
 def harmonize_anchored(model, volume, mask, **sampling):
     """:func:`~harmonize_bids.model.sampling.harmonize_volume`, then the output's white
     matter anchored at the model's ``white_matter_level``, the scale of every preprocessed
-    image (a sampler that leaves the tissue a little dark or bright does not shift it).
+    image (a sampler that leaves the tissue a little dark or bright does not shift it),
+    then the model's output calibration, if its folder has one.
     """
     from ..image.intensity import anchor_white_matter
     from ..model.sampling import harmonize_volume
 
     harmonized = harmonize_volume(model, volume, mask, **sampling)
-    return anchor_white_matter(harmonized, mask,
-                               level=float(model.preprocessing["white_matter_level"]))
+    anchored = anchor_white_matter(harmonized, mask,
+                                   level=float(model.preprocessing["white_matter_level"]))
+    if model.calibration is None:
+        return anchored
+    return model.calibration.apply(anchored, mask)
 
 
 class Harmonize(SimpleInterface):

@@ -8,6 +8,7 @@
       preprocessing.json     what the input must look like (spacing, orientation, ...)
       model.json             direction, fields, training data, metrics, weights_sha256
       model.safetensors      weights
+      calibration.json       optional output calibration (output_calibration.py)
 
 :func:`load_model_folder` rebuilds a :class:`HarmonizationModel` from the folder and
 refuses (:class:`ModelFolderError`, one line naming the file and the fix) a missing or
@@ -34,6 +35,8 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .network import build_network, network_config, pad_multiple
+from .output_calibration import FILE as CALIBRATION_FILE
+from .output_calibration import OutputCalibration
 from .schedulers import dpm_timesteps, schedule_config
 
 FORMAT_VERSION = 1
@@ -75,6 +78,7 @@ class HarmonizationModel:
     preprocessing: dict[str, Any]
     meta: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    calibration: OutputCalibration | None = None
 
     @property
     def slice_axis(self) -> int:
@@ -162,6 +166,8 @@ def save_model_folder(model: HarmonizationModel, path: str | os.PathLike[str], *
         for name, doc in documents.items():
             (tmp / name).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
         (tmp / WEIGHTS_FILE).write_bytes(weights)
+        if model.calibration is not None:
+            (tmp / CALIBRATION_FILE).write_text(json.dumps(model.calibration.to_json()) + "\n")
         old = None
         if path.exists():
             old = path.parent / f".{path.name}.old-{os.getpid()}"
@@ -255,4 +261,14 @@ def load_model_folder(path: str | os.PathLike[str], *, source_field: float | Non
                                "re-export the model.") from exc
     return HarmonizationModel(net.eval(), config, docs["scheduler_config.json"],
                               {**DEFAULT_PREPROCESSING, **docs["preprocessing.json"]},
-                              meta, path)
+                              meta, path, _read_calibration(path / CALIBRATION_FILE))
+
+
+def _read_calibration(path: Path) -> OutputCalibration | None:
+    if not path.exists():
+        return None
+    try:
+        return OutputCalibration.from_json(_read_json(path))
+    except ValueError as exc:
+        raise ModelFolderError(f"{path} cannot be used: {exc} Re-run "
+                               "harmonize-bids-train --calibrate or delete the file.") from None

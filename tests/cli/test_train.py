@@ -173,3 +173,25 @@ def test_find_lesion_mask_without_sessions(tmp_path):
     anat.mkdir(parents=True)
     (anat / "sub-07_space-T1w_label-lesion_mask.nii.gz").touch()
     assert find_lesion_mask(tmp_path, image) == anat / "sub-07_space-T1w_label-lesion_mask.nii.gz"
+
+
+def test_calibrate_stores_an_output_calibration_in_the_model(tmp_path, capsys):
+    dataset = make_bids(tmp_path / "calib", {
+        f"sub-{s}/ses-{ses}/anat/sub-{s}_ses-{ses}_T1w.nii.gz": sidecar
+        for s in ("01", "02", "03") for ses, sidecar in (("A", SIDECAR_15), ("B", SIDECAR_3))
+    })
+    model_dir = tmp_path / "model"
+    common = ["--source-field", "1.5", "--target-field", "3", "--sloppy",
+              "--skull-strip", "none", "-w", tmp_path / "work"]
+    assert _train(dataset, model_dir, *common, "--iterations", "1", "--batch-size", "2",
+                  "--participant-label", "01", "02") == 0
+    trained = json.loads((model_dir / "model.json").read_text())
+    assert _train(dataset, model_dir, *common, "--calibrate", "--participant-label", "01") == 66
+    assert "at least 3 pairs" in capsys.readouterr().err
+    assert not (model_dir / "calibration.json").exists()
+    assert _train(dataset, model_dir, *common, "--calibrate") == 0
+    model = load_model_folder(model_dir, source_field=1.5, target_field=3.0)
+    assert model.calibration is not None and model.calibration.pairs == 3
+    assert model.weights_sha256 == trained["weights_sha256"]
+    assert model.meta["iterations"] == trained["iterations"]
+    assert model.meta["output_calibration"]["subjects"] == ["sub-01", "sub-02", "sub-03"]
