@@ -48,12 +48,16 @@ def test_benchmark_record_was_measured_with_the_shipped_schedule(source, target)
         assert scheduler.timesteps.tolist() == recorded, name
 
 
-def _readme_train_commands() -> dict[str, list[str]]:
-    """The harmonize-bids-train commands of the README, keyed by the model folder they write."""
+def _readme_commands() -> list[list[str]]:
+    """The harmonize-bids-train commands of the README, split into words."""
     readme = (Path(__file__).parents[1] / "README.md").read_text()
-    commands = [shlex.split(c.replace("\\\n", " ")) for c in
-                re.findall(r"harmonize-bids-train .*?(?:\\\n.*?)*\n", readme)]
-    return {c[2]: c[1:] for c in commands if len(c) > 2}
+    return [shlex.split(c.replace("\\\n", " ")) for c in
+            re.findall(r"harmonize-bids-train .*?(?:\\\n.*?)*\n", readme)]
+
+
+def _readme_train_commands() -> dict[str, list[str]]:
+    """The training commands of the README, keyed by the model folder they write."""
+    return {c[2]: c[1:] for c in _readme_commands() if len(c) > 2 and "--calibrate" not in c}
 
 
 def _check_recipe(options, meta: dict) -> None:
@@ -98,3 +102,21 @@ def test_bundled_model_is_the_default(travelling_dataset, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
     meta = json.loads((bundled_model_dir(1.5, 3.0) / "model.json").read_text())
     assert meta["direction"] == "1.5T->3T"
+
+
+@pytest.mark.parametrize(("source", "target"), DIRECTIONS)
+def test_readme_calibration_command_matches_the_bundled_calibration(source, target):
+    folder = bundled_model_dir(source, target)
+    model = load_model_folder(folder, source_field=source, target_field=target)
+    calibrate = [c for c in _readme_commands()
+                 if "--calibrate" in c and c[2].endswith(f"models/{folder.name}")]
+    if model.calibration is None:
+        assert not calibrate
+        return
+    (command,) = calibrate
+    options = parse_train_args(command[1:])
+    record = model.meta["output_calibration"]
+    assert (options.source_field, options.target_field) == (source, target)
+    assert options.calibrate and str(options.bids_dir) == record["dataset"]
+    assert model.calibration.pairs == record["pairs"] == len(record["subjects"])
+    assert not set(record["phantom_seeds"]) & set(model.meta["benchmark"]["heldout_seeds"])

@@ -14,6 +14,8 @@ tests calibrations that do not need the target, fitted on separate calibration p
     # fit both maps on calibration pairs (quality.py --save-images caches)
     python output-calibration.py fit CALIB_WORK CALIB_CACHE [CALIB_WORK CALIB_CACHE ...] \\
         --output CALIBRATION.json
+    # store the global calibration in a model folder (how the bundled one was made)
+    python output-calibration.py store MODEL_DIR CALIB_WORK CALIB_CACHE [...] --dataset NAME
     # the quality metrics of the calibrated held-out outputs (one JSON line each)
     python output-calibration.py evaluate HELDOUT_BIDS HELDOUT_WORK CACHE CALIBRATION.json > E
     # quality.py's tables, one "method" per calibration (Original read from CACHE)
@@ -37,10 +39,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import quality  # noqa: E402
 
+from harmonize_bids.model.output_calibration import (  # noqa: E402
+    GRID,
+    fit_calibration,
+    quantile_correction,
+)
+
 DIRECTION = "3T-to-1.5T"
 METHOD = "Ours (dpm, 10 steps)"
-LEVELS = np.linspace(0.0, 1.0, 1001)
-GRID = np.linspace(0.0, 1.0, 201)
 SOURCE_PERCENTILE = 5
 
 
@@ -55,13 +61,6 @@ def _output(cache: Path, record: dict) -> np.ndarray:
 
 def source_level(source: np.ndarray, mask: np.ndarray) -> float:
     return float(np.percentile(source[mask], SOURCE_PERCENTILE))
-
-
-def correction(output: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """target quantile - output quantile, as a function of output intensity on GRID."""
-    output_q = np.maximum.accumulate(np.quantile(output[mask], LEVELS))
-    target_q = np.quantile(target[mask], LEVELS)
-    return np.interp(GRID, output_q, target_q) - GRID
 
 
 def calibrate(output: np.ndarray, mask: np.ndarray, calibration: dict,
@@ -83,7 +82,7 @@ def fit(args: argparse.Namespace) -> None:
         for record in quality._pairs(work, DIRECTION):
             mask = quality._load(record["mask"]) > 0
             levels.append(source_level(quality._load(record["source"]), mask))
-            corrections.append(correction(_output(cache, record),
+            corrections.append(quantile_correction(_output(cache, record),
                                           quality._load(record["target"]), mask))
             subjects.append(f"{work.name}/{record['subject']}")
     levels, corrections = np.asarray(levels), np.asarray(corrections)
@@ -107,6 +106,28 @@ def fit(args: argparse.Namespace) -> None:
     for sub, level, row in zip(subjects, levels, corrections, strict=True):
         print(f"{sub}: source p{SOURCE_PERCENTILE} {level:.3f}, correction at {at}: "
               + " ".join(f"{v:+.3f}" for v in np.interp(at, GRID, row)))
+
+
+def store(args: argparse.Namespace) -> None:
+    """Store the global calibration of the cached outputs in MODEL_DIR (the bundled
+    model's calibration.json was made so; harmonize-bids-train --calibrate fits the same
+    from fresh outputs)."""
+    from harmonize_bids.model.folder import load_model_folder, save_model_folder
+
+    triples, subjects = [], []
+    for work, cache in zip(args.folders[::2], args.folders[1::2], strict=True):
+        for record in quality._pairs(work, DIRECTION):
+            mask = quality._load(record["mask"]) > 0
+            triples.append((_output(cache, record), quality._load(record["target"]), mask))
+            subjects.append(record["subject"])
+    model = load_model_folder(args.model_dir, source_field=3.0, target_field=1.5)
+    model.calibration = fit_calibration(triples)
+    save_model_folder(model, args.model_dir, meta={"output_calibration": {
+        "dataset": args.dataset, "subjects": sorted(set(subjects)), "pairs": len(triples),
+        "phantom_seeds": args.phantom_seeds, "sampler": "dpm", "steps": 10, "seed": 0,
+        "fitted_from": "quality.py --save-images cached outputs (float16), by "
+                       "docs/experiments/output-calibration.py store"}})
+    print(f"{args.model_dir}: output calibration from {len(triples)} pairs")
 
 
 def evaluate(args: argparse.Namespace) -> None:
@@ -150,6 +171,11 @@ def main() -> None:
     fi = commands.add_parser("fit")
     fi.add_argument("folders", type=Path, nargs="+")
     fi.add_argument("--output", type=Path, required=True)
+    st = commands.add_parser("store")
+    st.add_argument("model_dir", type=Path)
+    st.add_argument("folders", type=Path, nargs="+")
+    st.add_argument("--dataset", required=True, help="the calibration BIDS dataset's name")
+    st.add_argument("--phantom-seeds", type=int, nargs="+", default=[])
     ev = commands.add_parser("evaluate")
     ev.add_argument("bids", type=Path)
     ev.add_argument("work", type=Path)
@@ -161,7 +187,8 @@ def main() -> None:
     su.add_argument("--heldout-seeds", type=int, nargs="+", default=[2000],
                     help="for the tables' heading")
     args = parser.parse_args()
-    {"fit": fit, "evaluate": evaluate, "summarize": summarize}[args.command](args)
+    {"fit": fit, "store": store, "evaluate": evaluate,
+     "summarize": summarize}[args.command](args)
 
 
 if __name__ == "__main__":
