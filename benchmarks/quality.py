@@ -305,8 +305,7 @@ def run_direction(direction: str, args: argparse.Namespace) -> tuple[dict[str, l
         about["model"] = {"path": str(model_dir), "iterations": meta.get("iterations"),
                           "iterations_total": meta.get("iterations_total", meta.get("iterations")),
                           "weights_sha256": model.weights_sha256,
-                          "calibration_sha256": model.calibration and hashlib.sha256(
-                              json.dumps(model.calibration.to_json()).encode()).hexdigest(),
+                          "calibration_sha256": model.calibration and model.calibration.sha256,
                           "timesteps": _sampler_timesteps(model, args.sampler, args.steps)}
     for record in records:
         sub = record["subject"]
@@ -535,7 +534,8 @@ def record_in_model(model_dir: Path, summary: dict, command: str) -> None:
     meta["benchmark"] = {"command": f"python benchmarks/quality.py {command}",
                          "date": time.strftime("%Y-%m-%d"),
                          **{k: v for k, v in summary.items() if k != "model"},
-                         "timesteps": summary["model"]["timesteps"]}
+                         "timesteps": summary["model"]["timesteps"],
+                         "calibration_sha256": summary["model"].get("calibration_sha256")}
     write_atomically(path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 

@@ -11,6 +11,8 @@ It is a fixed monotone map, so it moves no voxel past another.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +41,11 @@ class OutputCalibration:
         shifted = output + np.interp(output, GRID, self.correction)
         return np.where(mask, np.clip(shifted, 0.0, 1.0), 0.0).astype(np.float32)
 
+    @property
+    def sha256(self) -> str:
+        """Identifies the calibration (of its JSON form), e.g. in benchmark records."""
+        return hashlib.sha256(json.dumps(self.to_json()).encode()).hexdigest()
+
     def to_json(self) -> dict:
         return {"method": "mean quantile correction", "pairs": self.pairs,
                 "grid": GRID.round(6).tolist(), "correction": self.correction.round(6).tolist()}
@@ -57,7 +64,7 @@ class OutputCalibration:
                              f"{GRID.size} evenly spaced in [0, 1].")
         if correction.shape != GRID.shape or not np.isfinite(correction).all():
             raise ValueError("its correction must hold one finite value per grid point.")
-        if np.any(np.diff(GRID + correction) < 0):
+        if np.any(np.diff(GRID + correction) < -1e-5):  # rounding to 6 decimals
             raise ValueError("its map is not monotone.")
         return cls(correction, pairs)
 

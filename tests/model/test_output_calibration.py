@@ -46,6 +46,18 @@ def test_fit_needs_three_pairs():
         fit_calibration([(target, target, mask)] * 2)
 
 
+def test_a_flat_fitted_map_survives_its_json_rounding():
+    # outputs brighter than any target: the map is flat at the top after fitting
+    pairs = []
+    for seed in range(3):
+        target, mask = _brain(seed)
+        pairs.append((np.where(mask, 0.5 + target / 2, 0.0).astype(np.float32),
+                       np.where(mask, target / 3, 0.0).astype(np.float32), mask))
+    fitted = fit_calibration(pairs)
+    again = OutputCalibration.from_json(json.loads(json.dumps(fitted.to_json())))
+    assert np.allclose(again.correction, fitted.correction, atol=1e-6)
+
+
 def test_json_round_trip_and_refusals():
     calibration = OutputCalibration(0.02 * np.sin(np.pi * GRID), 4)
     again = OutputCalibration.from_json(json.loads(json.dumps(calibration.to_json())))
