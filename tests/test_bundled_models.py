@@ -48,6 +48,15 @@ def test_benchmark_record_was_measured_with_the_shipped_schedule(source, target)
         assert scheduler.timesteps.tolist() == recorded, name
 
 
+@pytest.mark.parametrize(("source", "target"), DIRECTIONS)
+def test_benchmark_record_was_measured_with_the_shipped_calibration(source, target):
+    """Adding or changing calibration.json needs a new benchmark record."""
+    model = load_model_folder(bundled_model_dir(source, target), source_field=source,
+                              target_field=target)
+    shipped = model.calibration and model.calibration.sha256
+    assert model.meta["benchmark"].get("calibration_sha256") == shipped
+
+
 def _readme_commands() -> list[list[str]]:
     """The harmonize-bids-train commands of the README, split into words."""
     readme = (Path(__file__).parents[1] / "README.md").read_text()
