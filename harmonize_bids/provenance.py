@@ -42,7 +42,8 @@ def harmonization_record(*, model: Any, sampler: str, steps: int, ensemble: int,
         "WhiteMatterLevel": model.preprocessing.get("white_matter_level"),
         "OutputCalibration": (None if model.calibration is None
                               else {"Method": "mean quantile correction",
-                                    "Pairs": model.calibration.pairs}),
+                                    "Pairs": model.calibration.pairs,
+                                    "SHA256": model.calibration.sha256}),
         "SoftwareVersions": software_versions(),
     }
 

@@ -14,6 +14,7 @@ from harmonize_bids.model.output_calibration import (
     OutputCalibration,
     fit_calibration,
 )
+from harmonize_bids.provenance import harmonization_record
 
 from .conftest import phantom_pair
 
@@ -78,6 +79,10 @@ def test_model_folder_carries_the_calibration_into_harmonization(tmp_path):
     assert loaded.calibration.pairs == 3
     calibrated = harmonize_anchored(loaded, source, mask, steps=2, seed=0)
     assert np.allclose(calibrated[mask], np.clip(plain[mask] + 0.05, 0, 1), atol=1e-5)
+    record = harmonization_record(model=loaded, sampler="dpm", steps=2, ensemble=1, seed=0,
+                                  device="cpu")["OutputCalibration"]
+    assert record == {"Method": "mean quantile correction", "Pairs": 3,
+                      "SHA256": loaded.calibration.sha256}
     (path / "calibration.json").write_text(json.dumps({"grid": [0, 1]}))
     with pytest.raises(ModelFolderError, match="calibration.json cannot be used"):
         load_model_folder(path)
