@@ -363,6 +363,17 @@ def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
     return summary
 
 
+def cached_output(cache: Path, direction: str, subject: str, method: str) -> np.ndarray:
+    """The one uncalibrated output of ``method`` a ``--save-images`` run cached (for
+    docs/experiments scripts); exits naming the folder if there is none or several."""
+    found = [path for path in sorted((cache / direction / subject).glob(f"{_slug(method)}_*.npy"))
+             if "_cal" not in path.stem]
+    if len(found) != 1:
+        sys.exit(f"expected one cached uncalibrated output of {method} for {subject} in "
+                 f"{cache / direction}, found {len(found)}")
+    return np.load(found[0]).astype(np.float32)
+
+
 def with_cached_original(results: dict[str, list[dict]], cache: Path,
                          direction: str) -> dict[str, list[dict]]:
     """An experiment's per-method results, preceded by the cached Original rows of the

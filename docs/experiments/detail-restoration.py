@@ -59,12 +59,7 @@ def high_pass_sd(image: np.ndarray, mask: np.ndarray) -> float:
 
 
 def _output(cache: Path, record: dict) -> np.ndarray:
-    found = sorted((cache / DIRECTION / record["subject"]).glob(
-        f"{quality._slug(METHOD)}_*.npy"))
-    if len(found) != 1:
-        sys.exit(f"expected one cached output of {METHOD} for {record['subject']} in {cache},"
-                 f" found {len(found)}")
-    return np.load(found[0]).astype(np.float32)
+    return quality.cached_output(cache, DIRECTION, record["subject"], METHOD)
 
 
 def calibrate(args: argparse.Namespace) -> None:

@@ -51,12 +51,7 @@ SOURCE_PERCENTILE = 5
 
 
 def _output(cache: Path, record: dict) -> np.ndarray:
-    found = sorted((cache / DIRECTION / record["subject"]).glob(
-        f"{quality._slug(METHOD)}_*.npy"))
-    if len(found) != 1:
-        sys.exit(f"expected one cached output of {METHOD} for {record['subject']} in {cache},"
-                 f" found {len(found)}")
-    return np.load(found[0]).astype(np.float32)
+    return quality.cached_output(cache, DIRECTION, record["subject"], METHOD)
 
 
 def source_level(source: np.ndarray, mask: np.ndarray) -> float:
@@ -157,9 +152,10 @@ def summarize(args: argparse.Namespace) -> None:
         row = json.loads(line)
         results.setdefault(f"Ours, {row['variant']} calibration", []).append(row)
     subjects = sorted(row["subject"] for row in next(iter(results.values())))
-    cached = {name: [{**json.loads(next((args.cache / DIRECTION / sub).glob(
-        f"{quality._slug(name)}*.json")).read_text()), "subject": sub} for sub in subjects]
-        for name in ("Histogram matching", "Nyul", METHOD)}
+    cached = {name: [{**json.loads(next(path for path in sorted(
+        (args.cache / DIRECTION / sub).glob(f"{quality._slug(name)}*.json"))
+        if "_cal" not in path.stem).read_text()), "subject": sub} for sub in subjects]
+        for name in ("Histogram matching", "Nyul", METHOD)}  # uncalibrated, as evaluated
     results = quality.with_cached_original({**cached, **results}, args.cache, DIRECTION)
     print(quality.tables(DIRECTION, quality.summarize(results), default=METHOD,
                          about={"heldout_seeds": args.heldout_seeds}))
