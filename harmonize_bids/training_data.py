@@ -61,14 +61,22 @@ def scaling_problems(pair: PreparedPair, volumes: tuple) -> str | None:
     return None
 
 
+#: How a pair's target is brought onto the source grid: ANTs affine then SyN (the paper),
+#: or scanner coordinates alone (sessions acquired in one position, or aligned already).
+REGISTRATIONS = ("syn", "none")
+
+
 def prepare_pair(pair: TravellingPair, work_dir: Path, *, skull_strip: str = "deepbet",
-                 sloppy: bool = False) -> PreparedPair:
-    """Preprocess both images of one subject and register the target to the source.
+                 sloppy: bool = False, registration: str = "syn") -> PreparedPair:
+    """Preprocess both images of one subject and bring the target onto the source grid.
 
     Each session's preprocessing is cached on its own, so the two directions
     (1.5T->3T and 3T->1.5T) share it and differ only in the registration.
     """
-    from .image import anchor_white_matter_file, register_pair
+    from .image import anchor_white_matter_file, register_pair, resample_pair
+
+    if registration not in REGISTRATIONS:
+        raise ValueError(f"registration must be one of {REGISTRATIONS}, got {registration!r}")
 
     subject_dir = work_dir / f"sub-{pair.subject}"
     direction = f"{pair.source.field_strength:g}T-to-{pair.target.field_strength:g}T"
@@ -76,20 +84,24 @@ def prepare_pair(pair: TravellingPair, work_dir: Path, *, skull_strip: str = "de
     inputs = [str(pair.source.path), str(pair.target.path)]
     if done.is_file():
         recorded = json.loads(done.read_text())
-        if recorded["inputs"] == inputs:
+        if recorded["inputs"] == inputs and recorded.get("registration", "syn") == registration:
             LOGGER.info("sub-%s: reusing prepared %s pair", pair.subject, direction)
             return PreparedPair(pair.subject, *(Path(recorded[key])
                                                 for key in ("source", "target", "mask")))
     source = _preprocessed(pair.source, subject_dir, skull_strip=skull_strip, sloppy=sloppy)
     target = _preprocessed(pair.target, subject_dir, skull_strip=skull_strip, sloppy=sloppy)
-    registered = register_pair(source["preproc"], target["preproc"],
-                               subject_dir / f"target_{direction}.nii.gz",
-                               fixed_mask=source["mask"], sloppy=sloppy)
+    out = subject_dir / f"target_{direction}.nii.gz"
+    if registration == "none":
+        registered = resample_pair(source["preproc"], target["preproc"], out)
+    else:
+        registered = register_pair(source["preproc"], target["preproc"], out,
+                                   fixed_mask=source["mask"], sloppy=sloppy)
     # Interpolation and the source's brain mask move the target's white matter a little.
     registered = anchor_white_matter_file(registered, source["mask"], registered)
     prepared = PreparedPair(pair.subject, Path(source["preproc"]), registered,
                             Path(source["mask"]))
-    _write_record(done, {"inputs": inputs, "source": str(prepared.source),
+    _write_record(done, {"inputs": inputs, "registration": registration,
+                         "source": str(prepared.source),
                          "target": str(prepared.target), "mask": str(prepared.mask)})
     return prepared
 
@@ -120,18 +132,21 @@ def _write_record(path: Path, record: dict) -> None:
 
 
 def prepare_pairs(pairs: list[TravellingPair], work_dir: Path, *, skull_strip: str = "deepbet",
-                  sloppy: bool = False, progress: bool = True) -> list[PreparedPair]:
+                  sloppy: bool = False, registration: str = "syn",
+                  progress: bool = True) -> list[PreparedPair]:
     """Prepare every pair, with a progress bar; cached pairs are reused."""
     from tqdm import tqdm
 
     work_dir.mkdir(parents=True, exist_ok=True)
-    return [prepare_pair(pair, work_dir, skull_strip=skull_strip, sloppy=sloppy)
+    return [prepare_pair(pair, work_dir, skull_strip=skull_strip, sloppy=sloppy,
+                         registration=registration)
             for pair in tqdm(pairs, desc="preparing pairs", unit="subject",
                              disable=not progress)]
 
 
 def wait_for_pairs(pairs: list[TravellingPair], work_dir: Path, *, skull_strip: str = "deepbet",
-                   sloppy: bool = False, timeout_s: float = 24 * 3600,
+                   sloppy: bool = False, registration: str = "syn",
+                   timeout_s: float = 24 * 3600,
                    poll_s: float = 5.0) -> list[PreparedPair]:
     """Non-zero ranks under torchrun: wait for rank 0 to prepare every pair."""
     import time
@@ -145,7 +160,8 @@ def wait_for_pairs(pairs: list[TravellingPair], work_dir: Path, *, skull_strip: 
         if time.monotonic() > deadline:
             raise TimeoutError(f"prepared pairs did not appear in {work_dir}")
         time.sleep(poll_s)
-    return [prepare_pair(pair, work_dir, skull_strip=skull_strip, sloppy=sloppy)
+    return [prepare_pair(pair, work_dir, skull_strip=skull_strip, sloppy=sloppy,
+                         registration=registration)
             for pair in pairs]
 
 

@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_selection_arguments(parser)
     parser.add_argument("--skull-strip", choices=SKULL_STRIP_METHODS, default="deepbet",
                         help="skull stripping, as for harmonize-bids")
+    parser.add_argument("--registration", choices=("syn", "none"), default="syn",
+                        help="how each target scan is brought onto its source scan's grid: "
+                             "ANTs affine then SyN, or none (scanner coordinates alone, for "
+                             "sessions acquired in one head position or aligned beforehand)")
     parser.add_argument("-w", "--work-dir", type=Path,
                         help="prepared pairs and checkpoints (default: MODEL_DIR.work); both "
                              "directions can share one, reusing the preprocessing")
@@ -177,7 +181,7 @@ def run(options: argparse.Namespace) -> int:
                 ", ".join(f"sub-{pair.subject}" for pair in pairs))
     prepare = prepare_pairs if rank == 0 else wait_for_pairs
     prepared = prepare(pairs, work_dir / "pairs", skull_strip=options.skull_strip,
-                       sloppy=options.sloppy)
+                       sloppy=options.sloppy, registration=options.registration)
     if options.prepare_only:
         LOGGER.info("Prepared %d pair(s) in %s; --prepare-only: not training.", len(prepared),
                     work_dir / "pairs")

@@ -21,7 +21,7 @@ from .intensity import (
     white_matter_level,
 )
 from .pipeline import SLOPPY_SPACING_MM, preprocess_t1w
-from .register import register_arrays, register_pair
+from .register import register_arrays, register_pair, resample_pair
 from .resample import isotropic_grid, resample_to_1mm
 from .skullstrip import nonzero_mask, otsu_mask, skull_strip
 
@@ -42,6 +42,7 @@ __all__ = [
     'preprocess_t1w',
     'register_arrays',
     'register_pair',
+    'resample_pair',
     'resample_to_1mm',
     'scaling_problem',
     'skull_strip',

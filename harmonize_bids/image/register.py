@@ -78,3 +78,14 @@ def register_pair(fixed_file: PathT, moving_file: PathT, out_file: PathT, *,
                           fixed_mask=mask, sloppy=sloppy, seed=seed)
     LOGGER.debug('%s -> %s registered', moving_file, fixed_file)
     return save_like(out, fixed_img, out_file)
+
+
+def resample_pair(fixed_file: PathT, moving_file: PathT, out_file: PathT) -> Path:
+    """``moving_file`` resampled (linear) onto the grid of ``fixed_file`` by scanner
+    coordinates alone: for pairs acquired in one head position or aligned beforehand."""
+    from nibabel.processing import resample_from_to
+
+    fixed_img, _ = load_image(fixed_file)
+    moving_img, _ = load_image(moving_file)
+    out = resample_from_to(moving_img, fixed_img, order=1, mode='constant', cval=0.0)
+    return save_like(np.asarray(out.dataobj, dtype=np.float32), fixed_img, out_file)

@@ -5,10 +5,11 @@ Signals are formed on the subject's working grid, where partial volumes add as s
 (phase A->P, read S->I, slices R->L), i.e. 'PIL' axis codes, as a scanner would write it.
 
 SNR model (documented, not fitted): signal per voxel ~ B0 (body-noise-dominated regime,
-SNR ~ B0), voxel volume, 1 / sqrt(pixel bandwidth) and the receive coil (12-channel Head
-Matrix on the Avanto, 32-channel head coil on the Skyra, ~1.4x SNR; Wiggins et al.,
-MRM 56:216-223, 2006). The one free constant (NOISE_SIGMA) anchors the 1.5 T protocol at a
-1 mm white-matter SNR of ~20 (pure WM, B1 = 1, no bias); the 3 T SNR follows from the model.
+SNR ~ B0), voxel volume, 1 / sqrt(pixel bandwidth) and the receive coil's gain (the paper's
+12-channel Head Matrix on the Avanto 1.0, its 32-channel head coil on the Skyra ~1.4;
+Wiggins et al., MRM 56:216-223, 2006), times a scanner's ``noise_scale``. The one free
+constant (NOISE_SIGMA) anchors the paper's 1.5 T protocol at a 1 mm white-matter SNR of
+~20 (pure WM, B1 = 1, no bias); the 3 T SNR follows from the model.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from scipy.spatial.transform import Rotation
 from .anatomy import Anatomy
 from .fields import smooth_field
 from .protocols import Protocol
+from .scanners import Scanner
 from .signal import tissue_signal
-from .tissues import TISSUES
+from .tissues import TISSUES, Tissue
 
 HEAD_CENTRE_MM = np.array([0.0, -18.0, 0.0])  # subject point placed near the isocentre
 NOISE_SIGMA = 0.0023  # per 1 mm^3 voxel at 130 Hz/px, 12-channel coil (M0 = 1 at 1.5 T)
-COIL_GAIN = {1.5: 1.0, 3.0: 1.4}
 INT_GAIN = 7000.0  # stored integer units per M0 at 1.5 T
 INT_MAX = 4095  # 12-bit scanner range
 # Tissue signal is magnetisation-weighted map names -> relaxation tissue.
@@ -56,7 +57,7 @@ def scanner_grid(protocol: Protocol, factor: int) -> tuple[tuple[int, int, int],
     return shape, affine
 
 
-def _pose(rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+def draw_pose(rng: np.random.Generator) -> tuple[np.ndarray, dict]:
     """Subject mm -> scanner mm: a few degrees of rotation, a few mm of translation."""
     angles = rng.normal(0.0, 3.0, 3)
     shift = rng.normal(0.0, 4.0, 3)
@@ -68,32 +69,38 @@ def _pose(rng: np.random.Generator) -> tuple[np.ndarray, dict]:
                   'pose_translation_mm': [round(float(a), 3) for a in shift]}
 
 
-def _b1_map(rng: np.random.Generator, protocol: Protocol, world: np.ndarray) -> np.ndarray:
+def _b1_map(rng: np.random.Generator, scanner: Scanner, world: np.ndarray) -> np.ndarray:
     """Relative transmit field at scanner coordinates ``world`` (..., 3), mm.
 
-    3 T: dielectric centre brightening of the head (~+20 % centre, ~-15 % periphery,
-    e.g. Vaughan et al., MRM 46:24-30, 2001) with a small left-right tilt; 1.5 T: nearly
-    uniform. Both with a few percent transmitter calibration error.
+    At 3 T a dielectric centre brightening of the head (the paper's scanner: ~+20 %
+    centre, ~-15 % periphery, e.g. Vaughan et al., MRM 46:24-30, 2001); at 1.5 T nearly
+    uniform. Both with a small linear tilt and a few percent calibration error.
     """
     calib = rng.normal(1.0, 0.03)
-    if protocol.field_strength < 2:
-        tilt = rng.normal(0.0, 0.02, 3) / 100.0
-        return calib * (1.0 + world @ tilt)
+    tilt = rng.normal(0.0, scanner.transmit_tilt_sd, 3) / 100.0
+    if scanner.transmit_peak == 0:
+        return calib * (scanner.transmit_base + world @ tilt)
     r2 = (world**2).sum(-1)
-    tilt = rng.normal(0.0, 0.05, 3) / 100.0
-    return calib * (0.80 + 0.40 * np.exp(-r2 / (2 * 65.0**2)) + world @ tilt)
+    return calib * (scanner.transmit_base + scanner.transmit_peak * np.exp(-r2 / (2 * 65.0**2))
+                    + world @ tilt)
 
 
-def _signal_lut(name: str, protocol: Protocol) -> tuple[np.ndarray, np.ndarray]:
+def _signal_lut(tissue: Tissue, protocol: Protocol) -> tuple[np.ndarray, np.ndarray]:
     b1 = np.linspace(0.4, 1.6, 121)
-    return b1, tissue_signal(TISSUES[name], protocol, b1)
+    return b1, tissue_signal(tissue, protocol, b1)
 
 
-def acquire(anat: Anatomy, protocol: Protocol, rng: np.random.Generator, *,
-            factor: int = 1) -> Acquisition:
-    """Image one subject with one protocol; ``factor`` coarsens the scanner matrix."""
+def acquire(anat: Anatomy, scanner: Scanner, rng: np.random.Generator, *,
+            factor: int = 1, tissues: dict[str, Tissue] = TISSUES,
+            pose: tuple[np.ndarray, dict] | None = None) -> Acquisition:
+    """Image one subject on one scanner; ``factor`` coarsens the scanner matrix.
+
+    ``pose`` (from :func:`draw_pose`) places the head; by default each acquisition draws
+    its own, as a subject lies differently in each session.
+    """
+    protocol = scanner.protocol
     shape, affine = scanner_grid(protocol, factor)
-    pose, pose_info = _pose(rng)
+    pose, pose_info = pose if pose is not None else draw_pose(rng)
     wshape = anat.maps['wm'].shape
 
     # Transmit field on the working grid, evaluated every ~8 mm and upsampled.
@@ -101,14 +108,14 @@ def acquire(anat: Anatomy, protocol: Protocol, rng: np.random.Generator, *,
     idx = np.stack(np.meshgrid(*[np.arange(0, n + sub, sub) for n in wshape], indexing='ij'),
                    -1).astype(np.float64)
     world = (idx @ anat.affine[:3, :3].T + anat.affine[:3, 3]) @ pose[:3, :3].T + pose[:3, 3]
-    b1 = _b1_map(rng, protocol, world)
+    b1 = _b1_map(rng, scanner, world)
     b1 = ndi.zoom(b1, sub, order=1, grid_mode=False)[:wshape[0], :wshape[1], :wshape[2]]
     b1 = np.ascontiguousarray(b1, dtype=np.float32)
 
     signal = np.zeros(wshape, np.float32)
     flat = signal.reshape(-1)
     for name, prob in anat.maps.items():
-        x, s = _signal_lut(SIGNAL_TISSUE[name], protocol)
+        x, s = _signal_lut(tissues[SIGNAL_TISSUE[name]], protocol)
         idx = np.flatnonzero(prob)  # most tissues occupy a small part of the grid
         flat[idx] += prob.reshape(-1)[idx] * np.interp(b1.reshape(-1)[idx], x, s).astype(
             np.float32)
@@ -125,14 +132,15 @@ def acquire(anat: Anatomy, protocol: Protocol, rng: np.random.Generator, *,
     del signal
     b0 = protocol.field_strength
     vox_vol = float(np.prod(np.abs(np.array(protocol.voxel_size)))) * factor**3
-    # Residual receive bias after prescan normalisation, stronger at 3 T.
-    bias_sd = 0.06 if b0 < 2 else 0.12
+    # Residual receive bias after prescan normalisation (stronger at 3 T).
+    bias_sd = scanner.receive_bias_sd
     bias = np.exp(bias_sd * smooth_field(rng, shape, 4.0 * factor, 90.0))
     # Head-coil sensitivity falls off below the coil (neck), ~10 mm wide around z = -105 mm.
     z = affine[2, 1] * np.arange(shape[1]) + affine[2, 3]
     bias *= (1.0 / (1.0 + np.exp(-(z + 105.0) / 10.0))).astype(np.float32)[None, :, None]
     img *= bias * (b0 / 1.5) * vox_vol
-    sigma = NOISE_SIGMA * np.sqrt(protocol.pixel_bandwidth / 130.0) / COIL_GAIN[b0]
+    sigma = (NOISE_SIGMA * np.sqrt(protocol.pixel_bandwidth / 130.0) / scanner.coil_gain
+             * scanner.noise_scale)
     noisy = np.hypot(img + sigma * rng.standard_normal(shape, dtype=np.float32),
                      sigma * rng.standard_normal(shape, dtype=np.float32))
     image = np.clip(np.rint(noisy * INT_GAIN / vox_vol), 0, INT_MAX).astype(np.int16)

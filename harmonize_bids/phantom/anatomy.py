@@ -24,6 +24,37 @@ _TEMPLATE = 'mni_icbm152_{}_tal_nlin_sym_09a_converted.nii.gz'
 PAD_MM = ((18, 18), (18, 18), (64, 18))
 
 
+@dataclass(frozen=True)
+class AnatomyVariety:
+    """Ranges of one subject population's anatomy (mm, years).
+
+    ``paper``: the original phantom; ``core``: what bundled models train on (wider head
+    sizes and deformations, more atrophy and lesion load); ``unseen``: stronger
+    deformations, large ventricles, heavy atrophy and lesion load beyond the core's.
+    """
+
+    scale: tuple[float, float] = (0.90, 1.02)
+    deformation_mm: tuple[float, float] = (2.0, 4.0)
+    deformation_length_mm: float = 40.0
+    ventricle_mm_per_year: float = 0.05
+    ventricle_extra_mm: tuple[float, float] = (0.0, 0.0)
+    thinning_max_mm: float = 1.5
+    lesion_count: tuple[int, int] = (6, 16)
+    lesion_axis_mm: tuple[float, float] = (1.5, 4.5)
+
+
+VARIETIES: dict[str, AnatomyVariety] = {
+    'paper': AnatomyVariety(),
+    'core': AnatomyVariety(scale=(0.86, 1.06), deformation_mm=(2.0, 5.5),
+                           ventricle_extra_mm=(0.0, 2.0), thinning_max_mm=1.8,
+                           lesion_count=(3, 22), lesion_axis_mm=(1.5, 5.5)),
+    'unseen': AnatomyVariety(scale=(0.83, 1.10), deformation_mm=(5.5, 7.5),
+                             deformation_length_mm=30.0, ventricle_extra_mm=(2.0, 4.5),
+                             thinning_max_mm=2.4, lesion_count=(15, 35),
+                             lesion_axis_mm=(2.0, 7.0)),
+}
+
+
 @dataclass
 class Anatomy:
     """Tissue probabilities of one subject on a working grid (RAS, ``step`` mm)."""
@@ -105,15 +136,18 @@ def _ellipsoid_blob(rng: np.random.Generator, shape: tuple[int, ...], centre: np
 
 
 def make_anatomy(rng: np.random.Generator, *, step: int, age: float, lesions: bool,
-                 min_lesion_axis: float = 0.0) -> Anatomy:
+                 min_lesion_axis: float = 0.0,
+                 variety: AnatomyVariety = VARIETIES['paper']) -> Anatomy:
     """One subject's brain: smooth random deformation, age-related atrophy, lesions."""
+    v = variety
     tmpl, affine = load_template(step)
     shape = tmpl['brain'].shape
     info: dict = {}
     # Global head size and a low-frequency displacement field (a few mm).
-    scale = rng.uniform(0.90, 1.02)
-    amp = rng.uniform(2.0, 4.0)
-    disp = [amp * smooth_field(rng, shape, step, 40.0) / step for _ in range(3)]
+    scale = rng.uniform(*v.scale)
+    amp = rng.uniform(*v.deformation_mm)
+    disp = [amp * smooth_field(rng, shape, step, v.deformation_length_mm) / step
+            for _ in range(3)]
     centre = np.array([98.0, 116.0, 80.0]) / step  # near the template brain centre, voxels
     grid = np.indices(shape, dtype=np.float32)
     coords = np.stack([centre[i] + (grid[i] - centre[i]) / scale + disp[i] for i in range(3)])
@@ -126,7 +160,9 @@ def make_anatomy(rng: np.random.Generator, *, step: int, age: float, lesions: bo
     info['scale'] = float(scale)
 
     # Ventricle enlargement grows with age (~0.05 mm / year after 20, randomised).
-    grow = max(0.0, rng.normal(0.05 * (age - 20.0), 0.5))
+    grow = max(0.0, rng.normal(v.ventricle_mm_per_year * (age - 20.0), 0.5))
+    if v.ventricle_extra_mm[1] > 0:  # enlarged ventricles beyond ageing
+        grow += rng.uniform(*v.ventricle_extra_mm)
     vent = maps['vent'] > 0.5
     dist_vent = ndi.distance_transform_edt(~vent, sampling=step).astype(np.float32)
     to_csf = np.clip((grow - dist_vent) / step + 0.5, 0.0, 1.0) * (1.0 - csf)
@@ -138,7 +174,7 @@ def make_anatomy(rng: np.random.Generator, *, step: int, age: float, lesions: bo
     info['ventricle_growth_mm'] = round(float(grow), 2)
 
     # Cortical thinning: part of the outermost GM becomes CSF.
-    thin = float(np.clip(rng.normal(0.02 * (age - 20.0), 0.3), 0.0, 1.5))
+    thin = float(np.clip(rng.normal(0.02 * (age - 20.0), 0.3), 0.0, v.thinning_max_mm))
     tissue = (gm + wm) > 0.5
     depth = ndi.distance_transform_edt(tissue, sampling=step).astype(np.float32) - step
     shell = np.clip((thin - depth) / step + 0.5, 0.0, 1.0) * tissue
@@ -150,14 +186,14 @@ def make_anatomy(rng: np.random.Generator, *, step: int, age: float, lesions: bo
 
     les = np.zeros_like(wm)
     if lesions:
-        n_les = int(rng.integers(6, 16))
+        n_les = int(rng.integers(*v.lesion_count))
         deep_wm = wm > 0.9
         peri = np.flatnonzero(deep_wm & (dist_vent > 1.5) & (dist_vent < 7.0))
         deep = np.flatnonzero(deep_wm & (dist_vent >= 7.0))
         for k in range(n_les):
             pool = peri if (k % 2 == 0 and peri.size) else deep
             c = np.array(np.unravel_index(pool[rng.integers(pool.size)], shape))
-            axes = np.sort(rng.uniform(1.5, 4.5, 3))
+            axes = np.sort(rng.uniform(*v.lesion_axis_mm, 3))
             axes[-1] *= rng.uniform(1.0, 2.0)  # ovoid, elongated
             axes = np.maximum(axes, min_lesion_axis)
             box, blob = _ellipsoid_blob(rng, shape, c, axes, step)

@@ -23,11 +23,12 @@ def mprage_signal(t1: np.ndarray | float, protocol: Protocol,
     """
     t1 = np.asarray(t1, dtype=np.float64)
     alpha = np.deg2rad(protocol.flip_angle) * np.asarray(b1, dtype=np.float64)
-    esp, n, kc = protocol.echo_spacing, protocol.n_partitions, protocol.centre_echo
+    esp, n, kc = protocol.echo_spacing, protocol.echoes, protocol.centre_echo
     ta = protocol.inversion_time - kc * esp  # inversion -> first excitation
     td = protocol.repetition_time - ta - n * esp  # end of train -> next inversion
-    if ta <= 0 or td < 0:
-        raise ValueError(f'Readout train does not fit TR/TI of {protocol.model}.')
+    problem = protocol.timing_problem()
+    if problem:
+        raise ValueError(f'{protocol.model}: {problem}.')
     eff = protocol.inversion_efficiency
     e1 = np.exp(-esp / t1)
     ea, ed = np.exp(-ta / t1), np.exp(-td / t1)
