@@ -39,7 +39,8 @@ from .output_calibration import FILE as CALIBRATION_FILE
 from .output_calibration import OutputCalibration
 from .schedulers import dpm_timesteps, schedule_config
 
-FORMAT_VERSION = 1
+#: 2: preprocessing.json may set ``reference_channel`` (older readers would misuse it).
+FORMAT_VERSION = 2
 CONFIG_FILES = ("config.json", "scheduler_config.json", "preprocessing.json", "model.json")
 WEIGHTS_FILE = "model.safetensors"
 
@@ -56,6 +57,7 @@ DEFAULT_PREPROCESSING: dict[str, Any] = {
     "slice_plane": "sagittal",
     "context_slices": 0,
     "source_masked": True,
+    "reference_channel": False,
 }
 
 
@@ -89,6 +91,11 @@ class HarmonizationModel:
         return int(self.preprocessing.get("context_slices", 0))
 
     @property
+    def reference_channel(self) -> bool:
+        """Whether the network also sees the source matched to a target-field reference."""
+        return bool(self.preprocessing.get("reference_channel", False))
+
+    @property
     def multiple(self) -> int:
         return pad_multiple(self.network_config)
 
@@ -107,14 +114,17 @@ class HarmonizationModel:
 
 def new_model(network: str | dict[str, Any] = "default", *,
               prediction_type: str = "v_prediction", context_slices: int = 0,
-              source_field: float = 1.5, target_field: float = 3.0, name: str | None = None,
+              reference_channel: bool = False, source_field: float = 1.5,
+              target_field: float = 3.0, name: str | None = None,
               seed: int = 0) -> HarmonizationModel:
     """A freshly initialised (random weights, seeded) model."""
-    config = network_config(network, context_slices=context_slices)
+    config = network_config(network, context_slices=context_slices,
+                            reference_channel=reference_channel)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = build_network(config)
-    preprocessing = {**DEFAULT_PREPROCESSING, "context_slices": int(context_slices)}
+    preprocessing = {**DEFAULT_PREPROCESSING, "context_slices": int(context_slices),
+                     "reference_channel": bool(reference_channel)}
     direction = format_direction(source_field, target_field)
     meta = {
         "format_version": FORMAT_VERSION,

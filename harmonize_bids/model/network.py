@@ -1,9 +1,10 @@
 """The denoising network: a diffusers ``UNet2DModel`` conditioned by concatenation.
 
 Input channels are ``2 * context_slices + 1`` source slices (the slice itself and its
-neighbours along the slice axis) followed by the noisy target slice, as in Durrer et al.
-(source ⊕ x_t).  The network is fully convolutional: any slice size works once padded to
-:func:`pad_multiple`.
+neighbours along the slice axis), then, for a reference-conditioned model, the source
+slice matched to the study's target-field reference, then the noisy target slice, as in
+Durrer et al. (source ⊕ x_t).  The network is fully convolutional: any slice size works
+once padded to :func:`pad_multiple`.
 """
 
 from __future__ import annotations
@@ -41,12 +42,12 @@ SLOPPY_NETWORK: dict[str, Any] = {
 NETWORKS = {"default": DEFAULT_NETWORK, "sloppy": SLOPPY_NETWORK}
 
 
-def network_config(name: str | dict[str, Any] = "default", *,
-                   context_slices: int = 0) -> dict[str, Any]:
+def network_config(name: str | dict[str, Any] = "default", *, context_slices: int = 0,
+                   reference_channel: bool = False) -> dict[str, Any]:
     """Return ``UNet2DModel`` keyword arguments for a named config (or a copy of a dict).
 
     ``context_slices`` neighbouring source slices on each side add ``2 * context_slices``
-    input channels.
+    input channels, ``reference_channel`` one more.
     """
     if isinstance(name, str):
         if name not in NETWORKS:
@@ -54,7 +55,7 @@ def network_config(name: str | dict[str, Any] = "default", *,
         config = copy.deepcopy(NETWORKS[name])
     else:
         config = copy.deepcopy(dict(name))
-    config["in_channels"] = 2 * context_slices + 2
+    config["in_channels"] = 2 * context_slices + 2 + int(reference_channel)
     return config
 
 

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from .device import autocast, available_memory, resolve_device, resolve_precision
 from .folder import HarmonizationModel
 from .schedulers import SAMPLERS, sampling_scheduler
+from .slicing import SliceFrame, brain_slices
 
 LOGGER = logging.getLogger(__name__)
 
@@ -161,17 +162,12 @@ def choose_batch_size(model: HarmonizationModel, height: int, width: int,
     return max(1, min(_CPU_MAX_BATCH, budget // per))
 
 
-def _bbox(mask: np.ndarray) -> tuple[slice, slice]:
-    rows = np.flatnonzero(mask.any(axis=(0, 2)))
-    cols = np.flatnonzero(mask.any(axis=(0, 1)))
-    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
-
-
 def harmonize_volume(model: HarmonizationModel, volume: np.ndarray, mask: np.ndarray, *,
                      sampler: str = DEFAULT_SAMPLER, steps: int | None = None,
                      ensemble: int = 1, seed: int = 0, device: str | torch.device = "auto",
                      batch_size: int | None = None, progress: bool = True,
-                     noise: str = "shared", precision: str = "auto") -> np.ndarray:
+                     noise: str = "shared", precision: str = "auto",
+                     matched: np.ndarray | None = None) -> np.ndarray:
     """Map a preprocessed source volume to the model's target contrast.
 
     Parameters
@@ -188,6 +184,8 @@ def harmonize_volume(model: HarmonizationModel, volume: np.ndarray, mask: np.nda
         rounded up to a multiple of 4, the fixed network call size; see ``CPU_CHUNK``).
     noise : ``'shared'`` noise field for all slices (default) or ``'independent'``.
     precision : ``'auto'`` (bf16 on capable CPUs, bf16/fp16 on CUDA), ``'fp32'``, ...
+    matched : the source matched to the target-field reference (same shape as
+        ``volume``); required by a model with a reference channel.
 
     Returns a float32 array like ``volume``: zero outside ``mask``, clipped to [0, 1].
     """
@@ -200,6 +198,9 @@ def harmonize_volume(model: HarmonizationModel, volume: np.ndarray, mask: np.nda
                          f"and {mask.shape}.")
     if ensemble < 1:
         raise ValueError(f"ensemble must be >= 1, got {ensemble}.")
+    if model.reference_channel and (matched is None or np.shape(matched) != volume.shape):
+        raise ValueError("this model needs the source matched to a target-field reference "
+                         "(matched=, same shape as volume).")
     num_train = int(model.scheduler_config["num_train_timesteps"])
     steps = int(steps or (num_train if sampler == "ddpm" else DEFAULT_STEPS))
     dev = resolve_device(device)
@@ -210,14 +211,13 @@ def harmonize_volume(model: HarmonizationModel, volume: np.ndarray, mask: np.nda
     vol = np.moveaxis(volume, axis, 0)
     msk = np.moveaxis(mask, axis, 0)
     res = np.moveaxis(out, axis, 0)
-    slices = np.flatnonzero(msk.any(axis=(1, 2)))
+    ref = np.moveaxis(np.asarray(matched), axis, 0) if model.reference_channel else None
+    slices = brain_slices(msk)
     if slices.size == 0:
         LOGGER.warning("Brain mask is empty; returning an all-zero volume.")
         return out
-    rows, cols = _bbox(msk)
-    h, w = rows.stop - rows.start, cols.stop - cols.start
-    height, width = (math.ceil(n / multiple) * multiple for n in (h, w))
-    top, left = (height - h) // 2, (width - w) // 2
+    frame = SliceFrame.around(msk, multiple)
+    (h, w), height, width = frame.box_shape, frame.height, frame.width
     if batch_size is None:
         batch_size = choose_batch_size(model, height, width, dev)
     if dev.type == "cpu":  # the network sees CPU_CHUNK slices per call anyway
@@ -231,18 +231,14 @@ def harmonize_volume(model: HarmonizationModel, volume: np.ndarray, mask: np.nda
     # oneDNN convolutions are 2-3.5x faster in channels-last layout on CPU (bf16 most).
     layout = torch.channels_last if dev.type == "cpu" else torch.contiguous_format
     net = net.to(memory_format=layout)
-    n_total = len(vol)
     bar = tqdm(total=int(slices.size) * ensemble * steps, unit="slice-step",
                desc=f"harmonize ({sampler}, {steps} steps)", disable=not progress)
     try:
         for start in range(0, slices.size, batch_size):
             batch = slices[start:start + batch_size]
-            src = np.zeros((batch.size, 2 * k + 1, height, width), dtype=np.float32)
-            for b, i in enumerate(batch):
-                for c, j in enumerate(range(i - k, i + k + 1)):
-                    if 0 <= j < n_total:
-                        plane = np.where(msk[j, rows, cols], vol[j, rows, cols], 0.0)
-                        src[b, c, top:top + h, left:left + w] = plane
+            src = frame.cut(vol, msk, batch, context=k)
+            if ref is not None:
+                src = np.concatenate([src, frame.cut(ref, msk, batch)], axis=1)
             source = to_network(torch.from_numpy(src).to(dev))
             acc = torch.zeros((batch.size, 1, height, width), device=dev)
             for member in range(ensemble):
@@ -250,10 +246,7 @@ def harmonize_volume(model: HarmonizationModel, volume: np.ndarray, mask: np.nda
                 acc += sample(net, sampling_scheduler(model.scheduler_config, sampler), source,
                               steps=steps, generators=gens, dtype=dtype, chunk=chunk,
                               memory_format=layout, callback=bar.update)
-            pred = from_network(acc / ensemble)[:, 0, top:top + h, left:left + w]
-            pred = pred.cpu().numpy()
-            for b, i in enumerate(batch):
-                res[i, rows, cols] = np.where(msk[i, rows, cols], pred[b], 0.0)
+            frame.paste(res, from_network(acc / ensemble)[:, 0].cpu().numpy(), msk, batch)
     finally:
         bar.close()
     return out

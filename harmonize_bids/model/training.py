@@ -59,17 +59,30 @@ def _derived_seed(*key: int) -> int:
 
 
 def fine_tuning_start(base: HarmonizationModel, source_field: float, target_field: float,
-                      name: str | None = None) -> HarmonizationModel:
-    """A trainable copy of ``base`` (same direction) that records where it started."""
+                      name: str | None = None,
+                      reference_channel: bool | None = None) -> HarmonizationModel:
+    """A trainable copy of ``base`` (same direction) that records where it started.
+
+    ``reference_channel=True`` on a model without one adds that input channel with zero
+    weights, so training starts from ``base``'s outputs.
+    """
+    add_reference = bool(reference_channel) and not base.reference_channel
     fresh = new_model(base.network_config, context_slices=base.context_slices,
+                      reference_channel=base.reference_channel or add_reference,
                       prediction_type=base.prediction_type, source_field=source_field,
                       target_field=target_field, name=name)
     if fresh.direction != base.direction:
         raise ValueError(f"Cannot fine-tune the {base.direction} model {base.path} into a "
                          f"{fresh.direction} model; pick the model of that direction.")
-    fresh.net.load_state_dict(base.net.state_dict())
+    state = base.net.state_dict()
+    if add_reference:  # insert a zero input channel before the noisy target's
+        weight = state["conv_in.weight"]
+        zero = torch.zeros_like(weight[:, :1])
+        state["conv_in.weight"] = torch.cat([weight[:, :-1], zero, weight[:, -1:]], dim=1)
+    fresh.net.load_state_dict(state)
     fresh.scheduler_config = dict(base.scheduler_config)
-    fresh.preprocessing = dict(base.preprocessing)
+    fresh.preprocessing = {**base.preprocessing,
+                           "reference_channel": base.reference_channel or add_reference}
     fresh.meta["fine_tuned_from"] = {
         "name": base.meta.get("name"), "path": str(base.path) if base.path else None,
         "weights_sha256": base.weights_sha256, "iterations": base.meta.get("iterations"),
@@ -139,6 +152,18 @@ def _loss(net: torch.nn.Module, scheduler: Any, prediction_type: str, src: torch
     return (weight.to(device) * (pred - target) ** 2).mean()
 
 
+def _augment_contrast(src: torch.Tensor, channels: int, strength: float,
+                      generator: torch.Generator) -> torch.Tensor:
+    """Raise the first ``channels`` (the source slices) to a random power exp(U(-s, s)) per
+    sample: a monotone contrast change, so the network cannot lean on one protocol's."""
+    if strength <= 0:
+        return src
+    gamma = torch.exp((torch.rand(len(src), generator=generator) * 2 - 1) * strength)
+    out = src.clone()
+    out[:, :channels] = src[:, :channels].clamp(min=0) ** gamma[:, None, None, None]
+    return out
+
+
 def _pixel_weight(lesion: torch.Tensor | None, lesion_weight: float) -> torch.Tensor | None:
     """Loss weight per pixel: ``lesion_weight`` inside lesions, 1 elsewhere."""
     if lesion is None or lesion_weight == 1.0:
@@ -187,6 +212,7 @@ def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
           name: str | None = None, training_data: dict[str, Any] | None = None,
           grad_clip: float = 1.0, init_from: HarmonizationModel | None = None,
           lesions: Sequence[np.ndarray | None] | None = None, lesion_weight: float = 1.0,
+          matched: Sequence[np.ndarray] | None = None, contrast_augmentation: float = 0.0,
           progress: bool = True) -> TrainResult:
     """Train a harmonization model on paired volumes and export it to ``model_dir``.
 
@@ -214,6 +240,10 @@ def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
     lesions, lesion_weight : optional boolean lesion masks on the sources' grid (None for a
         pair without lesions); the training loss counts lesion pixels ``lesion_weight``
         times (lesions are a tiny share of the brain). The validation loss is unweighted.
+    matched : each source matched to its target-field reference (the other subjects'
+        target-field scans); given, the model gets a reference channel.
+    contrast_augmentation : raise each training sample's source slices to a power
+        exp(U(-a, a)) (0: off); the matched channel is left as it is.
     """
     if lesion_weight < 1.0:
         raise ValueError(f"lesion_weight must be at least 1, got {lesion_weight}.")
@@ -235,16 +265,19 @@ def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
     world = dist.get_world_size() if distributed else 1
     dtype = resolve_precision(dev, precision)
 
+    reference = matched is not None
     if init_from is not None:
-        model = fine_tuning_start(init_from, source_field, target_field, name)
+        if init_from.reference_channel and not reference:
+            raise ValueError(f"{init_from.path} has a reference channel: give matched sources.")
+        model = fine_tuning_start(init_from, source_field, target_field, name, reference)
     else:
         model = new_model(network or ("sloppy" if sloppy else "default"),
                           prediction_type=prediction_type, context_slices=context_slices,
-                          source_field=source_field, target_field=target_field, name=name,
-                          seed=seed)
+                          reference_channel=reference, source_field=source_field,
+                          target_field=target_field, name=name, seed=seed)
     pairs = extract_slice_pairs(sources, targets, masks, axis=model.slice_axis,
                                 context_slices=model.context_slices, multiple=model.multiple,
-                                lesions=lesions)
+                                lesions=lesions, matched=matched)
     train_idx, val_idx = _split(pairs, val_fraction, seed)
     patch = None
     if patch_size is not None:
@@ -306,6 +339,8 @@ def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
             gen = torch.Generator().manual_seed(_derived_seed(seed, rank, it))
             idx = train_t[torch.randint(len(train_t), (batch_size,), generator=gen)]
             src, tgt, lesion = pairs.batch(idx, patch=patch, generator=gen)
+            src = _augment_contrast(src, 2 * model.context_slices + 1, contrast_augmentation,
+                                    gen)
             t = torch.randint(0, num_train, (batch_size,), generator=gen)
             noise = torch.randn(tgt.shape, generator=gen)
             for group in optimizer.param_groups:
@@ -357,7 +392,8 @@ def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
                      "lr_decay_iterations": lr_decay_iterations,
                      "weight_decay": weight_decay, "ema_decay": ema_decay, "seed": seed,
                      "patch": list(patch) if patch else None, "precision": str(dtype),
-                     "optimizer": "AdamW", "lesion_weight": lesion_weight},
+                     "optimizer": "AdamW", "lesion_weight": lesion_weight,
+                     "contrast_augmentation": contrast_augmentation},
     }
     if rank == 0:
         save_model_folder(model, model_dir, meta=meta)

@@ -1,0 +1,151 @@
+"""Train a reference-conditioned model on randomized-scanner phantom sites.
+
+    python research/train_reference_models.py OUT_MODEL --direction 1.5T-to-3T \
+        --data DS_A:WORK_A [DS_B:WORK_B ...] [--init-from bundled] [--iterations N] [--resume]
+
+Each DS is a phantom made with ``harmonize-bids-phantom --scanners core
+--subjects-per-site K --same-pose`` and WORK its ``harmonize-bids-train --prepare-only
+--registration none`` folder. Every training source is histogram-matched to the pooled
+target-field scans of the *other* subjects of its site (as the participant level pools a
+study's other subjects), and that matched image is the model's reference channel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from harmonize_bids.image.reference import brain_quantiles, match_to_reference, pool_quantiles
+from harmonize_bids.model.folder import load_model_folder
+from harmonize_bids.model.training import train
+from harmonize_bids.participant import bundled_model_dir
+from harmonize_bids.phantom import truth_file
+
+LOGGER = logging.getLogger("train_reference_models")
+DIRECTIONS = {"1.5T-to-3T": (1.5, 3.0), "3T-to-1.5T": (3.0, 1.5)}
+SESSION = {1.5: "1p5T", 3.0: "3T"}
+MARGIN = 4
+
+
+def _load(path) -> np.ndarray:
+    return np.asanyarray(nib.load(path).dataobj, dtype=np.float32)
+
+
+def _sites(bids: Path) -> dict[str, str]:
+    with open(bids / "participants.tsv") as handle:
+        return {row["participant_id"]: row["site"]
+                for row in csv.DictReader(handle, delimiter="\t")}
+
+
+def _target_scan(work: Path, subject: str, field: float) -> tuple[np.ndarray, np.ndarray]:
+    """The subject's own preprocessed target-field scan and mask (not the registered one)."""
+    folder = work / "pairs" / subject / f"ses-{SESSION[field]}-run-none"
+    preproc = next(folder.glob("*_T1w_preproc.nii.gz"))
+    return _load(preproc), _load(preproc.with_name(preproc.name.replace("_preproc", "_mask")))
+
+
+def _box(mask: np.ndarray) -> tuple[slice, ...]:
+    where = np.argwhere(mask)
+    lo = np.maximum(where.min(0) - MARGIN, 0)
+    hi = np.minimum(where.max(0) + MARGIN + 1, mask.shape)
+    return tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+
+
+def collect(data: list[tuple[Path, Path]], direction: str) -> dict[str, list]:
+    source_field, target_field = DIRECTIONS[direction]
+    records = []
+    for bids, work in data:
+        sites = _sites(bids)
+        for path in sorted(work.glob(f"pairs/sub-*/pair_{direction}.json")):
+            record = json.loads(path.read_text())
+            subject = path.parent.name
+            image, mask = _target_scan(work, subject, target_field)
+            records.append({"key": f"{bids.name}/{subject}", "bids": bids, "subject": subject,
+                            "site": f"{bids.name}/{sites[subject]}", "record": record,
+                            "quantiles": brain_quantiles(image, mask > 0)})
+    out = {"sources": [], "targets": [], "masks": [], "matched": [], "lesions": [],
+           "subjects": []}
+    for entry in records:
+        others = [e["quantiles"] for e in records
+                  if e["site"] == entry["site"] and e["key"] != entry["key"]]
+        if not others:
+            LOGGER.warning("%s: no other subject at its site; left out", entry["key"])
+            continue
+        record = entry["record"]
+        mask = _load(record["mask"]) > 0
+        source = _load(record["source"]) * mask
+        target = np.clip(_load(record["target"]), 0, 1) * mask
+        matched = match_to_reference(source, mask, pool_quantiles(others))
+        lesion_file = truth_file(entry["bids"], entry["subject"], SESSION[source_field],
+                                 "label-lesion_mask.nii.gz")
+        lesion = None
+        if lesion_file.is_file():
+            from nibabel.processing import resample_from_to
+
+            lesion = np.asarray(resample_from_to(nib.load(lesion_file), nib.load(record["mask"]),
+                                                 order=0).dataobj) > 0
+        box = _box(mask)
+        out["sources"].append(source[box].astype(np.float16))
+        out["targets"].append(target[box].astype(np.float16))
+        out["masks"].append(mask[box])
+        out["matched"].append(matched[box].astype(np.float16))
+        out["lesions"].append(None if lesion is None else lesion[box])
+        out["subjects"].append(entry["key"])
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("model_dir", type=Path)
+    parser.add_argument("--direction", choices=list(DIRECTIONS), required=True)
+    parser.add_argument("--data", nargs="+", required=True, metavar="DS:WORK")
+    parser.add_argument("--init-from", default="bundled")
+    parser.add_argument("--iterations", type=int, default=5000)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--lr-decay-iterations", type=int, default=1500)
+    parser.add_argument("--batch-size", type=int, default=12)
+    parser.add_argument("--patch-size", type=int, default=128)
+    parser.add_argument("--lesion-weight", type=float, default=20.0)
+    parser.add_argument("--contrast-augmentation", type=float, default=0.2)
+    parser.add_argument("--checkpoint-every", type=int, default=250)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+    source_field, target_field = DIRECTIONS[args.direction]
+    data = [tuple(Path(p) for p in item.split(":")) for item in args.data]
+    volumes = collect(data, args.direction)
+    LOGGER.info("%d training pairs", len(volumes["subjects"]))
+    init = None
+    if args.init_from != "none":
+        init_dir = (bundled_model_dir(source_field, target_field) if args.init_from == "bundled"
+                    else Path(args.init_from))
+        init = load_model_folder(init_dir, source_field=source_field, target_field=target_field)
+        # Per-phantom settings of the paper-phantom models do not carry over.
+        init.calibration = None
+        init.scheduler_config.pop("dpm_last_timestep", None)
+    train(volumes["sources"], volumes["targets"], volumes["masks"], args.model_dir,
+          work_dir=args.model_dir.with_name(args.model_dir.name + ".work"),
+          iterations=args.iterations, batch_size=args.batch_size, lr=args.lr,
+          lr_decay_iterations=args.lr_decay_iterations, precision="auto", seed=args.seed,
+          resume=args.resume, checkpoint_every=args.checkpoint_every,
+          patch_size=args.patch_size, source_field=source_field, target_field=target_field,
+          name=args.direction.replace(".", "p"), init_from=init,
+          lesions=volumes["lesions"], lesion_weight=args.lesion_weight,
+          matched=volumes["matched"], contrast_augmentation=args.contrast_augmentation,
+          training_data={"dataset": "harmonize_bids randomized-scanner phantom (core sites)",
+                         "phantoms": [str(bids.name) for bids, _ in data],
+                         "subjects": volumes["subjects"],
+                         "reference": "each source matched to the pooled target-field scans "
+                                      "of the other subjects of its site"})
+
+
+if __name__ == "__main__":
+    main()
