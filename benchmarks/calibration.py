@@ -38,19 +38,24 @@ def usable(record: dict) -> bool:
     """Leave out the pairs harmonize-bids-train leaves out (a broken intensity scale)."""
     from harmonize_bids.training_data import PreparedPair, scaling_problems
 
-    pair = PreparedPair(record["subject"].removeprefix("sub-"),
-                        *(Path(record[key]) for key in ("source", "target", "mask")))
+    pair = PreparedPair(
+        record["subject"].removeprefix("sub-"),
+        *(Path(record[key]) for key in ("source", "target", "mask")),
+    )
     problem = scaling_problems(pair, pair.load())
     if problem:
         print(f"leaving out {problem}", file=sys.stderr)
     return problem is None
 
 
-def tissue_cores(truth: np.ndarray, mask: np.ndarray,
-                 erosion: int = CORE_EROSION) -> dict[str, np.ndarray]:
+def tissue_cores(
+    truth: np.ndarray, mask: np.ndarray, erosion: int = CORE_EROSION
+) -> dict[str, np.ndarray]:
     """Each true tissue class eroded by ``erosion`` voxels, inside the brain mask."""
-    return {tissue: ndi.binary_erosion(truth == TISSUE_LABELS[tissue], iterations=erosion)
-            & mask for tissue in TISSUES}
+    return {
+        tissue: ndi.binary_erosion(truth == TISSUE_LABELS[tissue], iterations=erosion) & mask
+        for tissue in TISSUES
+    }
 
 
 def core_means(record: dict, bids: Path) -> dict[str, tuple[float, float]]:
@@ -58,8 +63,10 @@ def core_means(record: dict, bids: Path) -> dict[str, tuple[float, float]]:
     source, target = quality._load(record["source"]), quality._load(record["target"])
     mask = quality._load(record["mask"]) > 0
     truth = quality._truth_labels(bids, record)
-    means = {tissue: (float(source[core].mean()), float(target[core].mean()))
-             for tissue, core in tissue_cores(truth, mask).items()}
+    means = {
+        tissue: (float(source[core].mean()), float(target[core].mean()))
+        for tissue, core in tissue_cores(truth, mask).items()
+    }
     means["p1"] = (float(np.percentile(source[mask], 1)), float("nan"))
     return means
 
@@ -84,31 +91,50 @@ def loo_residual_sd(features: np.ndarray, y: np.ndarray) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("datasets", nargs="+", type=Path,
-                        help="pairs of BIDS_DIR WORK_DIR (phantom and its prepared pairs)")
-    parser.add_argument("--directions", nargs="+", choices=list(quality.DIRECTIONS),
-                        default=list(quality.DIRECTIONS))
-    parser.add_argument("--keep-all-pairs", action="store_true",
-                        help="also use the pairs harmonize-bids-train would leave out")
+    parser.add_argument(
+        "datasets",
+        nargs="+",
+        type=Path,
+        help="pairs of BIDS_DIR WORK_DIR (phantom and its prepared pairs)",
+    )
+    parser.add_argument(
+        "--directions",
+        nargs="+",
+        choices=list(quality.DIRECTIONS),
+        default=list(quality.DIRECTIONS),
+    )
+    parser.add_argument(
+        "--keep-all-pairs",
+        action="store_true",
+        help="also use the pairs harmonize-bids-train would leave out",
+    )
     args = parser.parse_args(argv)
     if len(args.datasets) % 2:
         parser.error("give BIDS_DIR WORK_DIR pairs")
     datasets = list(zip(args.datasets[::2], args.datasets[1::2], strict=True))
-    print("| direction | tissue | subjects | target sd | unexplained sd, from the source "
-          "core | from the core and source p1 | in AHD bins |")
+    print(
+        "| direction | tissue | subjects | target sd | unexplained sd, from the source "
+        "core | from the core and source p1 | in AHD bins |"
+    )
     print("|---|---|---|---|---|---|---|")
     for direction in args.directions:
-        rows = [core_means(record, bids) for bids, work in datasets
-                for record in quality._pairs(work, direction)
-                if args.keep_all_pairs or usable(record)]
+        rows = [
+            core_means(record, bids)
+            for bids, work in datasets
+            for record in quality._pairs(work, direction)
+            if args.keep_all_pairs or usable(record)
+        ]
         p1 = np.array([row["p1"][0] for row in rows])
         for tissue in TISSUES:
             source = np.array([row[tissue][0] for row in rows])
             target = np.array([row[tissue][1] for row in rows])
             alone = loo_residual_sd(source[:, None], target)
             both = loo_residual_sd(np.column_stack([source, p1]), target)
-            print(f"| {direction} | {tissue} | {len(rows)} | {target.std():.4f} | {alone:.4f} | "
-                  f"{both:.4f} | {both * 255:.1f} |", flush=True)
+            print(
+                f"| {direction} | {tissue} | {len(rows)} | {target.std():.4f} | {alone:.4f} | "
+                f"{both:.4f} | {both * 255:.1f} |",
+                flush=True,
+            )
     return 0
 
 

@@ -39,8 +39,10 @@ CORE_EROSION = 1
 
 
 def _peaks(image: np.ndarray, cores: dict[str, np.ndarray]) -> dict[str, list[float]]:
-    return {t: [round(float(image[c].mean()), 4), round(float(image[c].std()), 4)]
-            for t, c in cores.items()}
+    return {
+        t: [round(float(image[c].mean()), 4), round(float(image[c].std()), 4)]
+        for t, c in cores.items()
+    }
 
 
 def measure_subject(record: dict, args: argparse.Namespace, model) -> dict[str, dict]:
@@ -60,33 +62,43 @@ def measure_subject(record: dict, args: argparse.Namespace, model) -> dict[str, 
         raw = np.load(raw_file).astype(np.float32)
     else:
         start = time.perf_counter()
-        raw = harmonize_volume(model, source, mask, sampler="dpm", steps=args.steps, seed=0,
-                               progress=False)
+        raw = harmonize_volume(
+            model, source, mask, sampler="dpm", steps=args.steps, seed=0, progress=False
+        )
         np.save(raw_file, raw)  # float32: float16 steps (5e-4) move voxels across AHD bins
         print(f"{sub}: sampled in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     cores = tissue_cores(quality._truth_labels(args.heldout_bids, record), mask, CORE_EROSION)
     original_ahd = metrics.ahd(source, target, mask)
     original_mse = metrics.mse(source, target, mask)
-    shared = {"target_peaks": _peaks(target, cores),
-              "target_gmmWM": float(white_matter_level(target, mask)),
-              "original_ahd": original_ahd, "original_mse": original_mse}
+    shared = {
+        "target_peaks": _peaks(target, cores),
+        "target_gmmWM": float(white_matter_level(target, mask)),
+        "original_ahd": original_ahd,
+        "original_mse": original_mse,
+    }
     level = float(model.preprocessing["white_matter_level"])
     images = {"raw": raw, "anchored": anchor_white_matter(raw, mask, level=level)}
     results = {}
     for variant, image in images.items():
-        results[variant] = {"ahd": metrics.ahd(image, target, mask) / original_ahd,
-                            "mse": metrics.mse(image, target, mask) / original_mse,
-                            "peaks": _peaks(image, cores),
-                            "gmmWM": float(white_matter_level(image, mask)), **shared}
+        results[variant] = {
+            "ahd": metrics.ahd(image, target, mask) / original_ahd,
+            "mse": metrics.mse(image, target, mask) / original_mse,
+            "peaks": _peaks(image, cores),
+            "gmmWM": float(white_matter_level(image, mask)),
+            **shared,
+        }
         files[variant].write_text(json.dumps(results[variant]))
     return results
 
 
 def table(rows: dict[str, dict[str, dict]]) -> str:
     """Per-subject and overall figures (overall: ratio of means, as quality.py)."""
-    lines = ["| subject | AHD raw / anchored (x Original) | MSE raw / anchored | "
-             "WM core: target / raw / anchored | GM core: target / raw / anchored | "
-             "mixture WM mean: target / raw |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| subject | AHD raw / anchored (x Original) | MSE raw / anchored | "
+        "WM core: target / raw / anchored | GM core: target / raw / anchored | "
+        "mixture WM mean: target / raw |",
+        "|---|---|---|---|---|---|",
+    ]
     for sub, r in rows.items():
         raw, anc = r["raw"], r["anchored"]
         lines.append(
@@ -94,13 +106,16 @@ def table(rows: dict[str, dict[str, dict]]) -> str:
             f"{anc['mse']:.3f} | {raw['target_peaks']['WM'][0]:.3f} / {raw['peaks']['WM'][0]:.3f}"
             f" / {anc['peaks']['WM'][0]:.3f} | {raw['target_peaks']['GM'][0]:.3f} / "
             f"{raw['peaks']['GM'][0]:.3f} / {anc['peaks']['GM'][0]:.3f} | "
-            f"{raw['target_gmmWM']:.3f} / {raw['gmmWM']:.3f} |")
+            f"{raw['target_gmmWM']:.3f} / {raw['gmmWM']:.3f} |"
+        )
     overall, values = [], list(rows.values())
     for variant in VARIANTS:
-        ahd = (sum(r[variant]["ahd"] * r[variant]["original_ahd"] for r in values)
-               / sum(r[variant]["original_ahd"] for r in values))
-        mse = (sum(r[variant]["mse"] * r[variant]["original_mse"] for r in values)
-               / sum(r[variant]["original_mse"] for r in values))
+        ahd = sum(r[variant]["ahd"] * r[variant]["original_ahd"] for r in values) / sum(
+            r[variant]["original_ahd"] for r in values
+        )
+        mse = sum(r[variant]["mse"] * r[variant]["original_mse"] for r in values) / sum(
+            r[variant]["original_mse"] for r in values
+        )
         overall.append(f"{variant}: AHD {ahd:.3f} x, MSE {mse:.3f} x Original")
     return "\n".join(lines + ["", f"All {len(rows)} subjects: " + "; ".join(overall) + "."])
 
@@ -125,13 +140,21 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     args.cache.mkdir(parents=True, exist_ok=True)
     source_field, target_field = quality.DIRECTIONS[args.direction]
-    model = load_model_folder(args.model or bundled_model_dir(source_field, target_field),
-                              source_field=source_field, target_field=target_field)
-    records = [r for r in quality._pairs(args.heldout_work, args.direction)
-               if not args.subjects or r["subject"] in args.subjects]
+    model = load_model_folder(
+        args.model or bundled_model_dir(source_field, target_field),
+        source_field=source_field,
+        target_field=target_field,
+    )
+    records = [
+        r
+        for r in quality._pairs(args.heldout_work, args.direction)
+        if not args.subjects or r["subject"] in args.subjects
+    ]
     rows = {r["subject"]: measure_subject(r, args, model) for r in records}
-    print(f"{args.direction}, model weights {model.weights_sha256[:12]}, dpm {args.steps} "
-          "steps, seed 0\n")
+    print(
+        f"{args.direction}, model weights {model.weights_sha256[:12]}, dpm {args.steps} "
+        "steps, seed 0\n"
+    )
     print(table(rows))
     return 0
 

@@ -50,21 +50,32 @@ def figure(root: Path, out: Path, sub: str = '01') -> None:
     fig, axes = plt.subplots(2, 2, figsize=(8, 8.6), facecolor='black')
     for col, (ses, b0) in enumerate(SESSIONS):
         img = nib.as_closest_canonical(
-            nib.load(root / f'sub-{sub}/ses-{ses}/anat/sub-{sub}_ses-{ses}_T1w.nii.gz'))
+            nib.load(root / f'sub-{sub}/ses-{ses}/anat/sub-{sub}_ses-{ses}_T1w.nii.gz')
+        )
         data = np.asarray(img.dataobj, dtype=np.float32)
         zooms = img.header.get_zooms()
         vmax = np.percentile(data[data > 0], 99.5)
         i, j = data.shape[0] // 2 + 8, data.shape[1] // 2 + 6
-        views = ((data[i].T, zooms[2] / zooms[1], 'sagittal'),
-                 (data[:, j].T, zooms[2] / zooms[0], 'coronal'))
+        views = (
+            (data[i].T, zooms[2] / zooms[1], 'sagittal'),
+            (data[:, j].T, zooms[2] / zooms[0], 'coronal'),
+        )
         for row, (sl, aspect, name) in enumerate(views):
             ax = axes[row, col]
-            ax.imshow(sl, origin='lower', cmap='gray', vmin=0, vmax=vmax, aspect=aspect,
-                      interpolation='nearest')
+            ax.imshow(
+                sl,
+                origin='lower',
+                cmap='gray',
+                vmin=0,
+                vmax=vmax,
+                aspect=aspect,
+                interpolation='nearest',
+            )
             ax.set_title(f'{b0} T, {name}', color='white')
             ax.axis('off')
-    fig.suptitle(f'Phantom sub-{sub}: 1.5 T Avanto vs 3 T Skyra MPRAGE (raw, int16)',
-                 color='white')
+    fig.suptitle(
+        f'Phantom sub-{sub}: 1.5 T Avanto vs 3 T Skyra MPRAGE (raw, int16)', color='white'
+    )
     fig.tight_layout()
     fig.savefig(out, dpi=110, facecolor='black')
     plt.close(fig)
@@ -86,10 +97,16 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        root = write_phantom_dataset(Path(tmp) / 'ph', n_subjects=args.subjects,
-                                     seed=args.seed, size=args.size, lesion_fraction=0.5)
-        print(f'generated {args.subjects} {args.size} subjects in '
-              f'{time.perf_counter() - t0:.1f} s')
+        root = write_phantom_dataset(
+            Path(tmp) / 'ph',
+            n_subjects=args.subjects,
+            seed=args.seed,
+            size=args.size,
+            lesion_fraction=0.5,
+        )
+        print(
+            f'generated {args.subjects} {args.size} subjects in {time.perf_counter() - t0:.1f} s'
+        )
         run(root, not args.no_n4)
         if args.figure:
             figure(root, args.figure)

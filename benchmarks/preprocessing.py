@@ -49,8 +49,7 @@ def _one_session(raw: str, truth: str, method: str, threads: int, queue) -> None
             return image.affine[:3, :3] @ np.argwhere(selection).mean(0) + image.affine[:3, 3]
 
         native = nib.load(outputs["mask"]).get_fdata() > 0
-        offset = float(np.linalg.norm(centroid(mask_img, native) - centroid(truth_img,
-                                                                            reference)))
+        offset = float(np.linalg.norm(centroid(mask_img, native) - centroid(truth_img, reference)))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     queue.put({"seconds": seconds, "peak_mb": peak_mb, "dice": float(dice), "offset": offset})
 
@@ -67,19 +66,23 @@ def main(argv: list[str] | None = None) -> int:
         stem = raw.name.replace("_T1w.nii.gz", "")
         truth = truth_file(args.phantom, *stem.split("_")[:2], "desc-brain_mask.nii.gz")
         queue = context.Queue()
-        worker = context.Process(target=_one_session, args=(str(raw), str(truth),
-                                                            args.skull_strip, args.threads,
-                                                            queue))
+        worker = context.Process(
+            target=_one_session, args=(str(raw), str(truth), args.skull_strip, args.threads, queue)
+        )
         worker.start()
         result = queue.get()
         worker.join()
         rows.append((stem, result))
-    print(f"Preprocessing per session ({args.skull_strip}, {args.threads} threads, "
-          f"{mp.cpu_count()} cores; load average {Path('/proc/loadavg').read_text().split()[0]})")
+    print(
+        f"Preprocessing per session ({args.skull_strip}, {args.threads} threads, "
+        f"{mp.cpu_count()} cores; load average {Path('/proc/loadavg').read_text().split()[0]})"
+    )
     print(f"{'session':24} {'wall s':>7} {'peak MB':>8} {'Dice':>6} {'offset mm':>9}")
     for stem, result in rows:
-        print(f"{stem:24} {result['seconds']:7.1f} {result['peak_mb']:8.0f} "
-              f"{result['dice']:6.3f} {result['offset']:9.2f}")
+        print(
+            f"{stem:24} {result['seconds']:7.1f} {result['peak_mb']:8.0f} "
+            f"{result['dice']:6.3f} {result['offset']:9.2f}"
+        )
     print(json.dumps({stem: result for stem, result in rows}), file=sys.stderr)
     return 0
 

@@ -81,8 +81,10 @@ def _pairs(work: Path, direction: str) -> list[dict]:
         record["subject"] = path.parent.name
         records.append(record)
     if not records:
-        sys.exit(f"No prepared pairs for {direction} in {work}; run harmonize-bids-train "
-                 "... --prepare-only there first.")
+        sys.exit(
+            f"No prepared pairs for {direction} in {work}; run harmonize-bids-train "
+            "... --prepare-only there first."
+        )
     return records
 
 
@@ -145,8 +147,10 @@ class Peers:
         low = np.mean([np.percentile(img[m], 1) for img, m in scans])
         high = np.mean([np.percentile(img[m], 99) for img, m in scans])
         self.nyul = NyulNormalizer(output_min_value=low, output_max_value=high)
-        self.nyul.fit_population([NumpyImageAdapter(img) for img, _ in scans],
-                                 [NumpyImageAdapter(m.astype(np.float32)) for _, m in scans])
+        self.nyul.fit_population(
+            [NumpyImageAdapter(img) for img, _ in scans],
+            [NumpyImageAdapter(m.astype(np.float32)) for _, m in scans],
+        )
         self._adapter = NumpyImageAdapter
 
     def histogram_matching(self, source: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -157,8 +161,7 @@ class Peers:
         return out
 
     def nyul_standardization(self, source: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        image = self.nyul.transform(self._adapter(source),
-                                    self._adapter(mask.astype(np.float32)))
+        image = self.nyul.transform(self._adapter(source), self._adapter(mask.astype(np.float32)))
         return np.where(mask, np.clip(image.get_data(), 0.0, 1.0), 0.0).astype(np.float32)
 
 
@@ -171,15 +174,23 @@ def lesion_contrast(image: np.ndarray, truth: np.ndarray) -> float:
     return float(1.0 - image[lesion].mean() / image[truth == metrics.TISSUE_LABELS["WM"]].mean())
 
 
-def target_reference(target: np.ndarray, mask: np.ndarray, truth: np.ndarray,
-                     axis: int) -> dict:
+def target_reference(target: np.ndarray, mask: np.ndarray, truth: np.ndarray, axis: int) -> dict:
     """The target's own lesion contrast and through-plane consistency (ratio denominators)."""
-    return {"lesion_contrast": lesion_contrast(target, truth),
-            "through_plane": metrics.through_plane_consistency(target, mask, axis=axis)}
+    return {
+        "lesion_contrast": lesion_contrast(target, truth),
+        "through_plane": metrics.through_plane_consistency(target, mask, axis=axis),
+    }
 
 
-def evaluate(image: np.ndarray, target: np.ndarray, mask: np.ndarray, target_seg: np.ndarray,
-             truth: np.ndarray, reference: dict, axis: int) -> dict:
+def evaluate(
+    image: np.ndarray,
+    target: np.ndarray,
+    mask: np.ndarray,
+    target_seg: np.ndarray,
+    truth: np.ndarray,
+    reference: dict,
+    axis: int,
+) -> dict:
     """The paper's metrics against the target, and ours relative to the target's."""
     seg = metrics.segment_tissues(image, mask)
     volumes = metrics.tissue_volumes(seg)
@@ -193,8 +204,9 @@ def evaluate(image: np.ndarray, target: np.ndarray, mask: np.ndarray, target_seg
         "hd95": metrics.hausdorff95(seg, target_seg),
         "truth_dice": metrics.dice(seg, truth_tissue),
         "lesion_contrast_ratio": lesion_contrast(image, truth) / reference["lesion_contrast"],
-        "through_plane_ratio": (metrics.through_plane_consistency(image, mask, axis=axis)
-                                / reference["through_plane"]),
+        "through_plane_ratio": (
+            metrics.through_plane_consistency(image, mask, axis=axis) / reference["through_plane"]
+        ),
     }
     return result
 
@@ -208,35 +220,55 @@ def _cached(path: Path, compute):
     return value
 
 
-def _methods(model, peers: Peers, source: np.ndarray, mask: np.ndarray,
-             steps_list: list[int], sampler: str) -> dict[str, Callable[[], np.ndarray]]:
+def _methods(
+    model, peers: Peers, source: np.ndarray, mask: np.ndarray, steps_list: list[int], sampler: str
+) -> dict[str, Callable[[], np.ndarray]]:
     from harmonize_bids.interfaces.harmonize import harmonize_anchored
 
-    methods = {"Original": lambda: source,
-               "Histogram matching": lambda: peers.histogram_matching(source, mask),
-               "Nyul": lambda: peers.nyul_standardization(source, mask)}
+    methods = {
+        "Original": lambda: source,
+        "Histogram matching": lambda: peers.histogram_matching(source, mask),
+        "Nyul": lambda: peers.nyul_standardization(source, mask),
+    }
     for steps in steps_list:
         methods[f"Ours ({sampler}, {steps} steps)"] = partial(
-            harmonize_anchored, model, source, mask, sampler=sampler, steps=steps, seed=0,
-            progress=False)
+            harmonize_anchored,
+            model,
+            source,
+            mask,
+            sampler=sampler,
+            steps=steps,
+            seed=0,
+            progress=False,
+        )
     return methods
 
 
-def _measure(make: Callable[[], np.ndarray], target: np.ndarray, mask: np.ndarray,
-             target_seg: np.ndarray, truth: np.ndarray, reference: dict, axis: int,
-             save: Path | None = None) -> dict:
+def _measure(
+    make: Callable[[], np.ndarray],
+    target: np.ndarray,
+    mask: np.ndarray,
+    target_seg: np.ndarray,
+    truth: np.ndarray,
+    reference: dict,
+    axis: int,
+    save: Path | None = None,
+) -> dict:
     """Run one method (timed) and evaluate its output."""
     start = time.perf_counter()
     image = np.asarray(make(), np.float32)
     seconds = time.perf_counter() - start
     if save:
         np.save(save.with_suffix(".npy"), image.astype(np.float16))
-    return {**evaluate(image, target, mask, target_seg, truth, reference, axis),
-            "seconds": seconds}
+    return {
+        **evaluate(image, target, mask, target_seg, truth, reference, axis),
+        "seconds": seconds,
+    }
 
 
-def _target_segmentation(path: Path, target: np.ndarray, mask: np.ndarray,
-                         affine: np.ndarray) -> np.ndarray:
+def _target_segmentation(
+    path: Path, target: np.ndarray, mask: np.ndarray, affine: np.ndarray
+) -> np.ndarray:
     if path.is_file():
         return _load(path).astype(np.uint8)
     seg = metrics.segment_tissues(target, mask)
@@ -275,8 +307,7 @@ def _cache_stem(name: str, model: dict | None) -> str:
     return stem
 
 
-def run_direction(direction: str, args: argparse.Namespace) -> tuple[dict[str, list[dict]],
-                                                                    dict]:
+def run_direction(direction: str, args: argparse.Namespace) -> tuple[dict[str, list[dict]], dict]:
     """Per-method lists of per-subject results for one direction, and what was run."""
     import torch
 
@@ -286,45 +317,64 @@ def run_direction(direction: str, args: argparse.Namespace) -> tuple[dict[str, l
     torch.set_num_threads(args.threads)
     source_field, target_field = DIRECTIONS[direction]
     option = direction.replace(".", "p")
-    model_dir = (getattr(args, f"model_{option.replace('-', '_')}")
-                 or bundled_model_dir(source_field, target_field))
+    model_dir = getattr(args, f"model_{option.replace('-', '_')}") or bundled_model_dir(
+        source_field, target_field
+    )
     model = None
     if args.steps:
         if model_dir is None:
             sys.exit(f"No model for {direction}: pass --model-{option}.")
-        model = load_model_folder(model_dir, source_field=source_field,
-                                  target_field=target_field)
+        model = load_model_folder(model_dir, source_field=source_field, target_field=target_field)
     peers = Peers(args.train_work, target_field)
     cache = args.cache / direction
     results: dict[str, list[dict]] = {}
     records = _pairs(args.heldout_work, direction)[: args.max_subjects]
-    about = {"heldout_seeds": sorted({_phantom_seed(args.heldout_bids, r) for r in records}),
-             "subjects": len(records)}
+    about = {
+        "heldout_seeds": sorted({_phantom_seed(args.heldout_bids, r) for r in records}),
+        "subjects": len(records),
+    }
     if model is not None:
         meta = model.meta
-        about["model"] = {"path": str(model_dir), "iterations": meta.get("iterations"),
-                          "iterations_total": meta.get("iterations_total", meta.get("iterations")),
-                          "weights_sha256": model.weights_sha256,
-                          "calibration_sha256": model.calibration and model.calibration.sha256,
-                          "timesteps": _sampler_timesteps(model, args.sampler, args.steps)}
+        about["model"] = {
+            "path": str(model_dir),
+            "iterations": meta.get("iterations"),
+            "iterations_total": meta.get("iterations_total", meta.get("iterations")),
+            "weights_sha256": model.weights_sha256,
+            "calibration_sha256": model.calibration and model.calibration.sha256,
+            "timesteps": _sampler_timesteps(model, args.sampler, args.steps),
+        }
     for record in records:
         sub = record["subject"]
         source, target = _load(record["source"]), _load(record["target"])
         mask = _load(record["mask"]) > 0
         truth = _truth_labels(args.heldout_bids, record)
-        target_seg = _target_segmentation(cache / sub / "target_dseg.nii.gz", target, mask,
-                                          nib.load(record["source"]).affine)
+        target_seg = _target_segmentation(
+            cache / sub / "target_dseg.nii.gz", target, mask, nib.load(record["source"]).affine
+        )
         reference = target_reference(target, mask, truth, SLICE_AXIS)
-        for name, make in _methods(model, peers, source, mask, args.steps,
-                                     args.sampler).items():
+        for name, make in _methods(model, peers, source, mask, args.steps, args.sampler).items():
             stem = cache / sub / _cache_stem(name, about.get("model"))
-            result = _cached(stem.with_suffix(".json"),
-                             partial(_measure, make, target, mask, target_seg, truth,
-                                     reference, SLICE_AXIS, args.save_images and stem))
+            result = _cached(
+                stem.with_suffix(".json"),
+                partial(
+                    _measure,
+                    make,
+                    target,
+                    mask,
+                    target_seg,
+                    truth,
+                    reference,
+                    SLICE_AXIS,
+                    args.save_images and stem,
+                ),
+            )
             result["subject"] = sub
             results.setdefault(name, []).append(result)
-            print(f"{direction} {sub} {name}: MSE {result['mse']:.3g}, "
-                  f"{result['seconds']:.0f} s", file=sys.stderr, flush=True)
+            print(
+                f"{direction} {sub} {name}: MSE {result['mse']:.3g}, {result['seconds']:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
     return results, about
 
 
@@ -348,15 +398,20 @@ def _dig(row: dict, keys: tuple[str, ...]):
 def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
     summary = {}
     for name, rows in results.items():
-        entry = {"subjects": len(rows),
-                 "mse": _mean(rows, "mse"), "mse_sd": _sd(rows, "mse"),
-                 "ahd": _mean(rows, "ahd"), "ahd_sd": _sd(rows, "ahd"),
-                 "seconds": _mean(rows, "seconds"),
-                 "lesion_contrast_ratio": _mean(rows, "lesion_contrast_ratio"),
-                 "lesion_contrast_ratio_range": [
-                     float(np.nanmin([r["lesion_contrast_ratio"] for r in rows])),
-                     float(np.nanmax([r["lesion_contrast_ratio"] for r in rows]))],
-                 "through_plane_ratio": _mean(rows, "through_plane_ratio")}
+        entry = {
+            "subjects": len(rows),
+            "mse": _mean(rows, "mse"),
+            "mse_sd": _sd(rows, "mse"),
+            "ahd": _mean(rows, "ahd"),
+            "ahd_sd": _sd(rows, "ahd"),
+            "seconds": _mean(rows, "seconds"),
+            "lesion_contrast_ratio": _mean(rows, "lesion_contrast_ratio"),
+            "lesion_contrast_ratio_range": [
+                float(np.nanmin([r["lesion_contrast_ratio"] for r in rows])),
+                float(np.nanmax([r["lesion_contrast_ratio"] for r in rows])),
+            ],
+            "through_plane_ratio": _mean(rows, "through_plane_ratio"),
+        }
         for key in ("volume_diff", "dice", "hd95", "truth_dice"):
             entry[key] = {t: _mean(rows, key, t) for t in metrics.TISSUES}
         summary[name] = entry
@@ -366,24 +421,32 @@ def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
 def cached_output(cache: Path, direction: str, subject: str, method: str) -> np.ndarray:
     """The one uncalibrated output of ``method`` a ``--save-images`` run cached (for
     docs/experiments scripts); exits naming the folder if there is none or several."""
-    found = [path for path in sorted((cache / direction / subject).glob(f"{_slug(method)}_*.npy"))
-             if "_cal" not in path.stem]
+    found = [
+        path
+        for path in sorted((cache / direction / subject).glob(f"{_slug(method)}_*.npy"))
+        if "_cal" not in path.stem
+    ]
     if len(found) != 1:
-        sys.exit(f"expected one cached uncalibrated output of {method} for {subject} in "
-                 f"{cache / direction}, found {len(found)}")
+        sys.exit(
+            f"expected one cached uncalibrated output of {method} for {subject} in "
+            f"{cache / direction}, found {len(found)}"
+        )
     return np.load(found[0]).astype(np.float32)
 
 
-def with_cached_original(results: dict[str, list[dict]], cache: Path,
-                         direction: str) -> dict[str, list[dict]]:
+def with_cached_original(
+    results: dict[str, list[dict]], cache: Path, direction: str
+) -> dict[str, list[dict]]:
     """An experiment's per-method results, preceded by the cached Original rows of the
     same subjects (for docs/experiments scripts that re-measure cached outputs)."""
     subjects = sorted(row["subject"] for row in next(iter(results.values())))
     for name, rows in results.items():
         if sorted(row["subject"] for row in rows) != subjects:
             sys.exit(f"{name}: results for {len(rows)} of {len(subjects)} subjects")
-    original = [{**json.loads((cache / direction / sub / "original.json").read_text()),
-                 "subject": sub} for sub in subjects]
+    original = [
+        {**json.loads((cache / direction / sub / "original.json").read_text()), "subject": sub}
+        for sub in subjects
+    ]
     return {"Original": original, **results}
 
 
@@ -404,76 +467,129 @@ def acceptance(summary: dict[str, dict], default: str) -> list[tuple[str, str, b
         ratio = ours[key] / orig[key]
         below_peers = all(ours[key] < p[key] for p in peers)
         peer_ratios = ", ".join(f"{p[key] / orig[key]:.3f} x" for p in peers)
-        checks.append((f"{key.upper()} <= {bar} x Original and below both peers",
-                       f"{_ratio_text(ratio, bar)}; peers {peer_ratios}",
-                       ratio <= bar and below_peers))
+        checks.append(
+            (
+                f"{key.upper()} <= {bar} x Original and below both peers",
+                f"{_ratio_text(ratio, bar)}; peers {peer_ratios}",
+                ratio <= bar and below_peers,
+            )
+        )
     for t in metrics.TISSUES:
         ratio = ours["volume_diff"][t] / orig["volume_diff"][t]
-        checks.append((f"{t} volume difference <= {BARS['volume']} x Original",
-                       _ratio_text(ratio, BARS["volume"]), ratio <= BARS["volume"]))
+        checks.append(
+            (
+                f"{t} volume difference <= {BARS['volume']} x Original",
+                _ratio_text(ratio, BARS["volume"]),
+                ratio <= BARS["volume"],
+            )
+        )
     for t in metrics.TISSUES:
-        checks.append((f"Dice {t} >= Original", f"{ours['dice'][t]:.3f} vs "
-                       f"{orig['dice'][t]:.3f}", ours["dice"][t] >= orig["dice"][t]))
-        checks.append((f"HD95 {t} <= Original", f"{ours['hd95'][t]:.2f} vs "
-                       f"{orig['hd95'][t]:.2f} mm", ours["hd95"][t] <= orig["hd95"][t]))
+        checks.append(
+            (
+                f"Dice {t} >= Original",
+                f"{ours['dice'][t]:.3f} vs {orig['dice'][t]:.3f}",
+                ours["dice"][t] >= orig["dice"][t],
+            )
+        )
+        checks.append(
+            (
+                f"HD95 {t} <= Original",
+                f"{ours['hd95'][t]:.2f} vs {orig['hd95'][t]:.2f} mm",
+                ours["hd95"][t] <= orig["hd95"][t],
+            )
+        )
     lo, hi = ours["lesion_contrast_ratio_range"]
     mean = ours["lesion_contrast_ratio"]
-    checks.append((f"lesion contrast within {BARS['lesion']:.0%} of the target's",
-                   f"mean {mean:.3f} (subjects {lo:.3f}-{hi:.3f})",
-                   abs(mean - 1) <= BARS["lesion"]))
+    checks.append(
+        (
+            f"lesion contrast within {BARS['lesion']:.0%} of the target's",
+            f"mean {mean:.3f} (subjects {lo:.3f}-{hi:.3f})",
+            abs(mean - 1) <= BARS["lesion"],
+        )
+    )
     tp_lo, tp_hi = BARS["through_plane"]
     tp = ours["through_plane_ratio"]
-    checks.append((f"through-plane ratio in [{tp_lo}, {tp_hi}]", f"{tp:.3f}",
-                   tp_lo <= tp <= tp_hi))
+    checks.append(
+        (f"through-plane ratio in [{tp_lo}, {tp_hi}]", f"{tp:.3f}", tp_lo <= tp <= tp_hi)
+    )
     return checks
 
 
 def tables(direction: str, summary: dict[str, dict], default: str, about: dict) -> str:
     orig = summary["Original"]
     n = orig["subjects"]
-    lines = [f"### {direction.replace('-to-', ' -> ')} ({n} held-out subjects)", "",
-             f"Held-out phantom seed(s) {about['heldout_seeds']}."]
+    lines = [
+        f"### {direction.replace('-to-', ' -> ')} ({n} held-out subjects)",
+        "",
+        f"Held-out phantom seed(s) {about['heldout_seeds']}.",
+    ]
     if "model" in about:
         m = about["model"]
         trained = f"{m['iterations']} iterations"
         if m["iterations_total"] != m["iterations"]:
             trained += f" fine-tuned ({m['iterations_total']} in all)"
-        lines[-1] += (f" Model `{m['path']}`: {trained}, weights SHA-256 "
-                      f"{m['weights_sha256'][:12]}")
-        lines[-1] += (f", output calibration SHA-256 {m['calibration_sha256'][:12]}."
-                      if m.get("calibration_sha256") else ", no output calibration.")
-    lines += ["",
-              "Table 1. MSE (brain, [0, 1] scale) and AHD (255-bin histogram abs. difference), "
-              "mean (sd); ratio to Original.", "",
-              "| method | MSE | x Original | AHD | x Original |", "|---|---|---|---|---|"]
+        lines[-1] += f" Model `{m['path']}`: {trained}, weights SHA-256 {m['weights_sha256'][:12]}"
+        lines[-1] += (
+            f", output calibration SHA-256 {m['calibration_sha256'][:12]}."
+            if m.get("calibration_sha256")
+            else ", no output calibration."
+        )
+    lines += [
+        "",
+        "Table 1. MSE (brain, [0, 1] scale) and AHD (255-bin histogram abs. difference), "
+        "mean (sd); ratio to Original.",
+        "",
+        "| method | MSE | x Original | AHD | x Original |",
+        "|---|---|---|---|---|",
+    ]
     for name, s in summary.items():
-        lines.append(f"| {name} | {s['mse']:.3e} ({s['mse_sd']:.1e}) | "
-                     f"{s['mse'] / orig['mse']:.3f} | {s['ahd']:.3e} ({s['ahd_sd']:.1e}) | "
-                     f"{s['ahd'] / orig['ahd']:.3f} |")
-    lines += ["", "Table 2. Absolute volume difference to the target's Atropos segmentation, "
-              "mm^3 (ratio to Original).", "",
-              "| method | CSF | GM | WM |", "|---|---|---|---|"]
+        lines.append(
+            f"| {name} | {s['mse']:.3e} ({s['mse_sd']:.1e}) | "
+            f"{s['mse'] / orig['mse']:.3f} | {s['ahd']:.3e} ({s['ahd_sd']:.1e}) | "
+            f"{s['ahd'] / orig['ahd']:.3f} |"
+        )
+    lines += [
+        "",
+        "Table 2. Absolute volume difference to the target's Atropos segmentation, "
+        "mm^3 (ratio to Original).",
+        "",
+        "| method | CSF | GM | WM |",
+        "|---|---|---|---|",
+    ]
     for name, s in summary.items():
-        cells = [f"{s['volume_diff'][t]:.3e} ({s['volume_diff'][t] / orig['volume_diff'][t]:.2f})"
-                 for t in metrics.TISSUES]
+        cells = [
+            f"{s['volume_diff'][t]:.3e} ({s['volume_diff'][t] / orig['volume_diff'][t]:.2f})"
+            for t in metrics.TISSUES
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "Table 3. Dice and Hausdorff 95 (mm) against the target's segmentation.", "",
-              "| method | Dice CSF | Dice GM | Dice WM | HD95 CSF | HD95 GM | HD95 WM |",
-              "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Table 3. Dice and Hausdorff 95 (mm) against the target's segmentation.",
+        "",
+        "| method | Dice CSF | Dice GM | Dice WM | HD95 CSF | HD95 GM | HD95 WM |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, s in summary.items():
         cells = [f"{s['dice'][t]:.3f}" for t in metrics.TISSUES]
         cells += [f"{s['hd95'][t]:.2f}" for t in metrics.TISSUES]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "Table 4. Beyond the paper: lesion contrast and through-plane roughness "
-              "relative to the target (1 = same), Dice with the phantom's true labels, "
-              "wall time per volume.", "",
-              "| method | lesion contrast ratio (range) | through-plane ratio | "
-              "truth Dice CSF / GM / WM | seconds per volume |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Table 4. Beyond the paper: lesion contrast and through-plane roughness "
+        "relative to the target (1 = same), Dice with the phantom's true labels, "
+        "wall time per volume.",
+        "",
+        "| method | lesion contrast ratio (range) | through-plane ratio | "
+        "truth Dice CSF / GM / WM | seconds per volume |",
+        "|---|---|---|---|---|",
+    ]
     for name, s in summary.items():
         lo, hi = s["lesion_contrast_ratio_range"]
         truth = " / ".join(f"{s['truth_dice'][t]:.3f}" for t in metrics.TISSUES)
-        lines.append(f"| {name} | {s['lesion_contrast_ratio']:.3f} ({lo:.2f}-{hi:.2f}) | "
-                     f"{s['through_plane_ratio']:.3f} | {truth} | {s['seconds']:.1f} |")
+        lines.append(
+            f"| {name} | {s['lesion_contrast_ratio']:.3f} ({lo:.2f}-{hi:.2f}) | "
+            f"{s['through_plane_ratio']:.3f} | {truth} | {s['seconds']:.1f} |"
+        )
     if default not in summary:
         return "\n".join(lines) + "\n"
     lines += ["", f"Acceptance ({default}):", "", "| check | measured | met |", "|---|---|---|"]
@@ -487,19 +603,28 @@ def per_subject_table(results: dict[str, list[dict]], default: str) -> str:
     if default not in results:
         return ""
     original = {row["subject"]: row for row in results["Original"]}
-    lines = ["", f"Table 5. {default} per held-out subject (x Original).", "",
-             "| subject | MSE | AHD | CSF / GM / WM volume difference |", "|---|---|---|---|"]
+    lines = [
+        "",
+        f"Table 5. {default} per held-out subject (x Original).",
+        "",
+        "| subject | MSE | AHD | CSF / GM / WM volume difference |",
+        "|---|---|---|---|",
+    ]
     for row in results[default]:
         orig = original[row["subject"]]
-        volumes = " / ".join(f"{row['volume_diff'][t] / orig['volume_diff'][t]:.2f}"
-                             for t in metrics.TISSUES)
-        lines.append(f"| {row['subject']} | {row['mse'] / orig['mse']:.3f} | "
-                     f"{row['ahd'] / orig['ahd']:.3f} | {volumes} |")
+        volumes = " / ".join(
+            f"{row['volume_diff'][t] / orig['volume_diff'][t]:.2f}" for t in metrics.TISSUES
+        )
+        lines.append(
+            f"| {row['subject']} | {row['mse'] / orig['mse']:.3f} | "
+            f"{row['ahd'] / orig['ahd']:.3f} | {volumes} |"
+        )
     return "\n".join(lines) + "\n"
 
 
-def plot_examples(args: argparse.Namespace, default: str, models: dict[str, dict],
-                  out_file: Path) -> Path:
+def plot_examples(
+    args: argparse.Namespace, default: str, models: dict[str, dict], out_file: Path
+) -> Path:
     """One axial slice through the lesions of a held-out subject: every method per direction.
 
     ``models`` maps each direction to its run's ``about["model"]`` (the cache key).
@@ -510,26 +635,41 @@ def plot_examples(args: argparse.Namespace, default: str, models: dict[str, dict
     import matplotlib.pyplot as plt
 
     columns = ["Original", "Histogram matching", "Nyul", default, "Target"]
-    figure, axes = plt.subplots(len(args.directions), len(columns) + 1,
-                                figsize=(2.6 * (len(columns) + 1), 2.9 * len(args.directions)),
-                                squeeze=False, facecolor="black")
+    figure, axes = plt.subplots(
+        len(args.directions),
+        len(columns) + 1,
+        figsize=(2.6 * (len(columns) + 1), 2.9 * len(args.directions)),
+        squeeze=False,
+        facecolor="black",
+    )
     for row, direction in zip(axes, args.directions, strict=True):
-        record = next(r for r in _pairs(args.heldout_work, direction)
-                      if r["subject"] == args.figure_subject)
+        record = next(
+            r for r in _pairs(args.heldout_work, direction) if r["subject"] == args.figure_subject
+        )
         truth = _truth_labels(args.heldout_bids, record)
         lesion = truth == LESION_LABEL
         z = int(np.argwhere(lesion if lesion.any() else truth > 0)[:, 2].mean())
-        images = {name: np.load(args.cache / direction / record["subject"]
-                                / f"{_cache_stem(name, models[direction])}.npy"
-                                ).astype(np.float32)
-                  for name in columns[:-1]}
+        images = {
+            name: np.load(
+                args.cache
+                / direction
+                / record["subject"]
+                / f"{_cache_stem(name, models[direction])}.npy"
+            ).astype(np.float32)
+            for name in columns[:-1]
+        }
         images["Target"] = _load(record["target"]) * (_load(record["mask"]) > 0)
         images["|ours - target|"] = np.abs(images[default] - images["Target"])
         for axis, (name, image) in zip(row, images.items(), strict=True):
-            axis.imshow(np.rot90(image[:, :, z]), cmap="gray", vmin=0,
-                        vmax=0.5 if name.startswith("|") else 1)
-            axis.set_title(f"{direction}\n{name}" if name == "Original" else name,
-                           color="white", fontsize=8)
+            axis.imshow(
+                np.rot90(image[:, :, z]),
+                cmap="gray",
+                vmin=0,
+                vmax=0.5 if name.startswith("|") else 1,
+            )
+            axis.set_title(
+                f"{direction}\n{name}" if name == "Original" else name, color="white", fontsize=8
+            )
             axis.axis("off")
     figure.tight_layout()
     out_file.parent.mkdir(parents=True, exist_ok=True)
@@ -542,11 +682,13 @@ def record_in_model(model_dir: Path, summary: dict, command: str) -> None:
     """Write the benchmark figures into model.json (the weights' SHA-256 is unaffected)."""
     path = model_dir / "model.json"
     meta = json.loads(path.read_text())
-    meta["benchmark"] = {"command": f"python benchmarks/quality.py {command}",
-                         "date": time.strftime("%Y-%m-%d"),
-                         **{k: v for k, v in summary.items() if k != "model"},
-                         "timesteps": summary["model"]["timesteps"],
-                         "calibration_sha256": summary["model"].get("calibration_sha256")}
+    meta["benchmark"] = {
+        "command": f"python benchmarks/quality.py {command}",
+        "date": time.strftime("%Y-%m-%d"),
+        **{k: v for k, v in summary.items() if k != "model"},
+        "timesteps": summary["model"]["timesteps"],
+        "calibration_sha256": summary["model"].get("calibration_sha256"),
+    }
     write_atomically(path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
@@ -560,42 +702,70 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-work", type=Path, required=True)
     parser.add_argument("--model-1p5T-to-3T", dest="model_1p5T_to_3T", type=Path)
     parser.add_argument("--model-3T-to-1p5T", dest="model_3T_to_1p5T", type=Path)
-    parser.add_argument("--directions", nargs="+", choices=list(DIRECTIONS),
-                        default=list(DIRECTIONS))
-    parser.add_argument("--steps", nargs="*", type=int, default=[DEFAULT_STEPS, 5, 20],
-                        help="sampling steps; the first is the default setting judged "
-                             "(none: Original and the peers only)")
-    parser.add_argument("--sampler", choices=SAMPLERS, default=DEFAULT_SAMPLER,
-                        help=f"our model's sampler (default: {DEFAULT_SAMPLER}, the app's)")
-    parser.add_argument("--save-images", action="store_true",
-                        help="keep every output volume (.npy) in the cache")
+    parser.add_argument(
+        "--directions", nargs="+", choices=list(DIRECTIONS), default=list(DIRECTIONS)
+    )
+    parser.add_argument(
+        "--steps",
+        nargs="*",
+        type=int,
+        default=[DEFAULT_STEPS, 5, 20],
+        help="sampling steps; the first is the default setting judged "
+        "(none: Original and the peers only)",
+    )
+    parser.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        default=DEFAULT_SAMPLER,
+        help=f"our model's sampler (default: {DEFAULT_SAMPLER}, the app's)",
+    )
+    parser.add_argument(
+        "--save-images", action="store_true", help="keep every output volume (.npy) in the cache"
+    )
     parser.add_argument("--max-subjects", type=int)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=Path("quality-cache"))
     parser.add_argument("--output", type=Path, help="write the tables (markdown) here")
     parser.add_argument("--json", type=Path, help="write the summaries (JSON) here")
-    parser.add_argument("--figure", type=Path,
-                        help="save an example figure here (needs --save-images)")
-    parser.add_argument("--figure-subject", default="sub-02",
-                        help="held-out subject shown in --figure (default sub-02)")
-    parser.add_argument("--record", action="store_true",
-                        help="store the figures under 'benchmark' in each model's model.json")
+    parser.add_argument(
+        "--figure", type=Path, help="save an example figure here (needs --save-images)"
+    )
+    parser.add_argument(
+        "--figure-subject",
+        default="sub-02",
+        help="held-out subject shown in --figure (default sub-02)",
+    )
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="store the figures under 'benchmark' in each model's model.json",
+    )
     args = parser.parse_args(argv)
 
     default = f"Ours ({args.sampler}, {args.steps[0] if args.steps else DEFAULT_STEPS} steps)"
     command = " ".join(map(str, sys.argv[1:] if argv is None else argv))
-    text = ["# Harmonization quality on held-out phantom subjects", "",
-            "Made by `benchmarks/quality.py` (see its docstring for the methods and metrics). "
-            "For scale, the paper (Durrer et al. 2023, private data) reports for its model "
-            "MSE 0.87 x / 0.41 x and AHD 0.21 x / 0.24 x Original (3 T -> 1.5 T / "
-            "1.5 T -> 3 T).", "",
-            "Inputs of docs/quality.md (training phantom seed 1000, held-out phantom seed "
-            "2000; each table below names the held-out seed it was measured on):", "",
-            "```bash", RECIPE, "```", "",
-            f"Command: `python benchmarks/quality.py {command}`",
-            "", f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, "
-            f"{args.threads} torch thread{'s' * (args.threads != 1)}; "
-            f"{time.strftime('%Y-%m-%d')}.", ""]
+    text = [
+        "# Harmonization quality on held-out phantom subjects",
+        "",
+        "Made by `benchmarks/quality.py` (see its docstring for the methods and metrics). "
+        "For scale, the paper (Durrer et al. 2023, private data) reports for its model "
+        "MSE 0.87 x / 0.41 x and AHD 0.21 x / 0.24 x Original (3 T -> 1.5 T / "
+        "1.5 T -> 3 T).",
+        "",
+        "Inputs of docs/quality.md (training phantom seed 1000, held-out phantom seed "
+        "2000; each table below names the held-out seed it was measured on):",
+        "",
+        "```bash",
+        RECIPE,
+        "```",
+        "",
+        f"Command: `python benchmarks/quality.py {command}`",
+        "",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, "
+        f"{args.threads} torch thread{'s' * (args.threads != 1)}; "
+        f"{time.strftime('%Y-%m-%d')}.",
+        "",
+    ]
     summaries = {}
     for direction in args.directions:
         results, about = run_direction(direction, args)
@@ -604,7 +774,8 @@ def main(argv: list[str] | None = None) -> int:
         if default in summary:
             summaries[direction]["acceptance"] = [
                 {"check": c, "measured": m, "met": bool(ok)}
-                for c, m, ok in acceptance(summary, default)]
+                for c, m, ok in acceptance(summary, default)
+            ]
         text.append(tables(direction, summary, default, about))
         text.append(per_subject_table(results, default))
     if args.figure:

@@ -32,8 +32,19 @@ SUPPORTED_FIELDS = (1.5, 3.0)
 _FIELD_TOLERANCE = {1.5: 0.3, 3.0: 0.5}
 # Entities a --bids-filter-file may constrain for the T1w query.
 _FILTER_ENTITIES = {
-    "session", "acquisition", "ceagent", "reconstruction", "run", "part", "echo",
-    "inversion", "flip", "mtransfer", "datatype", "extension", "space",
+    "session",
+    "acquisition",
+    "ceagent",
+    "reconstruction",
+    "run",
+    "part",
+    "echo",
+    "inversion",
+    "flip",
+    "mtransfer",
+    "datatype",
+    "extension",
+    "space",
 }
 
 
@@ -52,8 +63,12 @@ class T1wImage:
     @property
     def entities(self) -> dict[str, str]:
         """BIDS entities that name this image's derivatives."""
-        found = {"subject": self.subject, "session": self.session,
-                 "acquisition": self.acquisition, "run": self.run}
+        found = {
+            "subject": self.subject,
+            "session": self.session,
+            "acquisition": self.acquisition,
+            "run": self.run,
+        }
         return {key: value for key, value in found.items() if value is not None}
 
     def relative_to(self, bids_dir: Path) -> str:
@@ -112,7 +127,9 @@ def validate_bids(bids_dir: Path) -> ValidationReport:
     executable = _find_validator()
     result = subprocess.run(
         [executable, "--format", "json", str(bids_dir)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     try:
         issues = json.loads(result.stdout)["issues"]["issues"]
@@ -121,10 +138,13 @@ def validate_bids(bids_dir: Path) -> ValidationReport:
             f"{bids_dir}: the BIDS validator failed to run ({result.stderr.strip()[:200]}). "
             "Use --skip-bids-validation to bypass it."
         ) from None
-    report = ValidationReport([
-        (issue["code"], issue.get("location", "/").lstrip("/"))
-        for issue in issues if issue["severity"] == "error"
-    ])
+    report = ValidationReport(
+        [
+            (issue["code"], issue.get("location", "/").lstrip("/"))
+            for issue in issues
+            if issue["severity"] == "error"
+        ]
+    )
     fatal = report.dataset_errors()
     if fatal:
         listed = "; ".join(f"{code} at /{where}" for code, where in fatal[:3])
@@ -134,8 +154,7 @@ def validate_bids(bids_dir: Path) -> ValidationReport:
             "for details, fix the dataset, or pass --skip-bids-validation."
         )
     if report.errors:
-        LOGGER.warning("BIDS validator: %d error(s) inside subject folders",
-                       len(report.errors))
+        LOGGER.warning("BIDS validator: %d error(s) inside subject folders", len(report.errors))
     else:
         LOGGER.info("BIDS validator: no errors in %s", bids_dir)
     return report
@@ -228,8 +247,7 @@ def discover_t1w(
     bids_dir = Path(layout.root)
     if not layout.get(**query):
         raise MissingInputError(
-            f"{bids_dir} holds no T1w image (sub-*/[ses-*/]anat/*_T1w.nii[.gz]). "
-            "Check BIDS_DIR."
+            f"{bids_dir} holds no T1w image (sub-*/[ses-*/]anat/*_T1w.nii[.gz]). Check BIDS_DIR."
         )
     subjects = strip_prefix(participant_labels, "sub-")
     missing = sorted(set(subjects) - set(layout.get_subjects()))
@@ -302,8 +320,10 @@ def format_plan(images: Sequence[T1wImage], *, bids_dir: Path, target_field: flo
             action = f"harmonize {image.field_strength:g}T->{target_field:g}T"
         rows.append((image.relative_to(bids_dir), source, f"{target_field:g} T", action))
     widths = [max(len(row[col]) for row in rows) for col in range(4)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-             for row in rows]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
     return "\n".join(lines)
 
 
@@ -367,8 +387,10 @@ def pair_sessions(
             missing = source_field if not sources else target_field
             unpaired.append(f"sub-{subject} (no {missing:g} T image)")
         elif len(sources) > 1 or len(targets) > 1:
-            ambiguous.append(f"sub-{subject} ({len(sources)} x {source_field:g} T, "
-                             f"{len(targets)} x {target_field:g} T)")
+            ambiguous.append(
+                f"sub-{subject} ({len(sources)} x {source_field:g} T, "
+                f"{len(targets)} x {target_field:g} T)"
+            )
         else:
             pairs.append(TravellingPair(subject, sources[0], targets[0]))
     if unpaired:
@@ -434,8 +456,9 @@ def _write_once(target: Path, text: str) -> None:
     """Create target with text unless it exists; never exposes a partial file."""
     import tempfile
 
-    with tempfile.NamedTemporaryFile("w", dir=target.parent, prefix=f".{target.name}.",
-                                     delete=False) as handle:
+    with tempfile.NamedTemporaryFile(
+        "w", dir=target.parent, prefix=f".{target.name}.", delete=False
+    ) as handle:
         handle.write(text)
     try:
         os.link(handle.name, target)
@@ -450,8 +473,9 @@ def write_atomically(target: Path, text: str) -> Path:
     import tempfile
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=target.parent, prefix=f".{target.name}.",
-                                     delete=False) as handle:
+    with tempfile.NamedTemporaryFile(
+        "w", dir=target.parent, prefix=f".{target.name}.", delete=False
+    ) as handle:
         handle.write(text)
     os.replace(handle.name, target)
     return target

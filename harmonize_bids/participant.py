@@ -84,8 +84,9 @@ def resolve_model(images: list[T1wImage], settings: ParticipantSettings) -> Path
     return model_dir
 
 
-def run_participant(images: list[T1wImage], settings: ParticipantSettings,
-                    model_dir: Path | None) -> RunSummary:
+def run_participant(
+    images: list[T1wImage], settings: ParticipantSettings, model_dir: Path | None
+) -> RunSummary:
     """Preprocess and harmonize each image into OUTPUT_DIR; never raises for one image.
 
     ``model_dir`` is what :func:`resolve_model` returned for these images and settings.
@@ -96,20 +97,37 @@ def run_participant(images: list[T1wImage], settings: ParticipantSettings,
     output_dir = create_output_dir(settings.output_dir)
     write_derivative_description(output_dir, bids_dir=settings.bids_dir)
     ensure_bidsignore(output_dir)
-    write_atomically(output_dir / "descriptions.tsv", "desc_id\tdescription\n" + "".join(
-        f"desc-{desc}\t{text}\n" for desc, text in DESCRIPTIONS.items()))
+    write_atomically(
+        output_dir / "descriptions.tsv",
+        "desc_id\tdescription\n"
+        + "".join(f"desc-{desc}\t{text}\n" for desc, text in DESCRIPTIONS.items()),
+    )
     workflow = init_harmonize_bids_wf(
-        images=images, bids_dir=settings.bids_dir, output_dir=output_dir,
-        work_dir=settings.work_dir, target_field=settings.target_field, model_dir=model_dir,
-        skull_strip=settings.skull_strip, sampler=settings.sampler, steps=settings.steps,
-        ensemble=settings.ensemble, seed=settings.seed, device=settings.device,
-        omp_nthreads=settings.omp_nthreads, sloppy=settings.sloppy)
+        images=images,
+        bids_dir=settings.bids_dir,
+        output_dir=output_dir,
+        work_dir=settings.work_dir,
+        target_field=settings.target_field,
+        model_dir=model_dir,
+        skull_strip=settings.skull_strip,
+        sampler=settings.sampler,
+        steps=settings.steps,
+        ensemble=settings.ensemble,
+        seed=settings.seed,
+        device=settings.device,
+        omp_nthreads=settings.omp_nthreads,
+        sloppy=settings.sloppy,
+    )
     write_atomically(output_dir / "logs" / "CITATION.md", citation(workflow))
     crash_dir = settings.work_dir / "crash" / time.strftime("%Y%m%d-%H%M%S")
-    workflow.config["execution"].update({
-        "crashdump_dir": str(crash_dir), "crashfile_format": "txt",
-        "stop_on_first_crash": False, "remove_unnecessary_outputs": False,
-    })
+    workflow.config["execution"].update(
+        {
+            "crashdump_dir": str(crash_dir),
+            "crashfile_format": "txt",
+            "stop_on_first_crash": False,
+            "remove_unnecessary_outputs": False,
+        }
+    )
     plugin = settings.plugin or {"plugin": "MultiProc", "plugin_args": {}}
     plugin_args = dict(plugin.get("plugin_args") or {})
     if plugin["plugin"] == "MultiProc":
@@ -120,11 +138,16 @@ def run_participant(images: list[T1wImage], settings: ParticipantSettings,
         plugin_args.setdefault("mp_context", "forkserver")
         # ... and set up their logging as the command line did (no node chatter).
         multiprocessing.get_context("forkserver").set_forkserver_preload(
-            ["harmonize_bids.cli.worker_logging"])
+            ["harmonize_bids.cli.worker_logging"]
+        )
         if settings.mem_gb:
             plugin_args.setdefault("memory_gb", settings.mem_gb)
-    LOGGER.info("Running %d image(s) with nipype %s; work dir %s", len(images),
-                plugin["plugin"], settings.work_dir)
+    LOGGER.info(
+        "Running %d image(s) with nipype %s; work dir %s",
+        len(images),
+        plugin["plugin"],
+        settings.work_dir,
+    )
     try:
         workflow.run(plugin=plugin["plugin"], plugin_args=plugin_args)
     except RuntimeError as error:  # nipype: some nodes crashed; the rest finished
@@ -141,17 +164,23 @@ def run_participant(images: list[T1wImage], settings: ParticipantSettings,
     return summary
 
 
-def write_reports(images: list[T1wImage], summary: RunSummary,
-                  settings: ParticipantSettings, *, methods: str) -> None:
+def write_reports(
+    images: list[T1wImage], summary: RunSummary, settings: ParticipantSettings, *, methods: str
+) -> None:
     """One sub-X.html per subject; a failing report is logged, never fatal."""
     from .qc.report import write_subject_report
 
     for subject in sorted({image.subject for image in images}):
         mine = [image for image in images if image.subject == subject]
         try:
-            report = write_subject_report(settings.output_dir, subject, mine,
-                                          failed=summary.failed,
-                                          target_field=settings.target_field, methods=methods)
+            report = write_subject_report(
+                settings.output_dir,
+                subject,
+                mine,
+                failed=summary.failed,
+                target_field=settings.target_field,
+                methods=methods,
+            )
         except Exception as error:  # noqa: BLE001 - outputs exist; the report is extra
             LOGGER.warning("Report for sub-%s failed: %s", subject, error)
         else:
@@ -160,16 +189,19 @@ def write_reports(images: list[T1wImage], summary: RunSummary,
 
 def citation(workflow) -> str:
     """logs/CITATION.md from the workflows' methods text."""
-    return ("# Methods\n\nResults included in this manuscript come from preprocessing and "
-            "harmonization performed with harmonize_bids. " + workflow.visit_desc().strip()
-            + "\n\n# References\n\n"
-            "- Durrer A, et al. Diffusion Models for Contrast Harmonization of Magnetic "
-            "Resonance Images. MIDL 2023.\n"
-            "- Tustison NJ, et al. N4ITK: improved N3 bias correction. IEEE TMI 2010.\n"
-            "- Fisch L, et al. deepbet: Fast brain extraction of T1-weighted MRI using "
-            "Convolutional Neural Networks. Comput Biol Med 2024.\n"
-            "- Isensee F, et al. Automated brain extraction of multisequence MRI using "
-            "artificial neural networks. Hum Brain Mapp 2019.\n")
+    return (
+        "# Methods\n\nResults included in this manuscript come from preprocessing and "
+        "harmonization performed with harmonize_bids. "
+        + workflow.visit_desc().strip()
+        + "\n\n# References\n\n"
+        "- Durrer A, et al. Diffusion Models for Contrast Harmonization of Magnetic "
+        "Resonance Images. MIDL 2023.\n"
+        "- Tustison NJ, et al. N4ITK: improved N3 bias correction. IEEE TMI 2010.\n"
+        "- Fisch L, et al. deepbet: Fast brain extraction of T1-weighted MRI using "
+        "Convolutional Neural Networks. Comput Biol Med 2024.\n"
+        "- Isensee F, et al. Automated brain extraction of multisequence MRI using "
+        "artificial neural networks. Hum Brain Mapp 2019.\n"
+    )
 
 
 def read_crash_files(crash_dir: Path) -> dict[str, str]:

@@ -21,8 +21,9 @@ def software_versions() -> dict[str, str]:
     return versions
 
 
-def harmonization_record(*, model: Any, sampler: str, steps: int, ensemble: int, seed: int,
-                         device: str) -> dict[str, Any]:
+def harmonization_record(
+    *, model: Any, sampler: str, steps: int, ensemble: int, seed: int, device: str
+) -> dict[str, Any]:
     """The harmonized sidecar's `Harmonization` object for an applied model."""
     meta = model.meta
     return {
@@ -40,10 +41,15 @@ def harmonization_record(*, model: Any, sampler: str, steps: int, ensemble: int,
         "Seed": seed,
         "Device": device,
         "WhiteMatterLevel": model.preprocessing.get("white_matter_level"),
-        "OutputCalibration": (None if model.calibration is None
-                              else {"Method": "mean quantile correction",
-                                    "Pairs": model.calibration.pairs,
-                                    "SHA256": model.calibration.sha256}),
+        "OutputCalibration": (
+            None
+            if model.calibration is None
+            else {
+                "Method": "mean quantile correction",
+                "Pairs": model.calibration.pairs,
+                "SHA256": model.calibration.sha256,
+            }
+        ),
         "SoftwareVersions": software_versions(),
     }
 
@@ -53,7 +59,7 @@ def passthrough_record(*, field_strength: float) -> dict[str, Any]:
     return {
         "ModelApplied": False,
         "Reason": f"acquired at the target field strength ({field_strength:g} T); "
-                  "preprocessed only",
+        "preprocessed only",
         "SourceFieldStrength": field_strength,
         "TargetFieldStrength": field_strength,
         "SoftwareVersions": software_versions(),

@@ -66,8 +66,14 @@ def scaling_problems(pair: PreparedPair, volumes: tuple) -> str | None:
 REGISTRATIONS = ("syn", "none")
 
 
-def prepare_pair(pair: TravellingPair, work_dir: Path, *, skull_strip: str = "deepbet",
-                 sloppy: bool = False, registration: str = "syn") -> PreparedPair:
+def prepare_pair(
+    pair: TravellingPair,
+    work_dir: Path,
+    *,
+    skull_strip: str = "deepbet",
+    sloppy: bool = False,
+    registration: str = "syn",
+) -> PreparedPair:
     """Preprocess both images of one subject and bring the target onto the source grid.
 
     Each session's preprocessing is cached on its own, so the two directions
@@ -86,23 +92,33 @@ def prepare_pair(pair: TravellingPair, work_dir: Path, *, skull_strip: str = "de
         recorded = json.loads(done.read_text())
         if recorded["inputs"] == inputs and recorded.get("registration", "syn") == registration:
             LOGGER.info("sub-%s: reusing prepared %s pair", pair.subject, direction)
-            return PreparedPair(pair.subject, *(Path(recorded[key])
-                                                for key in ("source", "target", "mask")))
+            return PreparedPair(
+                pair.subject, *(Path(recorded[key]) for key in ("source", "target", "mask"))
+            )
     source = _preprocessed(pair.source, subject_dir, skull_strip=skull_strip, sloppy=sloppy)
     target = _preprocessed(pair.target, subject_dir, skull_strip=skull_strip, sloppy=sloppy)
     out = subject_dir / f"target_{direction}.nii.gz"
     if registration == "none":
         registered = resample_pair(source["preproc"], target["preproc"], out)
     else:
-        registered = register_pair(source["preproc"], target["preproc"], out,
-                                   fixed_mask=source["mask"], sloppy=sloppy)
+        registered = register_pair(
+            source["preproc"], target["preproc"], out, fixed_mask=source["mask"], sloppy=sloppy
+        )
     # Interpolation and the source's brain mask move the target's white matter a little.
     registered = anchor_white_matter_file(registered, source["mask"], registered)
-    prepared = PreparedPair(pair.subject, Path(source["preproc"]), registered,
-                            Path(source["mask"]))
-    _write_record(done, {"inputs": inputs, "registration": registration,
-                         "source": str(prepared.source),
-                         "target": str(prepared.target), "mask": str(prepared.mask)})
+    prepared = PreparedPair(
+        pair.subject, Path(source["preproc"]), registered, Path(source["mask"])
+    )
+    _write_record(
+        done,
+        {
+            "inputs": inputs,
+            "registration": registration,
+            "source": str(prepared.source),
+            "target": str(prepared.target),
+            "mask": str(prepared.mask),
+        },
+    )
     return prepared
 
 
@@ -117,10 +133,18 @@ def _preprocessed(image, subject_dir: Path, *, skull_strip: str, sloppy: bool) -
         if recorded["input"] == str(image.path):
             return recorded
     shutil.rmtree(session_dir, ignore_errors=True)
-    outputs = preprocess_t1w(image.path, session_dir, skull_strip=skull_strip, sloppy=sloppy,
-                             spacing=SLOPPY_SPACING_MM if sloppy else 1.0)
-    record = {"input": str(image.path), "preproc": str(outputs["preproc"]),
-              "mask": str(outputs["mask"])}
+    outputs = preprocess_t1w(
+        image.path,
+        session_dir,
+        skull_strip=skull_strip,
+        sloppy=sloppy,
+        spacing=SLOPPY_SPACING_MM if sloppy else 1.0,
+    )
+    record = {
+        "input": str(image.path),
+        "preproc": str(outputs["preproc"]),
+        "mask": str(outputs["mask"]),
+    }
     _write_record(done, record)
     return record
 
@@ -131,27 +155,42 @@ def _write_record(path: Path, record: dict) -> None:
     partial.replace(path)
 
 
-def prepare_pairs(pairs: list[TravellingPair], work_dir: Path, *, skull_strip: str = "deepbet",
-                  sloppy: bool = False, registration: str = "syn",
-                  progress: bool = True) -> list[PreparedPair]:
+def prepare_pairs(
+    pairs: list[TravellingPair],
+    work_dir: Path,
+    *,
+    skull_strip: str = "deepbet",
+    sloppy: bool = False,
+    registration: str = "syn",
+    progress: bool = True,
+) -> list[PreparedPair]:
     """Prepare every pair, with a progress bar; cached pairs are reused."""
     from tqdm import tqdm
 
     work_dir.mkdir(parents=True, exist_ok=True)
-    return [prepare_pair(pair, work_dir, skull_strip=skull_strip, sloppy=sloppy,
-                         registration=registration)
-            for pair in tqdm(pairs, desc="preparing pairs", unit="subject",
-                             disable=not progress)]
+    return [
+        prepare_pair(
+            pair, work_dir, skull_strip=skull_strip, sloppy=sloppy, registration=registration
+        )
+        for pair in tqdm(pairs, desc="preparing pairs", unit="subject", disable=not progress)
+    ]
 
 
-def wait_for_pairs(pairs: list[TravellingPair], work_dir: Path, *, skull_strip: str = "deepbet",
-                   sloppy: bool = False, registration: str = "syn",
-                   timeout_s: float = 24 * 3600,
-                   poll_s: float = 5.0) -> list[PreparedPair]:
+def wait_for_pairs(
+    pairs: list[TravellingPair],
+    work_dir: Path,
+    *,
+    skull_strip: str = "deepbet",
+    sloppy: bool = False,
+    registration: str = "syn",
+    timeout_s: float = 24 * 3600,
+    poll_s: float = 5.0,
+) -> list[PreparedPair]:
     """Non-zero ranks under torchrun: wait for rank 0 to prepare every pair."""
     import time
 
     deadline = time.monotonic() + timeout_s
+
     def ready(pair: TravellingPair) -> bool:
         direction = f"{pair.source.field_strength:g}T-to-{pair.target.field_strength:g}T"
         return (work_dir / f"sub-{pair.subject}" / f"pair_{direction}.json").is_file()
@@ -160,9 +199,12 @@ def wait_for_pairs(pairs: list[TravellingPair], work_dir: Path, *, skull_strip: 
         if time.monotonic() > deadline:
             raise TimeoutError(f"prepared pairs did not appear in {work_dir}")
         time.sleep(poll_s)
-    return [prepare_pair(pair, work_dir, skull_strip=skull_strip, sloppy=sloppy,
-                         registration=registration)
-            for pair in pairs]
+    return [
+        prepare_pair(
+            pair, work_dir, skull_strip=skull_strip, sloppy=sloppy, registration=registration
+        )
+        for pair in pairs
+    ]
 
 
 def find_lesion_mask(derivatives: Path, image) -> Path | None:
@@ -176,8 +218,10 @@ def find_lesion_mask(derivatives: Path, image) -> Path | None:
         anat, stem = anat / f"ses-{image.session}", f"{stem}_ses-{image.session}"
     found = sorted((anat / "anat").glob(f"{stem}_*label-lesion_mask.nii*"))
     if len(found) > 1:
-        raise ValueError(f"{anat / 'anat'}: {len(found)} lesion masks for {image.path.name} "
-                         f"({', '.join(p.name for p in found)}); keep one.")
+        raise ValueError(
+            f"{anat / 'anat'}: {len(found)} lesion masks for {image.path.name} "
+            f"({', '.join(p.name for p in found)}); keep one."
+        )
     return found[0] if found else None
 
 

@@ -39,8 +39,9 @@ def _load(path) -> np.ndarray:
 
 def _sites(bids: Path) -> dict[str, str]:
     with open(bids / "participants.tsv") as handle:
-        return {row["participant_id"]: row["site"]
-                for row in csv.DictReader(handle, delimiter="\t")}
+        return {
+            row["participant_id"]: row["site"] for row in csv.DictReader(handle, delimiter="\t")
+        }
 
 
 def _target_scan(work: Path, subject: str, field: float) -> tuple[np.ndarray, np.ndarray]:
@@ -66,14 +67,23 @@ def collect(data: list[tuple[Path, Path]], direction: str) -> dict[str, list]:
             record = json.loads(path.read_text())
             subject = path.parent.name
             image, mask = _target_scan(work, subject, target_field)
-            records.append({"key": f"{bids.name}/{subject}", "bids": bids, "subject": subject,
-                            "site": f"{bids.name}/{sites[subject]}", "record": record,
-                            "quantiles": brain_quantiles(image, mask > 0)})
-    out = {"sources": [], "targets": [], "masks": [], "matched": [], "lesions": [],
-           "subjects": []}
+            records.append(
+                {
+                    "key": f"{bids.name}/{subject}",
+                    "bids": bids,
+                    "subject": subject,
+                    "site": f"{bids.name}/{sites[subject]}",
+                    "record": record,
+                    "quantiles": brain_quantiles(image, mask > 0),
+                }
+            )
+    out = {"sources": [], "targets": [], "masks": [], "matched": [], "lesions": [], "subjects": []}
     for entry in records:
-        others = [e["quantiles"] for e in records
-                  if e["site"] == entry["site"] and e["key"] != entry["key"]]
+        others = [
+            e["quantiles"]
+            for e in records
+            if e["site"] == entry["site"] and e["key"] != entry["key"]
+        ]
         if not others:
             LOGGER.warning("%s: no other subject at its site; left out", entry["key"])
             continue
@@ -82,14 +92,21 @@ def collect(data: list[tuple[Path, Path]], direction: str) -> dict[str, list]:
         source = _load(record["source"]) * mask
         target = np.clip(_load(record["target"]), 0, 1) * mask
         matched = match_to_reference(source, mask, pool_quantiles(others))
-        lesion_file = truth_file(entry["bids"], entry["subject"], SESSION[source_field],
-                                 "label-lesion_mask.nii.gz")
+        lesion_file = truth_file(
+            entry["bids"], entry["subject"], SESSION[source_field], "label-lesion_mask.nii.gz"
+        )
         lesion = None
         if lesion_file.is_file():
             from nibabel.processing import resample_from_to
 
-            lesion = np.asarray(resample_from_to(nib.load(lesion_file), nib.load(record["mask"]),
-                                                 order=0).dataobj) > 0
+            lesion = (
+                np.asarray(
+                    resample_from_to(
+                        nib.load(lesion_file), nib.load(record["mask"]), order=0
+                    ).dataobj
+                )
+                > 0
+            )
         box = _box(mask)
         out["sources"].append(source[box].astype(np.float16))
         out["targets"].append(target[box].astype(np.float16))
@@ -125,26 +142,46 @@ def main() -> None:
     LOGGER.info("%d training pairs", len(volumes["subjects"]))
     init = None
     if args.init_from != "none":
-        init_dir = (bundled_model_dir(source_field, target_field) if args.init_from == "bundled"
-                    else Path(args.init_from))
+        init_dir = (
+            bundled_model_dir(source_field, target_field)
+            if args.init_from == "bundled"
+            else Path(args.init_from)
+        )
         init = load_model_folder(init_dir, source_field=source_field, target_field=target_field)
         # Per-phantom settings of the paper-phantom models do not carry over.
         init.calibration = None
         init.scheduler_config.pop("dpm_last_timestep", None)
-    train(volumes["sources"], volumes["targets"], volumes["masks"], args.model_dir,
-          work_dir=args.model_dir.with_name(args.model_dir.name + ".work"),
-          iterations=args.iterations, batch_size=args.batch_size, lr=args.lr,
-          lr_decay_iterations=args.lr_decay_iterations, precision="auto", seed=args.seed,
-          resume=args.resume, checkpoint_every=args.checkpoint_every,
-          patch_size=args.patch_size, source_field=source_field, target_field=target_field,
-          name=args.direction.replace(".", "p"), init_from=init,
-          lesions=volumes["lesions"], lesion_weight=args.lesion_weight,
-          matched=volumes["matched"], contrast_augmentation=args.contrast_augmentation,
-          training_data={"dataset": "harmonize_bids randomized-scanner phantom (core sites)",
-                         "phantoms": [str(bids.name) for bids, _ in data],
-                         "subjects": volumes["subjects"],
-                         "reference": "each source matched to the pooled target-field scans "
-                                      "of the other subjects of its site"})
+    train(
+        volumes["sources"],
+        volumes["targets"],
+        volumes["masks"],
+        args.model_dir,
+        work_dir=args.model_dir.with_name(args.model_dir.name + ".work"),
+        iterations=args.iterations,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        lr_decay_iterations=args.lr_decay_iterations,
+        precision="auto",
+        seed=args.seed,
+        resume=args.resume,
+        checkpoint_every=args.checkpoint_every,
+        patch_size=args.patch_size,
+        source_field=source_field,
+        target_field=target_field,
+        name=args.direction.replace(".", "p"),
+        init_from=init,
+        lesions=volumes["lesions"],
+        lesion_weight=args.lesion_weight,
+        matched=volumes["matched"],
+        contrast_augmentation=args.contrast_augmentation,
+        training_data={
+            "dataset": "harmonize_bids randomized-scanner phantom (core sites)",
+            "phantoms": [str(bids.name) for bids, _ in data],
+            "subjects": volumes["subjects"],
+            "reference": "each source matched to the pooled target-field scans "
+            "of the other subjects of its site",
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -9,8 +9,9 @@ import nibabel as nib
 import numpy as np
 
 
-def write_image(path: Path, *, sidecar: dict | None = None, shape=(40, 44, 36),
-              data: np.ndarray | None = None) -> Path:
+def write_image(
+    path: Path, *, sidecar: dict | None = None, shape=(40, 44, 36), data: np.ndarray | None = None
+) -> Path:
     """A small int16 NIfTI image (a bright block on a dark background) and its sidecar."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if data is None:
@@ -25,18 +26,27 @@ def write_image(path: Path, *, sidecar: dict | None = None, shape=(40, 44, 36),
     return path
 
 
-def make_bids(root: Path, images: dict[str, dict | None], *,
-              top_level_t1w: dict | None = None) -> Path:
+def make_bids(
+    root: Path, images: dict[str, dict | None], *, top_level_t1w: dict | None = None
+) -> Path:
     """A BIDS dataset; `images` maps 'sub-01/ses-A/anat/sub-01_ses-A_T1w.nii.gz' to a sidecar."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / "dataset_description.json").write_text(json.dumps({
-        "Name": "test dataset", "BIDSVersion": "1.10.0", "DatasetType": "raw",
-        "License": "CC0", "Authors": ["A. Tester", "B. Tester"],
-    }))
+    (root / "dataset_description.json").write_text(
+        json.dumps(
+            {
+                "Name": "test dataset",
+                "BIDSVersion": "1.10.0",
+                "DatasetType": "raw",
+                "License": "CC0",
+                "Authors": ["A. Tester", "B. Tester"],
+            }
+        )
+    )
     (root / "README").write_text("A small dataset made by the harmonize_bids tests.\n")
     subjects = sorted({name.split("/")[0] for name in images})
     (root / "participants.tsv").write_text(
-        "participant_id\n" + "".join(f"{subject}\n" for subject in subjects))
+        "participant_id\n" + "".join(f"{subject}\n" for subject in subjects)
+    )
     if top_level_t1w is not None:
         (root / "T1w.json").write_text(json.dumps(top_level_t1w))
     for name, sidecar in images.items():
@@ -52,8 +62,10 @@ def tiny_model(folder: Path, *, seed: int = 1) -> Path:
     """A real (tiny) 1.5T->3T network with random weights: tests wiring, never shipped."""
     from harmonize_bids.model.folder import new_model, save_model_folder
 
-    return save_model_folder(new_model("sloppy", source_field=1.5, target_field=3.0, seed=seed),
-                             folder / "tiny-1p5T-to-3T")
+    return save_model_folder(
+        new_model("sloppy", source_field=1.5, target_field=3.0, seed=seed),
+        folder / "tiny-1p5T-to-3T",
+    )
 
 
 def linear_plugin(folder: Path) -> Path:

@@ -34,34 +34,50 @@ def _discover(root: Path, **kwargs):
 def test_sessions_and_fields(travelling_dataset):
     images = _discover(travelling_dataset)
     assert [(i.subject, i.session, i.field_strength) for i in images] == [
-        ("01", "A", 1.5), ("01", "B", 3.0), ("02", "A", 1.5), ("02", "B", 3.0)]
+        ("01", "A", 1.5),
+        ("01", "B", 3.0),
+        ("02", "A", 1.5),
+        ("02", "B", 3.0),
+    ]
     assert all(i.field_origin == "sidecar" for i in images)
 
 
 def test_runs_acquisitions_and_sessionless(tmp_path):
-    root = make_bids(tmp_path / "bids", {
-        "sub-01/anat/sub-01_acq-mprage_run-1_T1w.nii.gz": SIDECAR_3,
-        "sub-01/anat/sub-01_acq-mprage_run-2_T1w.nii": SIDECAR_3,
-        "sub-01/anat/sub-01_acq-fast_T1w.nii.gz": SIDECAR_15,
-    })
+    root = make_bids(
+        tmp_path / "bids",
+        {
+            "sub-01/anat/sub-01_acq-mprage_run-1_T1w.nii.gz": SIDECAR_3,
+            "sub-01/anat/sub-01_acq-mprage_run-2_T1w.nii": SIDECAR_3,
+            "sub-01/anat/sub-01_acq-fast_T1w.nii.gz": SIDECAR_15,
+        },
+    )
     images = _discover(root)
     assert [(i.session, i.acquisition, i.run) for i in images] == [
-        (None, "fast", None), (None, "mprage", "1"), (None, "mprage", "2")]
+        (None, "fast", None),
+        (None, "mprage", "1"),
+        (None, "mprage", "2"),
+    ]
     assert images[1].entities == {"subject": "01", "acquisition": "mprage", "run": "1"}
 
 
 def test_sidecar_inheritance(tmp_path):
     # Top-level T1w.json gives 3 T; one subject-level sidecar overrides with 1.5 T.
-    root = make_bids(tmp_path / "bids", {
-        "sub-01/ses-A/anat/sub-01_ses-A_T1w.nii.gz": None,
-        "sub-02/ses-A/anat/sub-02_ses-A_T1w.nii.gz": {"MagneticFieldStrength": 1.494},
-    }, top_level_t1w={"MagneticFieldStrength": 2.89})
+    root = make_bids(
+        tmp_path / "bids",
+        {
+            "sub-01/ses-A/anat/sub-01_ses-A_T1w.nii.gz": None,
+            "sub-02/ses-A/anat/sub-02_ses-A_T1w.nii.gz": {"MagneticFieldStrength": 1.494},
+        },
+        top_level_t1w={"MagneticFieldStrength": 2.89},
+    )
     fields = {i.subject: i.field_strength for i in _discover(root)}
     assert fields == {"01": 3.0, "02": 1.5}
 
 
-@pytest.mark.parametrize(("reported", "expected"), [
-    (1.5, 1.5), (1.494, 1.5), ("1.5", 1.5), (3, 3.0), (2.89, 3.0), (3.0, 3.0)])
+@pytest.mark.parametrize(
+    ("reported", "expected"),
+    [(1.5, 1.5), (1.494, 1.5), ("1.5", 1.5), (3, 3.0), (2.89, 3.0), (3.0, 3.0)],
+)
 def test_field_rounding(reported, expected):
     assert round_field_strength(reported, where="x") == expected
 
@@ -81,8 +97,10 @@ def test_missing_field_strength(tmp_path):
 
 
 def test_image_without_field_is_skipped_not_fatal(tmp_path):
-    root = make_bids(tmp_path / "bids", {"sub-01/anat/sub-01_T1w.nii.gz": SIDECAR_3,
-                                         "sub-02/anat/sub-02_T1w.nii.gz": {}})
+    root = make_bids(
+        tmp_path / "bids",
+        {"sub-01/anat/sub-01_T1w.nii.gz": SIDECAR_3, "sub-02/anat/sub-02_T1w.nii.gz": {}},
+    )
     found = discover_t1w(load_layout(root))
     assert [i.subject for i in found.images] == ["01"]
     ((path, reason),) = found.skipped.items()
@@ -118,10 +136,13 @@ def test_no_t1w_at_all(tmp_path):
 
 
 def test_bids_filter_file(tmp_path):
-    root = make_bids(tmp_path / "bids", {
-        "sub-01/anat/sub-01_acq-mprage_T1w.nii.gz": SIDECAR_3,
-        "sub-01/anat/sub-01_T1w.nii.gz": SIDECAR_3,
-    })
+    root = make_bids(
+        tmp_path / "bids",
+        {
+            "sub-01/anat/sub-01_acq-mprage_T1w.nii.gz": SIDECAR_3,
+            "sub-01/anat/sub-01_T1w.nii.gz": SIDECAR_3,
+        },
+    )
     filter_file = tmp_path / "filters.json"
     filter_file.write_text(json.dumps({"t1w": {"acquisition": "mprage"}}))
     (image,) = _discover(root, bids_filters=load_bids_filters(filter_file))
@@ -160,20 +181,26 @@ def test_output_dir_inside_bids_dir(travelling_dataset):
 def test_pair_sessions(travelling_dataset):
     pairs = pair_sessions(_discover(travelling_dataset), source_field=1.5, target_field=3.0)
     assert [(p.subject, p.source.session, p.target.session) for p in pairs] == [
-        ("01", "A", "B"), ("02", "A", "B")]
+        ("01", "A", "B"),
+        ("02", "A", "B"),
+    ]
     reverse = pair_sessions(_discover(travelling_dataset), source_field=3.0, target_field=1.5)
     assert [(p.source.session, p.target.session) for p in reverse] == [("B", "A")] * 2
 
 
 def test_pair_sessions_unpaired_and_ambiguous(tmp_path):
-    root = make_bids(tmp_path / "bids", {
-        "sub-01/ses-A/anat/sub-01_ses-A_T1w.nii.gz": SIDECAR_15,
-        "sub-02/ses-A/anat/sub-02_ses-A_T1w.nii.gz": SIDECAR_15,
-        "sub-02/ses-B/anat/sub-02_ses-B_run-1_T1w.nii.gz": SIDECAR_3,
-        "sub-02/ses-B/anat/sub-02_ses-B_run-2_T1w.nii.gz": SIDECAR_3,
-    })
+    root = make_bids(
+        tmp_path / "bids",
+        {
+            "sub-01/ses-A/anat/sub-01_ses-A_T1w.nii.gz": SIDECAR_15,
+            "sub-02/ses-A/anat/sub-02_ses-A_T1w.nii.gz": SIDECAR_15,
+            "sub-02/ses-B/anat/sub-02_ses-B_run-1_T1w.nii.gz": SIDECAR_3,
+            "sub-02/ses-B/anat/sub-02_ses-B_run-2_T1w.nii.gz": SIDECAR_3,
+        },
+    )
     with pytest.raises(MissingInputError, match=r"sub-01 \(no 3 T image\).*--participant"):
         pair_sessions(_discover(root), source_field=1.5, target_field=3.0)
     with pytest.raises(UsageError, match=r"sub-02 \(1 x 1.5 T, 2 x 3 T\)"):
-        pair_sessions(_discover(root, participant_labels=["02"]), source_field=1.5,
-                      target_field=3.0)
+        pair_sessions(
+            _discover(root, participant_labels=["02"]), source_field=1.5, target_field=3.0
+        )

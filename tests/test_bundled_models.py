@@ -39,8 +39,9 @@ def test_bundled_model_loads_and_documents_itself(source, target):
 @pytest.mark.parametrize(("source", "target"), DIRECTIONS)
 def test_benchmark_record_was_measured_with_the_shipped_schedule(source, target):
     """Changing scheduler_config.json (e.g. dpm_last_timestep) needs a new benchmark record."""
-    model = load_model_folder(bundled_model_dir(source, target), source_field=source,
-                              target_field=target)
+    model = load_model_folder(
+        bundled_model_dir(source, target), source_field=source, target_field=target
+    )
     for name, recorded in model.meta["benchmark"]["timesteps"].items():
         sampler, steps = re.fullmatch(r"Ours \((\w+), (\d+) steps\)", name).groups()
         scheduler = sampling_scheduler(model.scheduler_config, sampler)
@@ -51,8 +52,9 @@ def test_benchmark_record_was_measured_with_the_shipped_schedule(source, target)
 @pytest.mark.parametrize(("source", "target"), DIRECTIONS)
 def test_benchmark_record_was_measured_with_the_shipped_calibration(source, target):
     """Adding or changing calibration.json needs a new benchmark record."""
-    model = load_model_folder(bundled_model_dir(source, target), source_field=source,
-                              target_field=target)
+    model = load_model_folder(
+        bundled_model_dir(source, target), source_field=source, target_field=target
+    )
     shipped = model.calibration and model.calibration.sha256
     assert model.meta["benchmark"].get("calibration_sha256") == shipped
 
@@ -60,8 +62,10 @@ def test_benchmark_record_was_measured_with_the_shipped_calibration(source, targ
 def _readme_commands() -> list[list[str]]:
     """The harmonize-bids-train commands of the README, split into words."""
     readme = (Path(__file__).parents[1] / "README.md").read_text()
-    return [shlex.split(c.replace("\\\n", " ")) for c in
-            re.findall(r"harmonize-bids-train .*?(?:\\\n.*?)*\n", readme)]
+    return [
+        shlex.split(c.replace("\\\n", " "))
+        for c in re.findall(r"harmonize-bids-train .*?(?:\\\n.*?)*\n", readme)
+    ]
 
 
 def _readme_train_commands() -> dict[str, list[str]]:
@@ -74,7 +78,10 @@ def _check_recipe(options, meta: dict) -> None:
     training = meta["training"]
     assert options.lr_decay_iterations == training.get("lr_decay_iterations", 0)
     assert (options.batch_size, options.seed, options.lr) == (
-        training["batch_size"], training["seed"], training["lr"])
+        training["batch_size"],
+        training["seed"],
+        training["lr"],
+    )
     assert [options.patch_size] * 2 == training["patch"]
     lesion_weight = options.lesion_weight if options.lesion_masks else 1.0
     assert lesion_weight == training.get("lesion_weight", 1.0)
@@ -117,8 +124,11 @@ def test_bundled_model_is_the_default(travelling_dataset, tmp_path, capsys):
 def test_readme_calibration_command_matches_the_bundled_calibration(source, target):
     folder = bundled_model_dir(source, target)
     model = load_model_folder(folder, source_field=source, target_field=target)
-    calibrate = [c for c in _readme_commands()
-                 if "--calibrate" in c and c[2].endswith(f"models/{folder.name}")]
+    calibrate = [
+        c
+        for c in _readme_commands()
+        if "--calibrate" in c and c[2].endswith(f"models/{folder.name}")
+    ]
     if model.calibration is None:
         assert not calibrate
         return

@@ -41,8 +41,20 @@ def _run(*argv) -> int:
 
 def test_end_to_end_multiproc(travelling_dataset, test_model, tmp_path, capfd):
     out = tmp_path / "out"
-    code = _run(travelling_dataset, out, "participant", "-w", tmp_path / "work", "--model",
-                test_model, "--skull-strip", "none", "--sloppy", "--nprocs", "2")
+    code = _run(
+        travelling_dataset,
+        out,
+        "participant",
+        "-w",
+        tmp_path / "work",
+        "--model",
+        test_model,
+        "--skull-strip",
+        "none",
+        "--sloppy",
+        "--nprocs",
+        "2",
+    )
     printed = "".join(capfd.readouterr())
     assert code == 0, printed
     assert "[Node]" not in printed  # the workers log as the command line does
@@ -66,12 +78,15 @@ def test_end_to_end_multiproc(travelling_dataset, test_model, tmp_path, capfd):
     assert sidecar["SkullStripped"] is True
     assert sidecar["Sources"] == [
         "bids::sub-01/ses-A/anat/sub-01_ses-A_desc-preproc_T1w.nii.gz",
-        "bids::sub-01/ses-A/anat/sub-01_ses-A_desc-brain_mask.nii.gz"]
+        "bids::sub-01/ses-A/anat/sub-01_ses-A_desc-brain_mask.nii.gz",
+    ]
     at_target = json.loads(
-        (out / "sub-01/ses-B/anat/sub-01_ses-B_desc-harmonized_T1w.json").read_text())
+        (out / "sub-01/ses-B/anat/sub-01_ses-B_desc-harmonized_T1w.json").read_text()
+    )
     assert at_target["Harmonization"]["ModelApplied"] is False
     preproc = json.loads(
-        (out / "sub-01/ses-A/anat/sub-01_ses-A_desc-preproc_T1w.json").read_text())
+        (out / "sub-01/ses-A/anat/sub-01_ses-A_desc-preproc_T1w.json").read_text()
+    )
     assert preproc["Sources"] == ["bids:raw:sub-01/ses-A/anat/sub-01_ses-A_T1w.nii.gz"]
     description = json.loads((out / "dataset_description.json").read_text())
     assert description["DatasetType"] == "derivative"
@@ -80,8 +95,11 @@ def test_end_to_end_multiproc(travelling_dataset, test_model, tmp_path, capfd):
     assert "desc-harmonized" in (out / "descriptions.tsv").read_text()
     assert "Durrer" in (out / "logs" / "CITATION.md").read_text()
     html = (out / "sub-01.html").read_text()
-    for figure in ("sub-01_ses-A_mask.png", "sub-01_ses-A_beforeafter.png",
-                   "sub-01_ses-A_histogram.png"):
+    for figure in (
+        "sub-01_ses-A_mask.png",
+        "sub-01_ses-A_beforeafter.png",
+        "sub-01_ses-A_histogram.png",
+    ):
         assert f"sub-01/figures/{figure}" in html and (out / "sub-01/figures" / figure).is_file()
     assert not (out / ".staging").exists()
     validator = Path(sys.executable).with_name("bids-validator-deno")
@@ -94,11 +112,22 @@ def test_sloppy_end_to_end_on_tiny_phantom(test_model, tmp_path, linear_plugin):
 
     from harmonize_bids.phantom import write_phantom_dataset
 
-    bids = write_phantom_dataset(tmp_path / "phantom", n_subjects=1, seed=5, size="tiny",
-                                 lesion_fraction=1.0)
+    bids = write_phantom_dataset(
+        tmp_path / "phantom", n_subjects=1, seed=5, size="tiny", lesion_fraction=1.0
+    )
     out = tmp_path / "out"
-    code = _run(bids, out, "participant", "-w", tmp_path / "work", "--model", test_model,
-                "--sloppy", "--use-plugin", linear_plugin)  # default skull stripping: deepbet
+    code = _run(
+        bids,
+        out,
+        "participant",
+        "-w",
+        tmp_path / "work",
+        "--model",
+        test_model,
+        "--sloppy",
+        "--use-plugin",
+        linear_plugin,
+    )  # default skull stripping: deepbet
     assert code == 0
     for session in ("1p5T", "3T"):
         for path in _outputs(out, f"sub-01_ses-{session}"):
@@ -106,8 +135,13 @@ def test_sloppy_end_to_end_on_tiny_phantom(test_model, tmp_path, linear_plugin):
     # The brain mask, brought back to the raw grid, matches the phantom's ground truth.
     raw = nib.load(bids / "sub-01/ses-1p5T/anat/sub-01_ses-1p5T_T1w.nii.gz")
     ours = resample_from_to(nib.load(_outputs(out, "sub-01_ses-1p5T")[1]), raw, order=0)
-    truth = nib.load(bids / "derivatives/phantom/sub-01/ses-1p5T/anat/"
-                     "sub-01_ses-1p5T_desc-brain_mask.nii.gz").get_fdata() > 0
+    truth = (
+        nib.load(
+            bids / "derivatives/phantom/sub-01/ses-1p5T/anat/"
+            "sub-01_ses-1p5T_desc-brain_mask.nii.gz"
+        ).get_fdata()
+        > 0
+    )
     mask = ours.get_fdata() > 0
     assert 2 * (mask & truth).sum() / (mask.sum() + truth.sum()) > 0.85
     validator = Path(sys.executable).with_name("bids-validator-deno")
@@ -115,8 +149,9 @@ def test_sloppy_end_to_end_on_tiny_phantom(test_model, tmp_path, linear_plugin):
     assert result.returncode == 0, result.stdout[-2000:]
 
 
-def test_outputs_overlay_the_raw_image(travelling_dataset, test_model, tmp_path, linear_plugin,
-                                       monkeypatch):
+def test_outputs_overlay_the_raw_image(
+    travelling_dataset, test_model, tmp_path, linear_plugin, monkeypatch
+):
     # A non-RAS, anisotropic raw image: outputs must sit on the same world coordinates.
     # The model is given as a relative path, as users type it.
     monkeypatch.chdir(test_model.parent)
@@ -126,9 +161,23 @@ def test_outputs_overlay_the_raw_image(travelling_dataset, test_model, tmp_path,
     affine = np.array([[0, 0, 1.2, -10], [-1.5, 0, 0, 20], [0, 1.0, 0, 5], [0, 0, 0, 1]])
     nib.save(nib.Nifti1Image(data, affine), raw)
     out = tmp_path / "out"
-    code = _run(travelling_dataset, out, "participant", "-w", tmp_path / "work", "--model",
-                test_model.name, "--skull-strip", "none", "--participant-label",
-                "01", "--session-label", "A", "--use-plugin", linear_plugin)
+    code = _run(
+        travelling_dataset,
+        out,
+        "participant",
+        "-w",
+        tmp_path / "work",
+        "--model",
+        test_model.name,
+        "--skull-strip",
+        "none",
+        "--participant-label",
+        "01",
+        "--session-label",
+        "A",
+        "--use-plugin",
+        linear_plugin,
+    )
     assert code == 0
     mask_img = nib.load(out / "sub-01/ses-A/anat/sub-01_ses-A_desc-brain_mask.nii.gz")
     assert np.allclose(mask_img.header.get_zooms(), 1.0)
@@ -138,14 +187,28 @@ def test_outputs_overlay_the_raw_image(travelling_dataset, test_model, tmp_path,
         return image.affine[:3, :3] @ voxels + image.affine[:3, 3]
 
     offset = world_centroid(mask_img, mask_img.get_fdata() > 0) - world_centroid(
-        nib.load(raw), data > 0)
+        nib.load(raw), data > 0
+    )
     assert np.linalg.norm(offset) < 1.0, offset
 
 
 def test_resume_skips_finished_work(travelling_dataset, test_model, tmp_path, linear_plugin):
-    argv = [travelling_dataset, tmp_path / "out", "participant", "-w", tmp_path / "work",
-            "--model", test_model, "--skull-strip", "none", "--sloppy",
-            "--participant-label", "01", "--use-plugin", linear_plugin]
+    argv = [
+        travelling_dataset,
+        tmp_path / "out",
+        "participant",
+        "-w",
+        tmp_path / "work",
+        "--model",
+        test_model,
+        "--skull-strip",
+        "none",
+        "--sloppy",
+        "--participant-label",
+        "01",
+        "--use-plugin",
+        linear_plugin,
+    ]
     assert _run(*argv) == 0
     harmonized = next((tmp_path / "work").rglob("harmonize/harmonized.nii.gz"))
     first = harmonized.stat().st_mtime_ns
@@ -157,20 +220,37 @@ def test_resume_skips_finished_work(travelling_dataset, test_model, tmp_path, li
 
 
 def test_bad_inputs_fail_alone(tmp_path, test_model, linear_plugin, capsys):
-    root = make_bids(tmp_path / "bids", {
-        f"sub-0{i}/anat/sub-0{i}_T1w.nii.gz": SIDECAR_15 for i in range(1, 5)})
+    root = make_bids(
+        tmp_path / "bids", {f"sub-0{i}/anat/sub-0{i}_T1w.nii.gz": SIDECAR_15 for i in range(1, 5)}
+    )
     (root / "sub-05/anat").mkdir(parents=True)
     shutil.copy(root / "sub-01/anat/sub-01_T1w.nii.gz", root / "sub-05/anat/sub-05_T1w.nii.gz")
     with (root / "participants.tsv").open("a") as table:
         table.write("sub-05\n")
     (root / "sub-02/anat/sub-02_T1w.nii.gz").write_bytes(b"\x1f\x8b" + b"garbage" * 100)
-    nib.save(nib.Nifti1Image(np.ones((12, 14, 10, 3), np.float32), np.eye(4)),
-             root / "sub-03/anat/sub-03_T1w.nii.gz")
-    nib.save(nib.Nifti1Image(np.zeros((12, 14, 10), np.int16), np.eye(4)),
-             root / "sub-04/anat/sub-04_T1w.nii.gz")
+    nib.save(
+        nib.Nifti1Image(np.ones((12, 14, 10, 3), np.float32), np.eye(4)),
+        root / "sub-03/anat/sub-03_T1w.nii.gz",
+    )
+    nib.save(
+        nib.Nifti1Image(np.zeros((12, 14, 10), np.int16), np.eye(4)),
+        root / "sub-04/anat/sub-04_T1w.nii.gz",
+    )
     out = tmp_path / "out"
-    argv = [root, out, "participant", "-w", tmp_path / "work", "--model", test_model,
-            "--skull-strip", "none", "--sloppy", "--use-plugin", linear_plugin]
+    argv = [
+        root,
+        out,
+        "participant",
+        "-w",
+        tmp_path / "work",
+        "--model",
+        test_model,
+        "--skull-strip",
+        "none",
+        "--sloppy",
+        "--use-plugin",
+        linear_plugin,
+    ]
 
     # With validation: corrupt and 4-D files are skipped (16), the missing sidecar is
     # skipped (66), the all-zero image fails in processing (1): exit 1, sub-01 complete.
@@ -182,12 +262,12 @@ def test_bad_inputs_fail_alone(tmp_path, test_model, linear_plugin, capsys):
     for subject in ("02", "03", "04", "05"):
         assert not list(out.glob(f"sub-{subject}/**/*.nii.gz")), subject
     lines = err.splitlines()
-    assert any("sub-02_T1w.nii.gz" in line and "NIFTI_HEADER_UNREADABLE" in line
-               for line in lines)
+    assert any("sub-02_T1w.nii.gz" in line and "NIFTI_HEADER_UNREADABLE" in line for line in lines)
     assert any("sub-03_T1w.nii.gz" in line and "TOO_MANY_DIMENSIONS" in line for line in lines)
     assert any("sub-05_T1w.nii.gz" in line and "--source-field" in line for line in lines)
-    assert any("FAILED sub-04/anat/sub-04_T1w.nii.gz" in line and "zero" in line.lower()
-               for line in lines)
+    assert any(
+        "FAILED sub-04/anat/sub-04_T1w.nii.gz" in line and "zero" in line.lower() for line in lines
+    )
     assert "Traceback" not in err
 
     # Without validation, the corrupt and 4-D files fail in conform, each on its own.
@@ -196,20 +276,43 @@ def test_bad_inputs_fail_alone(tmp_path, test_model, linear_plugin, capsys):
     err = capsys.readouterr().err
     assert code == 1
     assert any("FAILED sub-02/anat/sub-02_T1w.nii.gz" in line for line in err.splitlines())
-    assert any("FAILED sub-03/anat/sub-03_T1w.nii.gz" in line and "(12, 14, 10, 3)" in line
-               for line in err.splitlines())
+    assert any(
+        "FAILED sub-03/anat/sub-03_T1w.nii.gz" in line and "(12, 14, 10, 3)" in line
+        for line in err.splitlines()
+    )
     assert (out / "sub-01/anat/sub-01_desc-harmonized_T1w.nii.gz").is_file()
 
 
 def test_two_jobs_into_one_output_dir(travelling_dataset, test_model, tmp_path, linear_plugin):
     out = tmp_path / "out"
-    jobs = [subprocess.Popen(
-        [sys.executable, "-m", "harmonize_bids.cli.run", str(travelling_dataset), str(out),
-         "participant", "-w", str(tmp_path / f"work{label}"), "--model", str(test_model),
-         "--skull-strip", "none", "--sloppy", "--participant-label", label,
-         "--use-plugin", str(linear_plugin)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "NIPYPE_NO_ET": "1"}) for label in ("01", "02")]
+    jobs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "harmonize_bids.cli.run",
+                str(travelling_dataset),
+                str(out),
+                "participant",
+                "-w",
+                str(tmp_path / f"work{label}"),
+                "--model",
+                str(test_model),
+                "--skull-strip",
+                "none",
+                "--sloppy",
+                "--participant-label",
+                label,
+                "--use-plugin",
+                str(linear_plugin),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "NIPYPE_NO_ET": "1"},
+        )
+        for label in ("01", "02")
+    ]
     for job in jobs:
         _, err = job.communicate(timeout=600)
         assert job.returncode == 0, err[-2000:]
@@ -218,19 +321,40 @@ def test_two_jobs_into_one_output_dir(travelling_dataset, test_model, tmp_path, 
     for path in out.rglob("*.json"):
         json.loads(path.read_text())
     assert len(list(out.rglob("*_desc-harmonized_T1w.nii.gz"))) == 4
-    assert json.loads((out / "dataset_description.json").read_text())["DatasetType"] == \
-        "derivative"
+    assert (
+        json.loads((out / "dataset_description.json").read_text())["DatasetType"] == "derivative"
+    )
 
 
 def test_runs_with_networking_off(travelling_dataset, test_model, tmp_path, linear_plugin):
-    if shutil.which("unshare") is None or subprocess.run(
-            ["unshare", "-rn", "true"], capture_output=True).returncode != 0:
+    if (
+        shutil.which("unshare") is None
+        or subprocess.run(["unshare", "-rn", "true"], capture_output=True).returncode != 0
+    ):
         pytest.skip("unshare -rn is not permitted on this machine")
     result = subprocess.run(
-        ["unshare", "-rn", sys.executable, "-m", "harmonize_bids.cli.run",
-         str(travelling_dataset), str(tmp_path / "out"), "participant", "-w",
-         str(tmp_path / "work"), "--model", str(test_model), "--sloppy",
-         "--participant-label", "01", "--use-plugin", str(linear_plugin)],
-        capture_output=True, text=True, env={**os.environ, "NIPYPE_NO_ET": "1"})
+        [
+            "unshare",
+            "-rn",
+            sys.executable,
+            "-m",
+            "harmonize_bids.cli.run",
+            str(travelling_dataset),
+            str(tmp_path / "out"),
+            "participant",
+            "-w",
+            str(tmp_path / "work"),
+            "--model",
+            str(test_model),
+            "--sloppy",
+            "--participant-label",
+            "01",
+            "--use-plugin",
+            str(linear_plugin),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NIPYPE_NO_ET": "1"},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "out/sub-01/ses-A/anat/sub-01_ses-A_desc-harmonized_T1w.nii.gz").is_file()

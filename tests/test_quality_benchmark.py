@@ -51,36 +51,106 @@ def test_lesion_contrast_compares_lesions_with_white_matter():
 def test_quality_tables_on_a_tiny_phantom(tmp_path, capsys):
     quality = _quality_module()
     train = write_phantom_dataset(tmp_path / "train", n_subjects=1, seed=11, size="tiny")
-    heldout = write_phantom_dataset(tmp_path / "heldout", n_subjects=1, seed=12, size="tiny",
-                                    lesion_fraction=1.0)
+    heldout = write_phantom_dataset(
+        tmp_path / "heldout", n_subjects=1, seed=12, size="tiny", lesion_fraction=1.0
+    )
     for bids, work in ((train, "train_work"), (heldout, "heldout_work")):
-        assert train_main([str(bids), str(tmp_path / "unused"), "--source-field", "1.5",
-                           "--target-field", "3", "-w", str(tmp_path / work), "--sloppy",
-                           "--skull-strip", "none", "--prepare-only",
-                           "--skip-bids-validation"]) == 0
+        assert (
+            train_main(
+                [
+                    str(bids),
+                    str(tmp_path / "unused"),
+                    "--source-field",
+                    "1.5",
+                    "--target-field",
+                    "3",
+                    "-w",
+                    str(tmp_path / work),
+                    "--sloppy",
+                    "--skull-strip",
+                    "none",
+                    "--prepare-only",
+                    "--skip-bids-validation",
+                ]
+            )
+            == 0
+        )
     model = tiny_model(tmp_path)
     report, summaries = tmp_path / "quality.md", tmp_path / "quality.json"
-    assert quality.main([str(heldout), str(tmp_path / "heldout_work"), "--train-work",
-                         str(tmp_path / "train_work"), "--directions", "1.5T-to-3T",
-                         "--model-1p5T-to-3T", str(model), "--steps", "2", "--threads", "1",
-                         "--cache", str(tmp_path / "cache"), "--output", str(report),
-                         "--json", str(summaries), "--record", "--save-images",
-                         "--figure", str(tmp_path / "example.png"),
-                         "--figure-subject", "sub-01"]) == 0
+    assert (
+        quality.main(
+            [
+                str(heldout),
+                str(tmp_path / "heldout_work"),
+                "--train-work",
+                str(tmp_path / "train_work"),
+                "--directions",
+                "1.5T-to-3T",
+                "--model-1p5T-to-3T",
+                str(model),
+                "--steps",
+                "2",
+                "--threads",
+                "1",
+                "--cache",
+                str(tmp_path / "cache"),
+                "--output",
+                str(report),
+                "--json",
+                str(summaries),
+                "--record",
+                "--save-images",
+                "--figure",
+                str(tmp_path / "example.png"),
+                "--figure-subject",
+                "sub-01",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "example.png").stat().st_size > 0
-    assert _module("calibration").main([str(train), str(tmp_path / "train_work"), str(heldout),
-                                        str(tmp_path / "heldout_work"),
-                                        "--directions", "1.5T-to-3T",
-                                        "--keep-all-pairs"]) == 0
-    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines()
-            if line.startswith("| 1.5T-to-3T")]
+    assert (
+        _module("calibration").main(
+            [
+                str(train),
+                str(tmp_path / "train_work"),
+                str(heldout),
+                str(tmp_path / "heldout_work"),
+                "--directions",
+                "1.5T-to-3T",
+                "--keep-all-pairs",
+            ]
+        )
+        == 0
+    )
+    rows = [
+        line.split("|")[1:-1]
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("| 1.5T-to-3T")
+    ]
     anchoring = tmp_path / "anchoring"
-    assert _module("output_anchoring").main([str(heldout), str(tmp_path / "heldout_work"),
-                                             "--direction", "1.5T-to-3T", "--model", str(model),
-                                             "--steps", "2", "--cache", str(anchoring)]) == 0
+    assert (
+        _module("output_anchoring").main(
+            [
+                str(heldout),
+                str(tmp_path / "heldout_work"),
+                "--direction",
+                "1.5T-to-3T",
+                "--model",
+                str(model),
+                "--steps",
+                "2",
+                "--cache",
+                str(anchoring),
+            ]
+        )
+        == 0
+    )
     assert "| sub-01 |" in capsys.readouterr().out
-    raw, anchored = (json.loads((anchoring / f"1.5T-to-3T_sub-01_{v}2_measured.json").read_text())
-                     for v in ("raw", "anchored"))
+    raw, anchored = (
+        json.loads((anchoring / f"1.5T-to-3T_sub-01_{v}2_measured.json").read_text())
+        for v in ("raw", "anchored")
+    )
     # A tiny random network's output is far off the white-matter level: anchoring moves it.
     assert raw["gmmWM"] != pytest.approx(anchored["gmmWM"], abs=1e-3)
     assert raw["ahd"] > 0 and anchored["ahd"] > 0
@@ -100,42 +170,115 @@ def test_quality_tables_on_a_tiny_phantom(tmp_path, capsys):
     assert recorded["methods"]["Nyul"]["mse"] == pytest.approx(methods["Nyul"]["mse"])
     assert recorded["timesteps"] == {"Ours (dpm, 2 steps)": [999, 50]}
     # A rerun is served from the cache and gives the same figures.
-    assert quality.main([str(heldout), str(tmp_path / "heldout_work"), "--train-work",
-                         str(tmp_path / "train_work"), "--directions", "1.5T-to-3T",
-                         "--model-1p5T-to-3T", str(model), "--steps", "2",
-                         "--cache", str(tmp_path / "cache"), "--json", str(summaries)]) == 0
+    assert (
+        quality.main(
+            [
+                str(heldout),
+                str(tmp_path / "heldout_work"),
+                "--train-work",
+                str(tmp_path / "train_work"),
+                "--directions",
+                "1.5T-to-3T",
+                "--model-1p5T-to-3T",
+                str(model),
+                "--steps",
+                "2",
+                "--cache",
+                str(tmp_path / "cache"),
+                "--json",
+                str(summaries),
+            ]
+        )
+        == 0
+    )
     again = json.loads(summaries.read_text())["1.5T-to-3T"]["methods"]
     assert again["Ours (dpm, 2 steps)"]["mse"] == methods["Ours (dpm, 2 steps)"]["mse"]
     # Other weights are not served from that cache: the model's results are keyed by them.
     other = tiny_model(tmp_path / "other", seed=2)
-    assert quality.main([str(heldout), str(tmp_path / "heldout_work"), "--train-work",
-                         str(tmp_path / "train_work"), "--directions", "1.5T-to-3T",
-                         "--model-1p5T-to-3T", str(other), "--steps", "2",
-                         "--cache", str(tmp_path / "cache"), "--json", str(summaries)]) == 0
+    assert (
+        quality.main(
+            [
+                str(heldout),
+                str(tmp_path / "heldout_work"),
+                "--train-work",
+                str(tmp_path / "train_work"),
+                "--directions",
+                "1.5T-to-3T",
+                "--model-1p5T-to-3T",
+                str(other),
+                "--steps",
+                "2",
+                "--cache",
+                str(tmp_path / "cache"),
+                "--json",
+                str(summaries),
+            ]
+        )
+        == 0
+    )
     retrained = json.loads(summaries.read_text())["1.5T-to-3T"]["methods"]
     assert retrained["Ours (dpm, 2 steps)"]["mse"] != methods["Ours (dpm, 2 steps)"]["mse"]
     assert retrained["Nyul"]["mse"] == methods["Nyul"]["mse"]
     assert len(list((tmp_path / "cache" / "1.5T-to-3T" / "sub-01").glob("ours_*.json"))) == 2
     # Another sampler is another method, cached apart.
-    assert quality.main([str(heldout), str(tmp_path / "heldout_work"), "--train-work",
-                         str(tmp_path / "train_work"), "--directions", "1.5T-to-3T",
-                         "--model-1p5T-to-3T", str(other), "--steps", "2", "--sampler", "ddim",
-                         "--cache", str(tmp_path / "cache"), "--json", str(summaries)]) == 0
+    assert (
+        quality.main(
+            [
+                str(heldout),
+                str(tmp_path / "heldout_work"),
+                "--train-work",
+                str(tmp_path / "train_work"),
+                "--directions",
+                "1.5T-to-3T",
+                "--model-1p5T-to-3T",
+                str(other),
+                "--steps",
+                "2",
+                "--sampler",
+                "ddim",
+                "--cache",
+                str(tmp_path / "cache"),
+                "--json",
+                str(summaries),
+            ]
+        )
+        == 0
+    )
     ddim = json.loads(summaries.read_text())["1.5T-to-3T"]["methods"]
     assert ddim["Ours (ddim, 2 steps)"]["mse"] != retrained["Ours (dpm, 2 steps)"]["mse"]
     assert len(list((tmp_path / "cache" / "1.5T-to-3T" / "sub-01").glob("ours_*.json"))) == 3
     # The record names the timesteps, and other timesteps are not served from the cache.
     assert json.loads(summaries.read_text())["1.5T-to-3T"]["model"]["timesteps"] == {
-        "Ours (ddim, 2 steps)": [999, 499]}
+        "Ours (ddim, 2 steps)": [999, 499]
+    }
     # The model folder's own sampler ending (same weights) is another method too.
     schedule = other / "scheduler_config.json"
     schedule.write_text(json.dumps({**json.loads(schedule.read_text()), "dpm_last_timestep": 100}))
-    assert quality.main([str(heldout), str(tmp_path / "heldout_work"), "--train-work",
-                         str(tmp_path / "train_work"), "--directions", "1.5T-to-3T",
-                         "--model-1p5T-to-3T", str(other), "--steps", "2",
-                         "--cache", str(tmp_path / "cache"), "--json", str(summaries)]) == 0
+    assert (
+        quality.main(
+            [
+                str(heldout),
+                str(tmp_path / "heldout_work"),
+                "--train-work",
+                str(tmp_path / "train_work"),
+                "--directions",
+                "1.5T-to-3T",
+                "--model-1p5T-to-3T",
+                str(other),
+                "--steps",
+                "2",
+                "--cache",
+                str(tmp_path / "cache"),
+                "--json",
+                str(summaries),
+            ]
+        )
+        == 0
+    )
     rescheduled = json.loads(summaries.read_text())["1.5T-to-3T"]
     assert rescheduled["model"]["timesteps"] == {"Ours (dpm, 2 steps)": [999, 100]}
-    assert rescheduled["methods"]["Ours (dpm, 2 steps)"]["mse"] != \
-        retrained["Ours (dpm, 2 steps)"]["mse"]
+    assert (
+        rescheduled["methods"]["Ours (dpm, 2 steps)"]["mse"]
+        != retrained["Ours (dpm, 2 steps)"]["mse"]
+    )
     assert len(list((tmp_path / "cache" / "1.5T-to-3T" / "sub-01").glob("ours_*.json"))) == 4

@@ -28,7 +28,6 @@ def test_ci_runs_the_readme_test_command():
     assert "make test" in ci
 
 
-
 QUALITY = README.parent / "docs" / "quality.json"
 PEERS = ("Histogram matching", "Nyul")
 
@@ -44,15 +43,21 @@ def _readme_summary_row(label: str) -> list[str]:
 
 def _figures(method: dict, original: dict) -> list[str]:
     """MSE, AHD, CSF / GM / WM volume difference (ratios to Original), lesion contrast."""
-    volumes = " / ".join(f"{method['volume_diff'][c] / original['volume_diff'][c]:.2f}"
-                         for c in ("CSF", "GM", "WM"))
-    return [f"{method['mse'] / original['mse']:.3f}", f"{method['ahd'] / original['ahd']:.3f}",
-            volumes, f"{method['lesion_contrast_ratio']:.2f}"]
+    volumes = " / ".join(
+        f"{method['volume_diff'][c] / original['volume_diff'][c]:.2f}" for c in ("CSF", "GM", "WM")
+    )
+    return [
+        f"{method['mse'] / original['mse']:.3f}",
+        f"{method['ahd'] / original['ahd']:.3f}",
+        volumes,
+        f"{method['lesion_contrast_ratio']:.2f}",
+    ]
 
 
 def _best_per_column(peers: list[list[str]]) -> list[str]:
-    mse, ahd = (min(column, key=float)
-                for column in zip(*(peer[:2] for peer in peers), strict=True))
+    mse, ahd = (
+        min(column, key=float) for column in zip(*(peer[:2] for peer in peers), strict=True)
+    )
     volumes = zip(*(peer[2].split(" / ") for peer in peers), strict=True)
     lesion = min((peer[3] for peer in peers), key=lambda ratio: abs(float(ratio) - 1))
     return [mse, ahd, " / ".join(min(column, key=float) for column in volumes), lesion]

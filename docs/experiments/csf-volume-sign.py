@@ -55,18 +55,23 @@ for record in quality._pairs(cli.work, cli.direction):
     truth = quality._truth_labels(cli.bids, record)
     output = np.load(next(folder.glob(cli.output_name))).astype(np.float32)
     target_volumes = metrics.tissue_volumes(
-        quality._load(folder / "target_dseg.nii.gz").astype(np.uint8))
-    row = {"subject": sub,
-           "original_ml": signed_ml(metrics.segment_tissues(source, mask), target_volumes),
-           "output_ml": signed_ml(metrics.segment_tissues(output, mask), target_volumes),
-           "core_median_source_target_output": {}}
+        quality._load(folder / "target_dseg.nii.gz").astype(np.uint8)
+    )
+    row = {
+        "subject": sub,
+        "original_ml": signed_ml(metrics.segment_tissues(source, mask), target_volumes),
+        "output_ml": signed_ml(metrics.segment_tissues(output, mask), target_volumes),
+        "core_median_source_target_output": {},
+    }
     for tissue, label in metrics.TISSUE_LABELS.items():
         core = ndimage.binary_erosion((truth == label) & mask)
         row["core_median_source_target_output"][tissue] = [
-            round(float(np.median(image[core])), 3) for image in (source, target, output)]
+            round(float(np.median(image[core])), 3) for image in (source, target, output)
+        ]
     row["high_pass_sd_target_output"] = [high_pass_sd(target, mask), high_pass_sd(output, mask)]
     if cli.smooth:
         blurred = ndimage.gaussian_filter(target, cli.smooth)
         row[f"target_blurred_{cli.smooth:g}_ml"] = signed_ml(
-            metrics.segment_tissues(blurred, mask), target_volumes)
+            metrics.segment_tissues(blurred, mask), target_volumes
+        )
     print(json.dumps(row), flush=True)

@@ -71,16 +71,24 @@ def calibrate(args: argparse.Namespace) -> None:
     target_sd = np.mean([high_pass_sd(t, m) for _, t, m in pairs])
 
     def excess(gain: float) -> float:
-        return np.mean([high_pass_sd(restore_detail(o, m, gain), m) for o, _, m in pairs]) \
-            - target_sd
+        return (
+            np.mean([high_pass_sd(restore_detail(o, m, gain), m) for o, _, m in pairs]) - target_sd
+        )
 
     low, high = 0.0, 2.0
     for _ in range(20):
         mid = (low + high) / 2
         low, high = (mid, high) if excess(mid) < 0 else (low, mid)
-    print(json.dumps({"subjects": len(pairs), "target_high_pass_sd": round(target_sd, 5),
-                      "output_high_pass_sd": round(target_sd + excess(0.0), 5),
-                      "gain": round((low + high) / 2, 4)}))
+    print(
+        json.dumps(
+            {
+                "subjects": len(pairs),
+                "target_high_pass_sd": round(target_sd, 5),
+                "output_high_pass_sd": round(target_sd + excess(0.0), 5),
+                "gain": round((low + high) / 2, 4),
+            }
+        )
+    )
 
 
 def evaluate(args: argparse.Namespace) -> None:
@@ -95,12 +103,28 @@ def evaluate(args: argparse.Namespace) -> None:
             start = time.perf_counter()
             image = restore_detail(output, mask, gain) if gain else output
             seconds = time.perf_counter() - start
-            result = quality.evaluate(image, target, mask, target_seg.astype(np.uint8), truth,
-                                      reference, quality.SLICE_AXIS)
-            print(json.dumps({"subject": sub, "gain": gain,
-                              "high_pass_sd": round(high_pass_sd(image, mask), 5),
-                              "target_high_pass_sd": round(high_pass_sd(target, mask), 5),
-                              **result, "seconds": seconds}), flush=True)
+            result = quality.evaluate(
+                image,
+                target,
+                mask,
+                target_seg.astype(np.uint8),
+                truth,
+                reference,
+                quality.SLICE_AXIS,
+            )
+            print(
+                json.dumps(
+                    {
+                        "subject": sub,
+                        "gain": gain,
+                        "high_pass_sd": round(high_pass_sd(image, mask), 5),
+                        "target_high_pass_sd": round(high_pass_sd(target, mask), 5),
+                        **result,
+                        "seconds": seconds,
+                    }
+                ),
+                flush=True,
+            )
 
 
 def _csf_boundary(image: np.ndarray, labels: np.ndarray) -> float:
@@ -120,20 +144,42 @@ def diagnose(args: argparse.Namespace) -> None:
         output = _output(args.cache, record)
         output_seg = metrics.segment_tissues(output, mask)
         boundary = _csf_boundary(target, target_seg)
-        below = {str(gain): round(float(((restore_detail(output, mask, gain) if gain
-                                          else output) <= boundary)[mask].sum()) / 1000, 1)
-                 for gain in args.gain}
-        print(json.dumps({
-            "subject": sub,
-            "csf_boundary": {"target": round(boundary, 3),
-                             "output": round(_csf_boundary(output, output_seg), 3)},
-            "csf_mean": {"target": round(float(target[target_seg == 1].mean()), 3),
-                         "output": round(float(output[output_seg == 1].mean()), 3)},
-            "csf_ml": {"target": round(float((target_seg == 1).sum()) / 1000, 1),
-                       "output": round(float((output_seg == 1).sum()) / 1000, 1)},
-            "ml_below_target_boundary": {"target": round(float((target <= boundary)[mask].sum())
-                                                         / 1000, 1), "output_by_gain": below},
-        }), flush=True)
+        below = {
+            str(gain): round(
+                float(
+                    ((restore_detail(output, mask, gain) if gain else output) <= boundary)[
+                        mask
+                    ].sum()
+                )
+                / 1000,
+                1,
+            )
+            for gain in args.gain
+        }
+        print(
+            json.dumps(
+                {
+                    "subject": sub,
+                    "csf_boundary": {
+                        "target": round(boundary, 3),
+                        "output": round(_csf_boundary(output, output_seg), 3),
+                    },
+                    "csf_mean": {
+                        "target": round(float(target[target_seg == 1].mean()), 3),
+                        "output": round(float(output[output_seg == 1].mean()), 3),
+                    },
+                    "csf_ml": {
+                        "target": round(float((target_seg == 1).sum()) / 1000, 1),
+                        "output": round(float((output_seg == 1).sum()) / 1000, 1),
+                    },
+                    "ml_below_target_boundary": {
+                        "target": round(float((target <= boundary)[mask].sum()) / 1000, 1),
+                        "output_by_gain": below,
+                    },
+                }
+            ),
+            flush=True,
+        )
 
 
 def summarize(args: argparse.Namespace) -> None:
@@ -143,10 +189,15 @@ def summarize(args: argparse.Namespace) -> None:
         for line in path.read_text().splitlines():
             row = json.loads(line)
             results.setdefault(f"gain {row['gain']:g}", []).append(row)
-    results = quality.with_cached_original(dict(sorted(results.items())), args.cache,
-                                           DIRECTION)
-    print(quality.tables(DIRECTION, quality.summarize(results), default="",
-                         about={"heldout_seeds": args.heldout_seeds}))
+    results = quality.with_cached_original(dict(sorted(results.items())), args.cache, DIRECTION)
+    print(
+        quality.tables(
+            DIRECTION,
+            quality.summarize(results),
+            default="",
+            about={"heldout_seeds": args.heldout_seeds},
+        )
+    )
 
 
 def main() -> None:
@@ -163,15 +214,17 @@ def main() -> None:
     su = commands.add_parser("summarize")
     su.add_argument("cache", type=Path)
     su.add_argument("results", type=Path, nargs="+")
-    su.add_argument("--heldout-seeds", type=int, nargs="+", default=[2000],
-                    help="for the tables' heading")
+    su.add_argument(
+        "--heldout-seeds", type=int, nargs="+", default=[2000], help="for the tables' heading"
+    )
     di = commands.add_parser("diagnose")
     di.add_argument("work", type=Path)
     di.add_argument("cache", type=Path)
     di.add_argument("--gain", type=float, nargs="+", required=True)
     args = parser.parse_args()
-    {"calibrate": calibrate, "evaluate": evaluate, "summarize": summarize,
-     "diagnose": diagnose}[args.command](args)
+    {"calibrate": calibrate, "evaluate": evaluate, "summarize": summarize, "diagnose": diagnose}[
+        args.command
+    ](args)
 
 
 if __name__ == "__main__":

@@ -58,8 +58,9 @@ def source_level(source: np.ndarray, mask: np.ndarray) -> float:
     return float(np.percentile(source[mask], SOURCE_PERCENTILE))
 
 
-def calibrate(output: np.ndarray, mask: np.ndarray, calibration: dict,
-              level: float | None) -> np.ndarray:
+def calibrate(
+    output: np.ndarray, mask: np.ndarray, calibration: dict, level: float | None
+) -> np.ndarray:
     """Apply the global map (level None) or the source-conditioned one at source level."""
     if level is None:
         shift = np.asarray(calibration["global"])
@@ -77,8 +78,9 @@ def fit(args: argparse.Namespace) -> None:
         for record in quality._pairs(work, DIRECTION):
             mask = quality._load(record["mask"]) > 0
             levels.append(source_level(quality._load(record["source"]), mask))
-            corrections.append(quantile_correction(_output(cache, record),
-                                          quality._load(record["target"]), mask))
+            corrections.append(
+                quantile_correction(_output(cache, record), quality._load(record["target"]), mask)
+            )
             subjects.append(f"{work.name}/{record['subject']}")
     levels, corrections = np.asarray(levels), np.asarray(corrections)
     design = np.stack([np.ones_like(levels), levels], axis=1)
@@ -86,21 +88,37 @@ def fit(args: argparse.Namespace) -> None:
     residual = corrections - design @ np.stack([intercept, slope])
     inside = (GRID >= 0.15) & (GRID <= 0.9)
     calibration = {
-        "direction": DIRECTION, "subjects": subjects,
-        "source_percentile": SOURCE_PERCENTILE, "source_levels": levels.round(4).tolist(),
-        "grid": GRID.tolist(), "global": corrections.mean(0).tolist(),
-        "intercept": intercept.tolist(), "slope": slope.tolist(),
+        "direction": DIRECTION,
+        "subjects": subjects,
+        "source_percentile": SOURCE_PERCENTILE,
+        "source_levels": levels.round(4).tolist(),
+        "grid": GRID.tolist(),
+        "global": corrections.mean(0).tolist(),
+        "intercept": intercept.tolist(),
+        "slope": slope.tolist(),
         "rms_correction_0.15-0.9": float(np.sqrt((corrections[:, inside] ** 2).mean())),
         "rms_residual_0.15-0.9": float(np.sqrt((residual[:, inside] ** 2).mean())),
     }
     args.output.write_text(json.dumps(calibration))
     at = [0.25, 0.4, 0.5, 0.6]
-    print(json.dumps({k: calibration[k] for k in ("subjects", "source_levels",
-                                                  "rms_correction_0.15-0.9",
-                                                  "rms_residual_0.15-0.9")}))
+    print(
+        json.dumps(
+            {
+                k: calibration[k]
+                for k in (
+                    "subjects",
+                    "source_levels",
+                    "rms_correction_0.15-0.9",
+                    "rms_residual_0.15-0.9",
+                )
+            }
+        )
+    )
     for sub, level, row in zip(subjects, levels, corrections, strict=True):
-        print(f"{sub}: source p{SOURCE_PERCENTILE} {level:.3f}, correction at {at}: "
-              + " ".join(f"{v:+.3f}" for v in np.interp(at, GRID, row)))
+        print(
+            f"{sub}: source p{SOURCE_PERCENTILE} {level:.3f}, correction at {at}: "
+            + " ".join(f"{v:+.3f}" for v in np.interp(at, GRID, row))
+        )
 
 
 def store(args: argparse.Namespace) -> None:
@@ -117,11 +135,23 @@ def store(args: argparse.Namespace) -> None:
             subjects.append(record["subject"])
     model = load_model_folder(args.model_dir, source_field=3.0, target_field=1.5)
     model.calibration = fit_calibration(triples)
-    save_model_folder(model, args.model_dir, meta={"output_calibration": {
-        "dataset": args.dataset, "subjects": sorted(set(subjects)), "pairs": len(triples),
-        "phantom_seeds": args.phantom_seeds, "sampler": "dpm", "steps": 10, "seed": 0,
-        "fitted_from": "quality.py --save-images cached outputs (float16), by "
-                       "docs/experiments/output-calibration.py store"}})
+    save_model_folder(
+        model,
+        args.model_dir,
+        meta={
+            "output_calibration": {
+                "dataset": args.dataset,
+                "subjects": sorted(set(subjects)),
+                "pairs": len(triples),
+                "phantom_seeds": args.phantom_seeds,
+                "sampler": "dpm",
+                "steps": 10,
+                "seed": 0,
+                "fitted_from": "quality.py --save-images cached outputs (float16), by "
+                "docs/experiments/output-calibration.py store",
+            }
+        },
+    )
     print(f"{args.model_dir}: output calibration from {len(triples)} pairs")
 
 
@@ -140,10 +170,19 @@ def evaluate(args: argparse.Namespace) -> None:
             level = source_level(source, mask) if variant == "source-conditioned" else None
             image = calibrate(output, mask, calibration, level)
             seconds = time.perf_counter() - start
-            result = quality.evaluate(image, target, mask, target_seg.astype(np.uint8), truth,
-                                      reference, quality.SLICE_AXIS)
-            print(json.dumps({"subject": sub, "variant": variant, **result,
-                              "seconds": seconds}), flush=True)
+            result = quality.evaluate(
+                image,
+                target,
+                mask,
+                target_seg.astype(np.uint8),
+                truth,
+                reference,
+                quality.SLICE_AXIS,
+            )
+            print(
+                json.dumps({"subject": sub, "variant": variant, **result, "seconds": seconds}),
+                flush=True,
+            )
 
 
 def summarize(args: argparse.Namespace) -> None:
@@ -152,13 +191,33 @@ def summarize(args: argparse.Namespace) -> None:
         row = json.loads(line)
         results.setdefault(f"Ours, {row['variant']} calibration", []).append(row)
     subjects = sorted(row["subject"] for row in next(iter(results.values())))
-    cached = {name: [{**json.loads(next(path for path in sorted(
-        (args.cache / DIRECTION / sub).glob(f"{quality._slug(name)}*.json"))
-        if "_cal" not in path.stem).read_text()), "subject": sub} for sub in subjects]
-        for name in ("Histogram matching", "Nyul", METHOD)}  # uncalibrated, as evaluated
+    cached = {
+        name: [
+            {
+                **json.loads(
+                    next(
+                        path
+                        for path in sorted(
+                            (args.cache / DIRECTION / sub).glob(f"{quality._slug(name)}*.json")
+                        )
+                        if "_cal" not in path.stem
+                    ).read_text()
+                ),
+                "subject": sub,
+            }
+            for sub in subjects
+        ]
+        for name in ("Histogram matching", "Nyul", METHOD)
+    }  # uncalibrated, as evaluated
     results = quality.with_cached_original({**cached, **results}, args.cache, DIRECTION)
-    print(quality.tables(DIRECTION, quality.summarize(results), default=METHOD,
-                         about={"heldout_seeds": args.heldout_seeds}))
+    print(
+        quality.tables(
+            DIRECTION,
+            quality.summarize(results),
+            default=METHOD,
+            about={"heldout_seeds": args.heldout_seeds},
+        )
+    )
 
 
 def main() -> None:
@@ -180,11 +239,11 @@ def main() -> None:
     su = commands.add_parser("summarize")
     su.add_argument("cache", type=Path)
     su.add_argument("results", type=Path)
-    su.add_argument("--heldout-seeds", type=int, nargs="+", default=[2000],
-                    help="for the tables' heading")
+    su.add_argument(
+        "--heldout-seeds", type=int, nargs="+", default=[2000], help="for the tables' heading"
+    )
     args = parser.parse_args()
-    {"fit": fit, "store": store, "evaluate": evaluate,
-     "summarize": summarize}[args.command](args)
+    {"fit": fit, "store": store, "evaluate": evaluate, "summarize": summarize}[args.command](args)
 
 
 if __name__ == "__main__":

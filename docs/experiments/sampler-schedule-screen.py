@@ -49,8 +49,10 @@ def make(variant, config):
 
     class Ending(DPMSolverMultistepScheduler):
         def set_timesteps(self, num_inference_steps=None, device=None, **_):
-            super().set_timesteps(device=device, timesteps=dpm_timesteps(
-                config["num_train_timesteps"], num_inference_steps, last))
+            super().set_timesteps(
+                device=device,
+                timesteps=dpm_timesteps(config["num_train_timesteps"], num_inference_steps, last),
+            )
 
     return Ending.from_config(shipped.config)
 

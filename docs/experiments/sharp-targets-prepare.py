@@ -35,9 +35,13 @@ def register(fixed_img, fixed, moving_img, moving, mask):
     mbox, moving_affine = crop_box(moving != 0, moving_img.affine, CROP_MARGIN)
     with _ants_seed(1):
         return ants.registration(
-            to_ants(fixed[fbox], fixed_affine), to_ants(moving[mbox], moving_affine),
-            type_of_transform="SyN", aff_metric="mattes", syn_metric="mattes",
-            mask=to_ants((mask[fbox] > 0).astype(np.float32), fixed_affine))
+            to_ants(fixed[fbox], fixed_affine),
+            to_ants(moving[mbox], moving_affine),
+            type_of_transform="SyN",
+            aff_metric="mattes",
+            syn_metric="mattes",
+            mask=to_ants((mask[fbox] > 0).astype(np.float32), fixed_affine),
+        )
 
 
 src_work, dst_work = Path(sys.argv[1]), Path(sys.argv[2])
@@ -53,15 +57,25 @@ for sub in sys.argv[3:]:
     reg = register(fixed_img, fixed, moving_img, moving, mask)
     resampled = {}
     for interpolator in ("linear", "lanczosWindowedSinc"):
-        resampled[interpolator] = ants.apply_transforms(
-            to_ants(fixed, fixed_img.affine), to_ants(moving, moving_img.affine),
-            reg["fwdtransforms"], interpolator=interpolator).numpy().astype(np.float32)
+        resampled[interpolator] = (
+            ants.apply_transforms(
+                to_ants(fixed, fixed_img.affine),
+                to_ants(moving, moving_img.affine),
+                reg["fwdtransforms"],
+                interpolator=interpolator,
+            )
+            .numpy()
+            .astype(np.float32)
+        )
     for transform in {*reg["fwdtransforms"], *reg["invtransforms"]}:
         Path(transform).unlink(missing_ok=True)
 
     files = {name: out_dir / f"{name}_{DIRECTION}.nii.gz" for name in ("target", "linear")}
-    save_like(np.clip(resampled["lanczosWindowedSinc"], 0, float(moving.max())), fixed_img,
-              files["target"])
+    save_like(
+        np.clip(resampled["lanczosWindowedSinc"], 0, float(moving.max())),
+        fixed_img,
+        files["target"],
+    )
     save_like(resampled["linear"], fixed_img, files["linear"])
     for path in files.values():
         anchor_white_matter_file(path, record["mask"], path)
@@ -70,5 +84,6 @@ for sub in sys.argv[3:]:
     difference = float(np.abs(linear - recorded)[mask > 0].mean())
     print(sub, "linear vs recorded target, mean abs difference:", difference, flush=True)
     files["linear"].unlink()
-    (out_dir / f"pair_{DIRECTION}.json").write_text(json.dumps(
-        {**record, "target": str(files["target"])}, indent=2))
+    (out_dir / f"pair_{DIRECTION}.json").write_text(
+        json.dumps({**record, "target": str(files["target"])}, indent=2)
+    )

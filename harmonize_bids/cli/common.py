@@ -15,9 +15,13 @@ LOGGER = logging.getLogger("harmonize_bids")
 VERBOSITY_ENV = "HARMONIZE_BIDS_VERBOSITY"
 
 
-def run_entry_point(parse: Callable[[list[str] | None], argparse.Namespace],
-                    run: Callable[[argparse.Namespace], int], argv: list[str] | None, *,
-                    prog: str = "harmonize-bids") -> int:
+def run_entry_point(
+    parse: Callable[[list[str] | None], argparse.Namespace],
+    run: Callable[[argparse.Namespace], int],
+    argv: list[str] | None,
+    *,
+    prog: str = "harmonize-bids",
+) -> int:
     """Parse, run, and turn any failure into one line and its exit code."""
     os.environ.setdefault("NIPYPE_NO_ET", "1")  # nipype must not phone home
     verbose = 0
@@ -38,8 +42,12 @@ def run_entry_point(parse: Callable[[list[str] | None], argparse.Namespace],
 def setup_logging(verbose: int) -> None:
     os.environ[VERBOSITY_ENV] = str(verbose)
     level = logging.DEBUG if verbose > 1 else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s",
-                        datefmt="%y%m%d-%H:%M:%S", force=True)
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+        datefmt="%y%m%d-%H:%M:%S",
+        force=True,
+    )
     logging.getLogger("bids").setLevel(logging.WARNING)
     # nipype keeps its own stdout handler and re-reads its levels from its config at
     # every run: log once, through ours, and show node chatter only with -v.
@@ -47,8 +55,7 @@ def setup_logging(verbose: int) -> None:
     from nipype import logging as nipype_logging
 
     # Without -v, node failures are summarised by us (one line each, crash file named).
-    levels = {"workflow_level": "CRITICAL", "interface_level": "WARNING",
-              "utils_level": "WARNING"}
+    levels = {"workflow_level": "CRITICAL", "interface_level": "WARNING", "utils_level": "WARNING"}
     for key, quiet in levels.items():
         nipype_config.set("logging", key, "INFO" if verbose else quiet)
     nipype_logging.update_logging(nipype_config)
@@ -57,8 +64,9 @@ def setup_logging(verbose: int) -> None:
     nipype_root.propagate = True
 
 
-def _fail(error: BaseException, code: int, verbose: int, *, prog: str,
-          unexpected: bool = False) -> int:
+def _fail(
+    error: BaseException, code: int, verbose: int, *, prog: str, unexpected: bool = False
+) -> int:
     message = str(error) or type(error).__name__
     if unexpected:
         message = f"unexpected {type(error).__name__}: {message}"

@@ -67,16 +67,34 @@ def device(text: str) -> str:
 
 def add_selection_arguments(group) -> None:
     """Options that choose T1w images, shared by harmonize-bids and harmonize-bids-train."""
-    group.add_argument("--participant-label", "--participant_label", nargs="+", default=[],
-                       metavar="LABEL", help="participants to process (with or without "
-                       "'sub-'); default: all")
-    group.add_argument("--session-label", "--session_label", nargs="+", default=[],
-                       metavar="LABEL", help="sessions to process (with or without 'ses-')")
-    group.add_argument("--bids-filter-file", type=Path, metavar="FILE",
-                       help='JSON filters for the T1w query, e.g. {"t1w": {"acquisition": '
-                       '"mprage"}}; null means the entity must be absent')
-    group.add_argument("--skip-bids-validation", action="store_true",
-                       help="do not run the BIDS validator on BIDS_DIR")
+    group.add_argument(
+        "--participant-label",
+        "--participant_label",
+        nargs="+",
+        default=[],
+        metavar="LABEL",
+        help="participants to process (with or without 'sub-'); default: all",
+    )
+    group.add_argument(
+        "--session-label",
+        "--session_label",
+        nargs="+",
+        default=[],
+        metavar="LABEL",
+        help="sessions to process (with or without 'ses-')",
+    )
+    group.add_argument(
+        "--bids-filter-file",
+        type=Path,
+        metavar="FILE",
+        help='JSON filters for the T1w query, e.g. {"t1w": {"acquisition": '
+        '"mprage"}}; null means the entity must be absent',
+    )
+    group.add_argument(
+        "--skip-bids-validation",
+        action="store_true",
+        help="do not run the BIDS validator on BIDS_DIR",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,62 +104,118 @@ def build_parser() -> argparse.ArgumentParser:
         "diffusion model (Durrer et al., MIDL 2023), as a BIDS App.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("bids_dir", type=Path, metavar="BIDS_DIR",
-                        help="the raw BIDS dataset")
-    parser.add_argument("output_dir", type=Path, metavar="OUTPUT_DIR",
-                        help="where derivatives go (outside BIDS_DIR, or under its "
-                        "derivatives/)")
-    parser.add_argument("analysis_level", choices=("participant", "group"),
-                        help="participant: harmonize each image; group: dataset-wide QC")
+    parser.add_argument("bids_dir", type=Path, metavar="BIDS_DIR", help="the raw BIDS dataset")
+    parser.add_argument(
+        "output_dir",
+        type=Path,
+        metavar="OUTPUT_DIR",
+        help="where derivatives go (outside BIDS_DIR, or under its derivatives/)",
+    )
+    parser.add_argument(
+        "analysis_level",
+        choices=("participant", "group"),
+        help="participant: harmonize each image; group: dataset-wide QC",
+    )
     parser.add_argument("--version", action="version", version=f"harmonize-bids {__version__}")
 
     add_selection_arguments(parser.add_argument_group("selecting images"))
 
     fields = parser.add_argument_group("field strength")
-    fields.add_argument("--target-field", type=field_strength, default=3.0, metavar="{1.5,3}",
-                        help="field strength whose contrast the outputs take")
-    fields.add_argument("--source-field", type=field_strength, metavar="{1.5,3}",
-                        help="field strength of images whose sidecar lacks "
-                        "MagneticFieldStrength")
+    fields.add_argument(
+        "--target-field",
+        type=field_strength,
+        default=3.0,
+        metavar="{1.5,3}",
+        help="field strength whose contrast the outputs take",
+    )
+    fields.add_argument(
+        "--source-field",
+        type=field_strength,
+        metavar="{1.5,3}",
+        help="field strength of images whose sidecar lacks MagneticFieldStrength",
+    )
 
     model = parser.add_argument_group("model and sampling")
-    model.add_argument("--model", type=Path, metavar="DIR",
-                       help="model folder; default: the bundled model for the direction")
-    model.add_argument("--sampler", choices=SAMPLERS,
-                       help="ddpm: all 1000 steps (the paper); ddim, dpm (DPM-Solver++): "
-                       f"--steps steps; default: {DEFAULT_SAMPLER}")
-    model.add_argument("--steps", type=positive_int,
-                       help=f"sampling steps for ddim/dpm; default: {DEFAULT_STEPS}")
-    model.add_argument("--ensemble", type=positive_int, default=1,
-                       help="average this many samples per image")
-    model.add_argument("--seed", type=non_negative_int, default=0,
-                       help="random seed; the same seed gives the same output")
-    model.add_argument("--device", type=device, default="auto",
-                       help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N")
+    model.add_argument(
+        "--model",
+        type=Path,
+        metavar="DIR",
+        help="model folder; default: the bundled model for the direction",
+    )
+    model.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        help="ddpm: all 1000 steps (the paper); ddim, dpm (DPM-Solver++): "
+        f"--steps steps; default: {DEFAULT_SAMPLER}",
+    )
+    model.add_argument(
+        "--steps", type=positive_int, help=f"sampling steps for ddim/dpm; default: {DEFAULT_STEPS}"
+    )
+    model.add_argument(
+        "--ensemble", type=positive_int, default=1, help="average this many samples per image"
+    )
+    model.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        help="random seed; the same seed gives the same output",
+    )
+    model.add_argument(
+        "--device",
+        type=device,
+        default="auto",
+        help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N",
+    )
 
     preproc = parser.add_argument_group("preprocessing")
-    preproc.add_argument("--skull-strip", choices=SKULL_STRIP_METHODS, default="deepbet",
-                         help="hdbet needs `pip install harmonize-bids[hdbet]`; none: the "
-                         "input is already skull stripped")
+    preproc.add_argument(
+        "--skull-strip",
+        choices=SKULL_STRIP_METHODS,
+        default="deepbet",
+        help="hdbet needs `pip install harmonize-bids[hdbet]`; none: the "
+        "input is already skull stripped",
+    )
 
     run = parser.add_argument_group("running")
-    run.add_argument("-w", "--work-dir", type=Path, default=Path("work"),
-                     help="intermediate files; re-running with the same work dir resumes")
-    run.add_argument("--nprocs", "--n-cpus", type=positive_int, default=os.cpu_count() or 1,
-                     help="processes for nipype's MultiProc")
-    run.add_argument("--omp-nthreads", type=positive_int,
-                     help="threads per process (torch, ANTs); default: min(8, nprocs)")
-    run.add_argument("--mem-gb", "--mem", type=positive_float,
-                     help="memory limit for nipype's scheduler, in GB")
-    run.add_argument("--use-plugin", type=Path, metavar="FILE",
-                     help="nipype plugin settings (YAML), e.g. SLURM or SGE on a cluster")
-    run.add_argument("--sloppy", action="store_true",
-                     help="tiny and fast (4 mm grid, coarse steps), for tests; never for "
-                     "real results")
-    run.add_argument("--dry-run", action="store_true",
-                     help="validate, discover and log the plan, then stop")
-    run.add_argument("-v", "--verbose", action="count", default=0,
-                     help="more logging; -v also shows tracebacks")
+    run.add_argument(
+        "-w",
+        "--work-dir",
+        type=Path,
+        default=Path("work"),
+        help="intermediate files; re-running with the same work dir resumes",
+    )
+    run.add_argument(
+        "--nprocs",
+        "--n-cpus",
+        type=positive_int,
+        default=os.cpu_count() or 1,
+        help="processes for nipype's MultiProc",
+    )
+    run.add_argument(
+        "--omp-nthreads",
+        type=positive_int,
+        help="threads per process (torch, ANTs); default: min(8, nprocs)",
+    )
+    run.add_argument(
+        "--mem-gb", "--mem", type=positive_float, help="memory limit for nipype's scheduler, in GB"
+    )
+    run.add_argument(
+        "--use-plugin",
+        type=Path,
+        metavar="FILE",
+        help="nipype plugin settings (YAML), e.g. SLURM or SGE on a cluster",
+    )
+    run.add_argument(
+        "--sloppy",
+        action="store_true",
+        help="tiny and fast (4 mm grid, coarse steps), for tests; never for real results",
+    )
+    run.add_argument(
+        "--dry-run", action="store_true", help="validate, discover and log the plan, then stop"
+    )
+    run.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging; -v also shows tracebacks"
+    )
     return parser
 
 
@@ -154,8 +228,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             "--sampler ddim or dpm."
         )
     if options.steps is not None and options.steps > DDPM_STEPS:
-        raise UsageError(f"--steps {options.steps} exceeds the model's {DDPM_STEPS} training "
-                         "timesteps; use at most that many.")
+        raise UsageError(
+            f"--steps {options.steps} exceeds the model's {DDPM_STEPS} training "
+            "timesteps; use at most that many."
+        )
     if options.omp_nthreads is None:
         options.omp_nthreads = min(8, options.nprocs)
     if options.omp_nthreads > options.nprocs:

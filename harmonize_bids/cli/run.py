@@ -68,8 +68,10 @@ def run(options: argparse.Namespace) -> int:
         if not validation.errors:
             raise
         code, where = validation.errors[0]
-        raise InvalidBIDSError(f"{error} The BIDS validator reports {code} at {where}; fix "
-                               "the dataset or pass --skip-bids-validation.") from None
+        raise InvalidBIDSError(
+            f"{error} The BIDS validator reports {code} at {where}; fix "
+            "the dataset or pass --skip-bids-validation."
+        ) from None
     problems = {MissingInputError.exit_code: list(found.skipped.values())}
     images = []
     for image in found.images:
@@ -77,23 +79,30 @@ def run(options: argparse.Namespace) -> int:
         if invalid:
             problems.setdefault(InvalidBIDSError.exit_code, []).append(
                 f"{image.path}: the BIDS validator reports {', '.join(sorted(set(invalid)))}. "
-                "Fix or replace the file, or exclude it with --bids-filter-file.")
+                "Fix or replace the file, or exclude it with --bids-filter-file."
+            )
         else:
             images.append(image)
     if validation.errors and not any(problems.get(InvalidBIDSError.exit_code, [])):
         problems[InvalidBIDSError.exit_code] = [
             f"BIDS validator: {code} at {where} (not a selected T1w; processing goes on)"
-            for code, where in validation.errors]
+            for code, where in validation.errors
+        ]
     for reasons in problems.values():
         for reason in reasons:
             LOGGER.error("Skipped: %s", reason)
     if not images:
-        worst = InvalidBIDSError if problems.get(InvalidBIDSError.exit_code) else \
-            MissingInputError
-        raise worst("No image left to process: "
-                    + next(reason for reasons in problems.values() for reason in reasons))
-    LOGGER.info("Plan: %d T1w image(s), target %g T\n%s", len(images), options.target_field,
-                format_plan(images, bids_dir=bids_dir, target_field=options.target_field))
+        worst = InvalidBIDSError if problems.get(InvalidBIDSError.exit_code) else MissingInputError
+        raise worst(
+            "No image left to process: "
+            + next(reason for reasons in problems.values() for reason in reasons)
+        )
+    LOGGER.info(
+        "Plan: %d T1w image(s), target %g T\n%s",
+        len(images),
+        options.target_field,
+        format_plan(images, bids_dir=bids_dir, target_field=options.target_field),
+    )
     settings = _participant_settings(options, bids_dir, output_dir)
     model_dir = resolve_model(images, settings)
     LOGGER.info("Model: %s", model_dir or "none needed (every image is at the target field)")
@@ -101,8 +110,9 @@ def run(options: argparse.Namespace) -> int:
         LOGGER.info("Dry run: nothing processed, nothing written.")
         return _exit_code(problems)
     summary = run_participant(images, settings, model_dir)
-    LOGGER.info("Finished %d of %d image(s); outputs in %s", len(summary.finished),
-                len(images), output_dir)
+    LOGGER.info(
+        "Finished %d of %d image(s); outputs in %s", len(summary.finished), len(images), output_dir
+    )
     for image, reason in summary.failed.items():
         LOGGER.error("FAILED %s: %s", image.relative_to(bids_dir), reason)
     if summary.failed:
@@ -113,12 +123,18 @@ def run(options: argparse.Namespace) -> int:
 def _run_group(options: argparse.Namespace, bids_dir: Path, output_dir: Path) -> int:
     from ..qc.group import GroupSettings, run_group
 
-    run_group(GroupSettings(
-        bids_dir=bids_dir, output_dir=output_dir, work_dir=options.work_dir.absolute(),
-        nprocs=options.nprocs,
-        participant_labels=options.participant_label or (),
-        session_labels=options.session_label or (), sloppy=options.sloppy,
-        dry_run=options.dry_run))
+    run_group(
+        GroupSettings(
+            bids_dir=bids_dir,
+            output_dir=output_dir,
+            work_dir=options.work_dir.absolute(),
+            nprocs=options.nprocs,
+            participant_labels=options.participant_label or (),
+            session_labels=options.session_label or (),
+            sloppy=options.sloppy,
+            dry_run=options.dry_run,
+        )
+    )
     return 0
 
 
@@ -129,17 +145,27 @@ def _exit_code(problems: dict[int, list[str]]) -> int:
     return 0
 
 
-def _participant_settings(options: argparse.Namespace, bids_dir: Path,
-                          output_dir: Path) -> ParticipantSettings:
+def _participant_settings(
+    options: argparse.Namespace, bids_dir: Path, output_dir: Path
+) -> ParticipantSettings:
     return ParticipantSettings(
-        bids_dir=bids_dir, output_dir=output_dir, work_dir=options.work_dir.absolute(),
+        bids_dir=bids_dir,
+        output_dir=output_dir,
+        work_dir=options.work_dir.absolute(),
         target_field=options.target_field,
         model_dir=options.model.absolute() if options.model else None,
-        skull_strip=options.skull_strip, sampler=options.sampler, steps=options.steps,
-        ensemble=options.ensemble, seed=options.seed, device=options.device,
-        nprocs=options.nprocs, omp_nthreads=options.omp_nthreads, mem_gb=options.mem_gb,
+        skull_strip=options.skull_strip,
+        sampler=options.sampler,
+        steps=options.steps,
+        ensemble=options.ensemble,
+        seed=options.seed,
+        device=options.device,
+        nprocs=options.nprocs,
+        omp_nthreads=options.omp_nthreads,
+        mem_gb=options.mem_gb,
         plugin=_load_plugin_settings(options.use_plugin) if options.use_plugin else None,
-        sloppy=options.sloppy)
+        sloppy=options.sloppy,
+    )
 
 
 def _check_input_files(options: argparse.Namespace) -> None:

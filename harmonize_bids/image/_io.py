@@ -33,8 +33,12 @@ def load_image(path: PathT) -> tuple[nib.Nifti1Image, np.ndarray]:
     return img, data
 
 
-def save_like(data: np.ndarray, ref: nib.spatialimages.SpatialImage, out_file: PathT,
-              dtype: type = np.float32) -> Path:
+def save_like(
+    data: np.ndarray,
+    ref: nib.spatialimages.SpatialImage,
+    out_file: PathT,
+    dtype: type = np.float32,
+) -> Path:
     """Save ``data`` on exactly the grid (affine, qform/sform codes) of ``ref``."""
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
@@ -49,8 +53,12 @@ def save_like(data: np.ndarray, ref: nib.spatialimages.SpatialImage, out_file: P
     return out_file
 
 
-def check_same_grid(img: nib.spatialimages.SpatialImage, ref: nib.spatialimages.SpatialImage,
-                    img_file: PathT, ref_file: PathT) -> None:
+def check_same_grid(
+    img: nib.spatialimages.SpatialImage,
+    ref: nib.spatialimages.SpatialImage,
+    img_file: PathT,
+    ref_file: PathT,
+) -> None:
     """Raise ImageError unless both images share shape and affine."""
     if img.shape[:3] != ref.shape[:3] or not np.allclose(img.affine, ref.affine, atol=1e-4):
         raise ImageError(
@@ -72,12 +80,17 @@ def to_ants(data: np.ndarray, affine: np.ndarray) -> ants.ANTsImage:
     zooms = zooms_from_affine(affine)
     direction = lps @ affine[:3, :3] / zooms
     origin = lps @ affine[:3, 3]
-    return ants.from_numpy(np.ascontiguousarray(data, dtype=np.float32),
-                           origin=origin.tolist(), spacing=zooms.tolist(), direction=direction)
+    return ants.from_numpy(
+        np.ascontiguousarray(data, dtype=np.float32),
+        origin=origin.tolist(),
+        spacing=zooms.tolist(),
+        direction=direction,
+    )
 
 
-def crop_box(mask: np.ndarray, affine: np.ndarray,
-             margin: int = 8) -> tuple[tuple[slice, ...], np.ndarray]:
+def crop_box(
+    mask: np.ndarray, affine: np.ndarray, margin: int = 8
+) -> tuple[tuple[slice, ...], np.ndarray]:
     """Bounding box of ``mask`` (+ ``margin`` voxels) and the affine of that sub-grid."""
     idx = np.argwhere(mask)
     if idx.size == 0:

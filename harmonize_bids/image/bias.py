@@ -14,8 +14,9 @@ LOGGER = logging.getLogger(__name__)
 CROP_MARGIN = 8  # voxels around the mask kept for the N4 fit
 
 
-def n4_correct(in_file: PathT, mask_file: PathT | None, out_file: PathT, *,
-               sloppy: bool = False) -> Path:
+def n4_correct(
+    in_file: PathT, mask_file: PathT | None, out_file: PathT, *, sloppy: bool = False
+) -> Path:
     """N4-correct ``in_file``, fitting the bias field inside ``mask_file``.
 
     B-spline distance 200 mm, shrink 4 (sMRIPrep-like); ``sloppy`` halves the
@@ -42,7 +43,10 @@ def n4_correct(in_file: PathT, mask_file: PathT | None, out_file: PathT, *,
     mask = to_ants(mask_data[box].astype(np.float32), box_affine)
     iters = [25, 25, 25] if sloppy else [50, 50, 50, 50]
     corrected = ants.n4_bias_field_correction(
-        image, mask=mask, shrink_factor=4, spline_param=200,
+        image,
+        mask=mask,
+        shrink_factor=4,
+        spline_param=200,
         convergence={'iters': iters, 'tol': 1e-7},
     )
     out = data.copy()

@@ -31,16 +31,18 @@ def white_matter_level(data: np.ndarray, mask: np.ndarray) -> float:
     values = np.asarray(data, np.float64)[np.asarray(mask) > 0]
     if values.size < 3:
         raise ImageError('brain mask has fewer than 3 voxels. Check the skull-stripping step.')
-    values = values[::max(1, values.size // _MIXTURE_SAMPLES)].reshape(-1, 1)
+    values = values[:: max(1, values.size // _MIXTURE_SAMPLES)].reshape(-1, 1)
     start = np.percentile(values, [10, 50, 90]).reshape(-1, 1)
     # a tight tolerance: stopped early (the default), the WM mean drifts by up to 0.02
-    mixture = GaussianMixture(3, means_init=start, tol=1e-6, max_iter=1000,
-                              random_state=0).fit(values)
+    mixture = GaussianMixture(3, means_init=start, tol=1e-6, max_iter=1000, random_state=0).fit(
+        values
+    )
     return float(mixture.means_.max())
 
 
-def anchor_white_matter(scaled: np.ndarray, mask: np.ndarray, *,
-                        level: float = WHITE_MATTER_LEVEL) -> np.ndarray:
+def anchor_white_matter(
+    scaled: np.ndarray, mask: np.ndarray, *, level: float = WHITE_MATTER_LEVEL
+) -> np.ndarray:
     """Rescale a [0, 1] brain so its white matter sits at ``level``; clip to [0, 1].
 
     Voxels outside the mask are 0. Returns float32.
@@ -54,9 +56,14 @@ def anchor_white_matter(scaled: np.ndarray, mask: np.ndarray, *,
     return out
 
 
-def clip_and_scale_array(data: np.ndarray, mask: np.ndarray, *, lower: float = 0.1,
-                         upper: float = 99.9,
-                         white_matter: float | None = WHITE_MATTER_LEVEL) -> np.ndarray:
+def clip_and_scale_array(
+    data: np.ndarray,
+    mask: np.ndarray,
+    *,
+    lower: float = 0.1,
+    upper: float = 99.9,
+    white_matter: float | None = WHITE_MATTER_LEVEL,
+) -> np.ndarray:
     """Clip ``data`` at the [lower, upper] percentiles inside ``mask``, scale to [0, 1],
     then (unless ``white_matter`` is None) anchor white matter at ``white_matter``.
 
@@ -75,8 +82,7 @@ def clip_and_scale_array(data: np.ndarray, mask: np.ndarray, *, lower: float = 0
     return out
 
 
-def _in_mask_file(function, in_file: PathT, mask_file: PathT, out_file: PathT,
-                  **options) -> Path:
+def _in_mask_file(function, in_file: PathT, mask_file: PathT, out_file: PathT, **options) -> Path:
     """Apply ``function(data, mask, **options)`` to files sharing a grid; save like input."""
     img, data = load_image(in_file)
     mask_img, mask = load_image(mask_file)
@@ -88,16 +94,30 @@ def _in_mask_file(function, in_file: PathT, mask_file: PathT, out_file: PathT,
     return save_like(out, img, out_file)
 
 
-def clip_and_scale(in_file: PathT, mask_file: PathT, out_file: PathT, *, lower: float = 0.1,
-                   upper: float = 99.9,
-                   white_matter: float | None = WHITE_MATTER_LEVEL) -> Path:
+def clip_and_scale(
+    in_file: PathT,
+    mask_file: PathT,
+    out_file: PathT,
+    *,
+    lower: float = 0.1,
+    upper: float = 99.9,
+    white_matter: float | None = WHITE_MATTER_LEVEL,
+) -> Path:
     """File variant of :func:`clip_and_scale_array`; mask and image must share a grid."""
-    return _in_mask_file(clip_and_scale_array, in_file, mask_file, out_file, lower=lower,
-                         upper=upper, white_matter=white_matter)
+    return _in_mask_file(
+        clip_and_scale_array,
+        in_file,
+        mask_file,
+        out_file,
+        lower=lower,
+        upper=upper,
+        white_matter=white_matter,
+    )
 
 
-def anchor_white_matter_file(in_file: PathT, mask_file: PathT, out_file: PathT, *,
-                             level: float = WHITE_MATTER_LEVEL) -> Path:
+def anchor_white_matter_file(
+    in_file: PathT, mask_file: PathT, out_file: PathT, *, level: float = WHITE_MATTER_LEVEL
+) -> Path:
     """File variant of :func:`anchor_white_matter`; mask and image must share a grid."""
     return _in_mask_file(anchor_white_matter, in_file, mask_file, out_file, level=level)
 
@@ -109,15 +129,18 @@ def anchor_white_matter_file(in_file: PathT, mask_file: PathT, out_file: PathT, 
 MIN_SCALED_P99 = 0.75
 
 
-def scaling_problem(scaled: np.ndarray, mask: np.ndarray, *,
-                    min_p99: float = MIN_SCALED_P99) -> str | None:
+def scaling_problem(
+    scaled: np.ndarray, mask: np.ndarray, *, min_p99: float = MIN_SCALED_P99
+) -> str | None:
     """Why a clipped-and-scaled brain looks mis-scaled, or None if it looks right."""
     mask = np.asarray(mask) > 0
     if not mask.any():
         return 'the brain mask is empty'
     p99 = float(np.percentile(np.asarray(scaled)[mask], 99))
     if p99 < min_p99:
-        return (f'its 99th brain percentile is {p99:.2f} of the scale (expected >= '
-                f'{min_p99}): the intensity scale was not set by white matter (e.g. scalp '
-                'fat left by skull stripping)')
+        return (
+            f'its 99th brain percentile is {p99:.2f} of the scale (expected >= '
+            f'{min_p99}): the intensity scale was not set by white matter (e.g. scalp '
+            'fat left by skull stripping)'
+        )
     return None

@@ -19,9 +19,15 @@ LOGGER = logging.getLogger(__name__)
 SLOPPY_SPACING_MM = 4.0
 
 
-def preprocess_t1w(in_file: PathT, out_dir: PathT, *, skull_strip: str = 'deepbet',
-                   sloppy: bool = False, spacing: float = 1.0,
-                   num_threads: int | None = None) -> dict[str, Path]:
+def preprocess_t1w(
+    in_file: PathT,
+    out_dir: PathT,
+    *,
+    skull_strip: str = 'deepbet',
+    sloppy: bool = False,
+    spacing: float = 1.0,
+    num_threads: int | None = None,
+) -> dict[str, Path]:
     """Conform, skull-strip, N4, resample to ``spacing`` mm, clip/scale to [0, 1].
 
     Returns paths: ``preproc`` (final [0, 1] image), ``mask`` (brain mask on the
@@ -43,18 +49,28 @@ def preprocess_t1w(in_file: PathT, out_dir: PathT, *, skull_strip: str = 'deepbe
 
     conformed = conform(in_file, out_dir / f'{stem}_conformed.nii.gz')
     _tick('conform')
-    brain, brain_mask = _skull_strip(conformed, out_dir, method=skull_strip, sloppy=sloppy,
-                                     num_threads=num_threads)
+    brain, brain_mask = _skull_strip(
+        conformed, out_dir, method=skull_strip, sloppy=sloppy, num_threads=num_threads
+    )
     _tick('skull_strip')
     n4 = n4_correct(brain, brain_mask, out_dir / f'{stem}_n4.nii.gz', sloppy=sloppy)
     _tick('n4')
     resampled = resample_to_1mm(n4, out_dir / f'{stem}_resampled.nii.gz', spacing=spacing)
-    mask = resample_to_1mm(brain_mask, out_dir / f'{stem}_mask.nii.gz',
-                           interpolation='nearest', spacing=spacing)
+    mask = resample_to_1mm(
+        brain_mask, out_dir / f'{stem}_mask.nii.gz', interpolation='nearest', spacing=spacing
+    )
     _tick('resample')
     preproc = clip_and_scale(resampled, mask, out_dir / f'{stem}_preproc.nii.gz')
     _tick('clip_and_scale')
-    LOGGER.info('%s preprocessed: %s', in_file,
-                ', '.join(f'{k} {v:.1f}s' for k, v in times.items()))
-    return {'preproc': preproc, 'mask': mask, 'conformed': conformed, 'brain': brain,
-            'brain_mask': brain_mask, 'n4': n4, 'resampled': resampled}
+    LOGGER.info(
+        '%s preprocessed: %s', in_file, ', '.join(f'{k} {v:.1f}s' for k, v in times.items())
+    )
+    return {
+        'preproc': preproc,
+        'mask': mask,
+        'conformed': conformed,
+        'brain': brain,
+        'brain_mask': brain_mask,
+        'n4': n4,
+        'resampled': resampled,
+    }

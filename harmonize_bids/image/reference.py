@@ -33,20 +33,19 @@ def pool_quantiles(scans: Sequence[np.ndarray]) -> np.ndarray:
     """Quantiles of several scans' distributions pooled with equal weight."""
     if not len(scans):
         raise ValueError('a reference needs at least one scan')
-    return np.quantile(np.concatenate([np.asarray(q, np.float64) for q in scans]),
-                       _PROBABILITIES)
+    return np.quantile(np.concatenate([np.asarray(q, np.float64) for q in scans]), _PROBABILITIES)
 
 
-def match_to_reference(image: np.ndarray, mask: np.ndarray,
-                       quantiles: np.ndarray) -> np.ndarray:
+def match_to_reference(image: np.ndarray, mask: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
     """``image``'s brain voxels histogram-matched to a reference (scikit-image), float32,
     zero outside ``mask``."""
     from skimage.exposure import match_histograms
 
     mask = np.asarray(mask) > 0
     out = np.zeros(np.shape(image), np.float32)
-    out[mask] = match_histograms(np.asarray(image, np.float64)[mask],
-                                 np.asarray(quantiles, np.float64))
+    out[mask] = match_histograms(
+        np.asarray(image, np.float64)[mask], np.asarray(quantiles, np.float64)
+    )
     return out
 
 
@@ -60,8 +59,13 @@ class TargetReference:
     origin: str = 'dataset'  # 'dataset', 'file' or 'model default'
 
     @classmethod
-    def pooled(cls, field_strength: float, scans: Sequence[np.ndarray],
-               sources: Sequence[str], origin: str = 'dataset') -> TargetReference:
+    def pooled(
+        cls,
+        field_strength: float,
+        scans: Sequence[np.ndarray],
+        sources: Sequence[str],
+        origin: str = 'dataset',
+    ) -> TargetReference:
         return cls(float(field_strength), pool_quantiles(scans), list(sources), origin)
 
     @property
@@ -69,9 +73,13 @@ class TargetReference:
         return hashlib.sha256(np.round(self.quantiles, 6).tobytes()).hexdigest()
 
     def to_json(self) -> dict:
-        return {'MagneticFieldStrength': self.field_strength, 'Origin': self.origin,
-                'Sources': self.sources, 'Levels': LEVELS,
-                'Quantiles': np.round(self.quantiles, 6).tolist()}
+        return {
+            'MagneticFieldStrength': self.field_strength,
+            'Origin': self.origin,
+            'Sources': self.sources,
+            'Levels': LEVELS,
+            'Quantiles': np.round(self.quantiles, 6).tolist(),
+        }
 
     @classmethod
     def from_json(cls, doc: dict) -> TargetReference:
@@ -85,5 +93,6 @@ class TargetReference:
             raise ValueError(f'its Quantiles must be {LEVELS} finite numbers')
         if np.any(np.diff(quantiles) < 0):
             raise ValueError('its Quantiles must not decrease')
-        return cls(field_strength, quantiles, list(doc.get('Sources', [])),
-                   str(doc.get('Origin', 'file')))
+        return cls(
+            field_strength, quantiles, list(doc.get('Sources', [])), str(doc.get('Origin', 'file'))
+        )

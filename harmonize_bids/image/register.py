@@ -27,9 +27,16 @@ def _ants_seed(seed: int):
         ants.config._random_seed = old
 
 
-def register_arrays(fixed: np.ndarray, moving: np.ndarray, fixed_affine: np.ndarray,
-                    moving_affine: np.ndarray, *, fixed_mask: np.ndarray | None = None,
-                    sloppy: bool = False, seed: int = 1) -> np.ndarray:
+def register_arrays(
+    fixed: np.ndarray,
+    moving: np.ndarray,
+    fixed_affine: np.ndarray,
+    moving_affine: np.ndarray,
+    *,
+    fixed_mask: np.ndarray | None = None,
+    sloppy: bool = False,
+    seed: int = 1,
+) -> np.ndarray:
     """Register ``moving`` to ``fixed`` (rigid+affine then SyN, Mattes mutual information).
 
     Returns the moving image resampled (linear) into the fixed grid. ``sloppy`` runs
@@ -55,18 +62,35 @@ def register_arrays(fixed: np.ndarray, moving: np.ndarray, fixed_affine: np.ndar
     if sloppy:
         transform, kwargs = 'Affine', dict(aff_iterations=(500, 250, 50, 0))
     with _ants_seed(seed):
-        reg = ants.registration(fixed_ai, moving_ai, type_of_transform=transform, mask=mask_ai,
-                                aff_metric='mattes', syn_metric='mattes', **kwargs)
-    out = ants.apply_transforms(to_ants(fixed, fixed_affine), to_ants(moving, moving_affine),
-                                reg['fwdtransforms'], interpolator='linear')
+        reg = ants.registration(
+            fixed_ai,
+            moving_ai,
+            type_of_transform=transform,
+            mask=mask_ai,
+            aff_metric='mattes',
+            syn_metric='mattes',
+            **kwargs,
+        )
+    out = ants.apply_transforms(
+        to_ants(fixed, fixed_affine),
+        to_ants(moving, moving_affine),
+        reg['fwdtransforms'],
+        interpolator='linear',
+    )
     for tfm in {*reg['fwdtransforms'], *reg['invtransforms']}:  # ANTsPy leaves them in /tmp
         Path(tfm).unlink(missing_ok=True)
     return out.numpy().astype(np.float32)
 
 
-def register_pair(fixed_file: PathT, moving_file: PathT, out_file: PathT, *,
-                  fixed_mask: PathT | None = None, sloppy: bool = False,
-                  seed: int = 1) -> Path:
+def register_pair(
+    fixed_file: PathT,
+    moving_file: PathT,
+    out_file: PathT,
+    *,
+    fixed_mask: PathT | None = None,
+    sloppy: bool = False,
+    seed: int = 1,
+) -> Path:
     """File variant of :func:`register_arrays`; output written on the fixed grid."""
     fixed_img, fixed = load_image(fixed_file)
     moving_img, moving = load_image(moving_file)
@@ -74,8 +98,15 @@ def register_pair(fixed_file: PathT, moving_file: PathT, out_file: PathT, *,
     if fixed_mask is not None:
         mask_img, mask = load_image(fixed_mask)
         check_same_grid(mask_img, fixed_img, fixed_mask, fixed_file)
-    out = register_arrays(fixed, moving, fixed_img.affine, moving_img.affine,
-                          fixed_mask=mask, sloppy=sloppy, seed=seed)
+    out = register_arrays(
+        fixed,
+        moving,
+        fixed_img.affine,
+        moving_img.affine,
+        fixed_mask=mask,
+        sloppy=sloppy,
+        seed=seed,
+    )
     LOGGER.debug('%s -> %s registered', moving_file, fixed_file)
     return save_like(out, fixed_img, out_file)
 

@@ -13,8 +13,9 @@ from ._io import PathT, load_image, save_like, zooms_from_affine
 LOGGER = logging.getLogger(__name__)
 
 
-def isotropic_grid(affine: np.ndarray, shape: tuple[int, ...],
-                   spacing: float = 1.0) -> tuple[np.ndarray, tuple[int, int, int]]:
+def isotropic_grid(
+    affine: np.ndarray, shape: tuple[int, ...], spacing: float = 1.0
+) -> tuple[np.ndarray, tuple[int, int, int]]:
     """Affine and shape of an isotropic grid covering the same field of view.
 
     Axis directions are kept; the new grid is centred on the old field-of-view centre,
@@ -31,8 +32,9 @@ def isotropic_grid(affine: np.ndarray, shape: tuple[int, ...],
     return new_affine, tuple(int(s) for s in new_shape)
 
 
-def resample_to_1mm(in_file: PathT, out_file: PathT, *, interpolation: str = 'linear',
-                    spacing: float = 1.0) -> Path:
+def resample_to_1mm(
+    in_file: PathT, out_file: PathT, *, interpolation: str = 'linear', spacing: float = 1.0
+) -> Path:
     """Resample to isotropic ``spacing`` mm keeping field of view and world alignment.
 
     ``interpolation='nearest'`` is for masks/labels (uint8 when values fit). Images already
@@ -49,9 +51,15 @@ def resample_to_1mm(in_file: PathT, out_file: PathT, *, interpolation: str = 'li
     new_affine, new_shape = isotropic_grid(img.affine, data.shape, spacing)
     # new voxel -> old voxel index mapping
     vox2vox = np.linalg.inv(img.affine) @ new_affine
-    out = ndimage.affine_transform(data, vox2vox[:3, :3], offset=vox2vox[:3, 3],
-                                   output_shape=new_shape, order=order, mode='constant',
-                                   cval=0.0)
+    out = ndimage.affine_transform(
+        data,
+        vox2vox[:3, :3],
+        offset=vox2vox[:3, 3],
+        output_shape=new_shape,
+        order=order,
+        mode='constant',
+        cval=0.0,
+    )
     LOGGER.debug('%s: resampled %s -> %s', in_file, data.shape, new_shape)
     ref = img.__class__(np.zeros(new_shape, dtype=np.uint8), new_affine, img.header.copy())
     return save_like(out, ref, out_file, dtype=dtype)

@@ -73,8 +73,9 @@ def _deepbet_model():
         return BrainExtraction(no_gpu=False)
 
 
-def deepbet_mask(img: nib.spatialimages.SpatialImage, *, threshold: float = 0.5,
-                 size: int = 256) -> np.ndarray:
+def deepbet_mask(
+    img: nib.spatialimages.SpatialImage, *, threshold: float = 0.5, size: int = 256
+) -> np.ndarray:
     """deepbet brain mask on the voxel grid of ``img`` (any orientation, 3-D).
 
     Mirrors ``deepbet.BrainExtraction.run``: RAS+ reorientation, deepbet's own 0.5/99.5
@@ -90,8 +91,9 @@ def deepbet_mask(img: nib.spatialimages.SpatialImage, *, threshold: float = 0.5,
         mask = bet.postprocess(prob > threshold)
     except (AssertionError, ValueError) as exc:  # e.g. no foreground for the bbox model
         raise ImageError(f'deepbet failed ({exc})') from exc
-    back = nib.orientations.ornt_transform(nib.io_orientation(canon.affine),
-                                           nib.io_orientation(img.affine))
+    back = nib.orientations.ornt_transform(
+        nib.io_orientation(canon.affine), nib.io_orientation(img.affine)
+    )
     mask = nib.orientations.apply_orientation(mask, back) > 0
     if mask.shape != img.shape[:3]:  # pragma: no cover - defensive
         raise ImageError(f'deepbet returned a mask of shape {mask.shape}, expected {img.shape}')
@@ -114,24 +116,38 @@ def hdbet_mask(img: nib.spatialimages.SpatialImage, *, sloppy: bool = False) -> 
     import torch
 
     data = np.asarray(img.get_fdata(dtype=np.float32))
-    ornt = nib.orientations.ornt_transform(nib.io_orientation(img.affine),
-                                           nib.orientations.axcodes2ornt(('L', 'A', 'S')))
+    ornt = nib.orientations.ornt_transform(
+        nib.io_orientation(img.affine), nib.orientations.axcodes2ornt(('L', 'A', 'S'))
+    )
     las = nib.orientations.apply_orientation(data, ornt)
     zooms = zooms_from_affine(img.affine)[np.argsort(ornt[:, 0])]  # zooms along LAS axes
     arr = np.ascontiguousarray(las.transpose(2, 1, 0))
     device = 0 if torch.cuda.is_available() else 'cpu'
     log = io.StringIO()
     with contextlib.redirect_stdout(log):
-        _, seg = hd_bet(arr, tuple(zooms[::-1]), mode='fast' if sloppy else 'accurate',
-                        device=device, postprocess=True, do_tta=not sloppy)
+        _, seg = hd_bet(
+            arr,
+            tuple(zooms[::-1]),
+            mode='fast' if sloppy else 'accurate',
+            device=device,
+            postprocess=True,
+            do_tta=not sloppy,
+        )
     LOGGER.debug('HD-BET output:\n%s', log.getvalue())
-    inv = nib.orientations.ornt_transform(nib.orientations.axcodes2ornt(('L', 'A', 'S')),
-                                          nib.io_orientation(img.affine))
+    inv = nib.orientations.ornt_transform(
+        nib.orientations.axcodes2ornt(('L', 'A', 'S')), nib.io_orientation(img.affine)
+    )
     return nib.orientations.apply_orientation(np.asarray(seg).transpose(2, 1, 0), inv) > 0
 
 
-def skull_strip(in_file: PathT, out_dir: PathT, *, method: str = 'deepbet',
-                sloppy: bool = False, num_threads: int | None = None) -> tuple[Path, Path]:
+def skull_strip(
+    in_file: PathT,
+    out_dir: PathT,
+    *,
+    method: str = 'deepbet',
+    sloppy: bool = False,
+    num_threads: int | None = None,
+) -> tuple[Path, Path]:
     """Skull-strip ``in_file``; return (brain_file, mask_file) on the input's exact grid.
 
     method: ``'deepbet'`` (default, CPU-friendly CNN with bundled weights; ``sloppy`` runs
@@ -158,8 +174,9 @@ def skull_strip(in_file: PathT, out_dir: PathT, *, method: str = 'deepbet',
                 f'(needs >= {MIN_HEAD_FOV_MM:.0f} mm). Use sloppy mode or '
                 "skull_strip='none' for pre-stripped input."
             )
-        LOGGER.warning('%s: FOV %.0f mm too small for %s; sloppy Otsu foreground mask',
-                       in_file, fov, method)
+        LOGGER.warning(
+            '%s: FOV %.0f mm too small for %s; sloppy Otsu foreground mask', in_file, fov, method
+        )
         mask = otsu_mask(data)
     else:
         if num_threads is not None:

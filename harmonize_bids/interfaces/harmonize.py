@@ -43,8 +43,9 @@ def harmonize_anchored(model, volume, mask, **sampling):
     from ..model.sampling import harmonize_volume
 
     harmonized = harmonize_volume(model, volume, mask, **sampling)
-    anchored = anchor_white_matter(harmonized, mask,
-                                   level=float(model.preprocessing["white_matter_level"]))
+    anchored = anchor_white_matter(
+        harmonized, mask, level=float(model.preprocessing["white_matter_level"])
+    )
     if model.calibration is None:
         return anchored
     return model.calibration.apply(anchored, mask)
@@ -67,27 +68,45 @@ class Harmonize(SimpleInterface):
         from ..provenance import harmonization_record
 
         torch.set_num_threads(self.inputs.num_threads)
-        model = load_model_folder(self.inputs.model_dir, source_field=self.inputs.source_field,
-                                  target_field=self.inputs.target_field)
+        model = load_model_folder(
+            self.inputs.model_dir,
+            source_field=self.inputs.source_field,
+            target_field=self.inputs.target_field,
+        )
         sampler = self.inputs.sampler if isdefined(self.inputs.sampler) else DEFAULT_SAMPLER
         steps = self.inputs.steps if isdefined(self.inputs.steps) else None
         if steps is None:
-            steps = model.scheduler_config["num_train_timesteps"] if sampler == "ddpm" \
+            steps = (
+                model.scheduler_config["num_train_timesteps"]
+                if sampler == "ddpm"
                 else DEFAULT_STEPS
+            )
         image = nib.load(self.inputs.in_file)
         volume = np.asanyarray(image.dataobj, dtype=np.float32)
         mask = np.asanyarray(nib.load(self.inputs.mask_file).dataobj) > 0
         device = resolve_device(self.inputs.device)
-        harmonized = harmonize_anchored(model, volume, mask, sampler=sampler, steps=steps,
-                                        ensemble=self.inputs.ensemble, seed=self.inputs.seed,
-                                        device=device, progress=False)
+        harmonized = harmonize_anchored(
+            model,
+            volume,
+            mask,
+            sampler=sampler,
+            steps=steps,
+            ensemble=self.inputs.ensemble,
+            seed=self.inputs.seed,
+            device=device,
+            progress=False,
+        )
         out = nib.Nifti1Image(harmonized.astype(np.float32), image.affine, image.header)
         out.set_data_dtype(np.float32)
         out_file = f"{runtime.cwd}/harmonized.nii.gz"
         out.to_filename(out_file)
         self._results["out_file"] = out_file
         self._results["provenance"] = harmonization_record(
-            model=model, sampler=sampler, steps=steps, ensemble=self.inputs.ensemble,
-            seed=self.inputs.seed, device=str(device))
+            model=model,
+            sampler=sampler,
+            steps=steps,
+            ensemble=self.inputs.ensemble,
+            seed=self.inputs.seed,
+            device=str(device),
+        )
         return runtime
-

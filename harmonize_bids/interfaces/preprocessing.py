@@ -30,8 +30,9 @@ class Conform(SimpleInterface):
     def _run_interface(self, runtime):
         from ..image import conform
 
-        self._results["out_file"] = str(conform(self.inputs.in_file,
-                                                f"{runtime.cwd}/conformed.nii.gz"))
+        self._results["out_file"] = str(
+            conform(self.inputs.in_file, f"{runtime.cwd}/conformed.nii.gz")
+        )
         return runtime
 
 
@@ -54,8 +55,9 @@ class SkullStrip(SimpleInterface):
     def _run_interface(self, runtime):
         from ..image import skull_strip
 
-        brain, mask = skull_strip(self.inputs.in_file, runtime.cwd, method=self.inputs.method,
-                                  sloppy=self.inputs.sloppy)
+        brain, mask = skull_strip(
+            self.inputs.in_file, runtime.cwd, method=self.inputs.method, sloppy=self.inputs.sloppy
+        )
         self._results.update(out_file=str(brain), out_mask=str(mask))
         return runtime
 
@@ -74,9 +76,14 @@ class N4(SimpleInterface):
     def _run_interface(self, runtime):
         from ..image import n4_correct
 
-        self._results["out_file"] = str(n4_correct(
-            self.inputs.in_file, self.inputs.mask_file, f"{runtime.cwd}/n4.nii.gz",
-            sloppy=self.inputs.sloppy))
+        self._results["out_file"] = str(
+            n4_correct(
+                self.inputs.in_file,
+                self.inputs.mask_file,
+                f"{runtime.cwd}/n4.nii.gz",
+                sloppy=self.inputs.sloppy,
+            )
+        )
         return runtime
 
 
@@ -94,9 +101,14 @@ class Resample(SimpleInterface):
     def _run_interface(self, runtime):
         from ..image import resample_to_1mm
 
-        self._results["out_file"] = str(resample_to_1mm(
-            self.inputs.in_file, f"{runtime.cwd}/resampled.nii.gz",
-            interpolation=self.inputs.interpolation, spacing=self.inputs.spacing))
+        self._results["out_file"] = str(
+            resample_to_1mm(
+                self.inputs.in_file,
+                f"{runtime.cwd}/resampled.nii.gz",
+                interpolation=self.inputs.interpolation,
+                spacing=self.inputs.spacing,
+            )
+        )
         return runtime
 
 
@@ -104,8 +116,9 @@ class _ClipScaleInputSpec(_InFileSpec):
     mask_file = File(exists=True, mandatory=True, desc="brain mask on the same grid")
     lower = traits.Float(0.1, usedefault=True, desc="lower percentile inside the brain")
     upper = traits.Float(99.9, usedefault=True, desc="upper percentile inside the brain")
-    white_matter = traits.Float(WHITE_MATTER_LEVEL, usedefault=True,
-                                desc="level of the white matter after scaling")
+    white_matter = traits.Float(
+        WHITE_MATTER_LEVEL, usedefault=True, desc="level of the white matter after scaling"
+    )
 
 
 class ClipScale(SimpleInterface):
@@ -122,14 +135,23 @@ class ClipScale(SimpleInterface):
         from ..image import clip_and_scale, scaling_problem
 
         out_file = clip_and_scale(
-            self.inputs.in_file, self.inputs.mask_file, f"{runtime.cwd}/preproc.nii.gz",
-            lower=self.inputs.lower, upper=self.inputs.upper,
-            white_matter=self.inputs.white_matter)
-        problem = scaling_problem(nib.load(out_file).get_fdata(dtype="float32"),
-                                  nib.load(self.inputs.mask_file).get_fdata(dtype="float32"))
+            self.inputs.in_file,
+            self.inputs.mask_file,
+            f"{runtime.cwd}/preproc.nii.gz",
+            lower=self.inputs.lower,
+            upper=self.inputs.upper,
+            white_matter=self.inputs.white_matter,
+        )
+        problem = scaling_problem(
+            nib.load(out_file).get_fdata(dtype="float32"),
+            nib.load(self.inputs.mask_file).get_fdata(dtype="float32"),
+        )
         if problem:
             logging.getLogger("harmonize_bids").warning(
                 "%s: %s; the preprocessed and harmonized images will be too dark. Check the "
-                "brain mask (--skull-strip).", runtime.cwd, problem)
+                "brain mask (--skull-strip).",
+                runtime.cwd,
+                problem,
+            )
         self._results["out_file"] = str(out_file)
         return runtime

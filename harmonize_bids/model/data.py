@@ -34,9 +34,13 @@ class SlicePairs:
     def frame(self) -> tuple[int, int]:
         return int(self.source.shape[2]), int(self.source.shape[3])
 
-    def batch(self, indices: torch.Tensor, *, patch: tuple[int, int] | None = None,
-              generator: torch.Generator | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def batch(
+        self,
+        indices: torch.Tensor,
+        *,
+        patch: tuple[int, int] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Gather slices ``indices`` (source, target and lesion mask or None), each cut to
         one random ``patch`` (H, W) if given."""
         arrays = [a[indices] for a in (self.source, self.target, self.lesion) if a is not None]
@@ -46,17 +50,30 @@ class SlicePairs:
             tops = torch.randint(0, h - ph + 1, (len(indices),), generator=generator)
             lefts = torch.randint(0, w - pw + 1, (len(indices),), generator=generator)
             corners = list(zip(tops.tolist(), lefts.tolist(), strict=True))
-            arrays = [torch.stack([a[:, y:y + ph, x:x + pw]
-                                   for a, (y, x) in zip(array, corners, strict=True)])
-                      for array in arrays]
+            arrays = [
+                torch.stack(
+                    [
+                        a[:, y : y + ph, x : x + pw]
+                        for a, (y, x) in zip(array, corners, strict=True)
+                    ]
+                )
+                for array in arrays
+            ]
         return arrays[0], arrays[1], arrays[2] if len(arrays) == 3 else None
 
 
-def extract_slice_pairs(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
-                        masks: Sequence[np.ndarray], *, axis: int = 0, context_slices: int = 0,
-                        multiple: int = 8, min_brain_voxels: int = 1,
-                        lesions: Sequence[np.ndarray | None] | None = None,
-                        matched: Sequence[np.ndarray] | None = None) -> SlicePairs:
+def extract_slice_pairs(
+    sources: Sequence[np.ndarray],
+    targets: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    *,
+    axis: int = 0,
+    context_slices: int = 0,
+    multiple: int = 8,
+    min_brain_voxels: int = 1,
+    lesions: Sequence[np.ndarray | None] | None = None,
+    matched: Sequence[np.ndarray] | None = None,
+) -> SlicePairs:
     """Cut paired brain-containing slices out of co-registered volumes.
 
     ``masks`` are boolean brain masks (one per pair; voxels outside are zeroed in both
@@ -74,8 +91,10 @@ def extract_slice_pairs(sources: Sequence[np.ndarray], targets: Sequence[np.ndar
     for n, (s, t, m) in enumerate(zip(sources, targets, masks, strict=True)):
         s, t, m = np.asarray(s), np.asarray(t), np.asarray(m, dtype=bool)
         if s.ndim != 3 or s.shape != t.shape or s.shape != m.shape:
-            raise ValueError(f"Pair {n}: source, target and mask must be 3-D arrays of one "
-                             f"shape; got {s.shape}, {t.shape}, {m.shape}.")
+            raise ValueError(
+                f"Pair {n}: source, target and mask must be 3-D arrays of one "
+                f"shape; got {s.shape}, {t.shape}, {m.shape}."
+            )
         if not m.any():
             raise ValueError(f"Pair {n}: the brain mask is empty.")
         extras = {}
@@ -84,8 +103,10 @@ def extract_slice_pairs(sources: Sequence[np.ndarray], targets: Sequence[np.ndar
             if volume is not None:
                 volume = np.asarray(volume)
                 if volume.shape != m.shape:
-                    raise ValueError(f"Pair {n}: the {name} volume's shape {volume.shape} is "
-                                     f"not the brain mask's {m.shape}.")
+                    raise ValueError(
+                        f"Pair {n}: the {name} volume's shape {volume.shape} is "
+                        f"not the brain mask's {m.shape}."
+                    )
                 volume = np.moveaxis(volume, axis, 0)
             extras[name] = volume
         views.append((*(np.moveaxis(a, axis, 0) for a in (s, t, m)), extras))
@@ -102,9 +123,16 @@ def extract_slice_pairs(sources: Sequence[np.ndarray], targets: Sequence[np.ndar
         tgts.append(torch.from_numpy(cutter.cut(t, m, keep)))
         if lesions is not None:
             les = extras["lesion"]
-            lsn = (np.zeros((keep.size, 1, *frame), bool) if les is None
-                   else cutter.cut(les.astype(np.float32), m, keep) > 0.5)
+            lsn = (
+                np.zeros((keep.size, 1, *frame), bool)
+                if les is None
+                else cutter.cut(les.astype(np.float32), m, keep) > 0.5
+            )
             lsns.append(torch.from_numpy(lsn))
         vidx.append(np.full(keep.size, n))
-    return SlicePairs(torch.cat(srcs), torch.cat(tgts), np.concatenate(vidx),
-                      torch.cat(lsns) if lesions is not None else None)
+    return SlicePairs(
+        torch.cat(srcs),
+        torch.cat(tgts),
+        np.concatenate(vidx),
+        torch.cat(lsns) if lesions is not None else None,
+    )

@@ -26,11 +26,13 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         return torch.device("cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"Device {device!r} requested but CUDA is not available; "
-                           "use --device cpu.")
+        raise RuntimeError(
+            f"Device {device!r} requested but CUDA is not available; use --device cpu."
+        )
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise RuntimeError(f"Device {device!r} requested but MPS is not available; "
-                           "use --device cpu.")
+        raise RuntimeError(
+            f"Device {device!r} requested but MPS is not available; use --device cpu."
+        )
     return dev
 
 

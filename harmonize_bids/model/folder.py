@@ -112,19 +112,29 @@ class HarmonizationModel:
         return self.meta.get("weights_sha256")
 
 
-def new_model(network: str | dict[str, Any] = "default", *,
-              prediction_type: str = "v_prediction", context_slices: int = 0,
-              reference_channel: bool = False, source_field: float = 1.5,
-              target_field: float = 3.0, name: str | None = None,
-              seed: int = 0) -> HarmonizationModel:
+def new_model(
+    network: str | dict[str, Any] = "default",
+    *,
+    prediction_type: str = "v_prediction",
+    context_slices: int = 0,
+    reference_channel: bool = False,
+    source_field: float = 1.5,
+    target_field: float = 3.0,
+    name: str | None = None,
+    seed: int = 0,
+) -> HarmonizationModel:
     """A freshly initialised (random weights, seeded) model."""
-    config = network_config(network, context_slices=context_slices,
-                            reference_channel=reference_channel)
+    config = network_config(
+        network, context_slices=context_slices, reference_channel=reference_channel
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = build_network(config)
-    preprocessing = {**DEFAULT_PREPROCESSING, "context_slices": int(context_slices),
-                     "reference_channel": bool(reference_channel)}
+    preprocessing = {
+        **DEFAULT_PREPROCESSING,
+        "context_slices": int(context_slices),
+        "reference_channel": bool(reference_channel),
+    }
     direction = format_direction(source_field, target_field)
     meta = {
         "format_version": FORMAT_VERSION,
@@ -138,8 +148,9 @@ def new_model(network: str | dict[str, Any] = "default", *,
         "wall_time_s": 0.0,
         "metrics": {},
     }
-    return HarmonizationModel(net.eval(), config, schedule_config(prediction_type),
-                              preprocessing, meta)
+    return HarmonizationModel(
+        net.eval(), config, schedule_config(prediction_type), preprocessing, meta
+    )
 
 
 def _weights_bytes(net: UNet2DModel) -> bytes:
@@ -147,8 +158,9 @@ def _weights_bytes(net: UNet2DModel) -> bytes:
     return st_save(state, metadata={"format": "pt"})
 
 
-def save_model_folder(model: HarmonizationModel, path: str | os.PathLike[str], *,
-                      meta: dict[str, Any] | None = None) -> Path:
+def save_model_folder(
+    model: HarmonizationModel, path: str | os.PathLike[str], *, meta: dict[str, Any] | None = None
+) -> Path:
     """Write ``model`` (updated with ``meta``) as a model folder at ``path``, atomically.
 
     An existing folder at ``path`` is replaced.  Returns the folder path.
@@ -159,12 +171,14 @@ def save_model_folder(model: HarmonizationModel, path: str | os.PathLike[str], *
     path.parent.mkdir(parents=True, exist_ok=True)
     weights = _weights_bytes(model.net)
     full_meta = {**model.meta, **(meta or {})}
-    full_meta.update({
-        "format_version": FORMAT_VERSION,
-        "package_version": __version__,
-        "weights_sha256": hashlib.sha256(weights).hexdigest(),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    })
+    full_meta.update(
+        {
+            "format_version": FORMAT_VERSION,
+            "package_version": __version__,
+            "weights_sha256": hashlib.sha256(weights).hexdigest(),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+    )
     documents = {
         "config.json": model.network_config,
         "scheduler_config.json": model.scheduler_config,
@@ -195,13 +209,16 @@ def save_model_folder(model: HarmonizationModel, path: str | os.PathLike[str], *
 
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise ModelFolderError(f"{path} is missing; the model folder is incomplete. "
-                               "Re-export or re-download the model.")
+        raise ModelFolderError(
+            f"{path} is missing; the model folder is incomplete. "
+            "Re-export or re-download the model."
+        )
     try:
         doc = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise ModelFolderError(f"{path} is not valid JSON ({exc}); re-export or re-download "
-                               "the model.") from exc
+        raise ModelFolderError(
+            f"{path} is not valid JSON ({exc}); re-export or re-download the model."
+        ) from exc
     if not isinstance(doc, dict):
         raise ModelFolderError(f"{path} must hold a JSON object; re-export the model.")
     return doc
@@ -217,12 +234,17 @@ def _check_dpm_ending(schedule: dict[str, Any], path: Path) -> None:
             raise ValueError("it must be an integer.")
         dpm_timesteps(int(schedule["num_train_timesteps"]), 1, last)
     except ValueError as exc:
-        raise ModelFolderError(f"{path} has dpm_last_timestep {last!r}: {exc} Fix it or "
-                               "re-export the model.") from exc
+        raise ModelFolderError(
+            f"{path} has dpm_last_timestep {last!r}: {exc} Fix it or re-export the model."
+        ) from exc
 
 
-def load_model_folder(path: str | os.PathLike[str], *, source_field: float | None = None,
-                      target_field: float | None = None) -> HarmonizationModel:
+def load_model_folder(
+    path: str | os.PathLike[str],
+    *,
+    source_field: float | None = None,
+    target_field: float | None = None,
+) -> HarmonizationModel:
     """Rebuild a :class:`HarmonizationModel` from a model folder (weights on CPU).
 
     ``source_field`` / ``target_field`` (Tesla), when given, must match the folder's
@@ -238,9 +260,11 @@ def load_model_folder(path: str | os.PathLike[str], *, source_field: float | Non
     if not isinstance(version, int):
         raise ModelFolderError(f"{mj} has no integer format_version; re-export the model.")
     if version > FORMAT_VERSION:
-        raise ModelFolderError(f"{mj} has format_version {version}, newer than the "
-                               f"{FORMAT_VERSION} this harmonize_bids knows; upgrade "
-                               "harmonize_bids.")
+        raise ModelFolderError(
+            f"{mj} has format_version {version}, newer than the "
+            f"{FORMAT_VERSION} this harmonize_bids knows; upgrade "
+            "harmonize_bids."
+        )
     for key, want in (("source_field", source_field), ("target_field", target_field)):
         if want is None:
             continue
@@ -248,18 +272,23 @@ def load_model_folder(path: str | os.PathLike[str], *, source_field: float | Non
         if not isinstance(have, int | float) or abs(float(have) - float(want)) > 1e-3:
             wanted = format_direction(
                 source_field if source_field is not None else float(meta.get("source_field", 0)),
-                target_field if target_field is not None else float(meta.get("target_field", 0)))
-            raise ModelFolderError(f"{mj} is a {meta.get('direction')} model but {wanted} was "
-                                   "requested; pick the model folder for that direction.")
+                target_field if target_field is not None else float(meta.get("target_field", 0)),
+            )
+            raise ModelFolderError(
+                f"{mj} is a {meta.get('direction')} model but {wanted} was "
+                "requested; pick the model folder for that direction."
+            )
     weights_path = path / WEIGHTS_FILE
     if not weights_path.is_file():
         raise ModelFolderError(f"{weights_path} is missing; re-export or re-download the model.")
     weights = weights_path.read_bytes()
     digest = hashlib.sha256(weights).hexdigest()
     if digest != meta.get("weights_sha256"):
-        raise ModelFolderError(f"{weights_path} has SHA-256 {digest[:12]}..., model.json expects "
-                               f"{str(meta.get('weights_sha256'))[:12]}...; the weights are "
-                               "corrupt or were modified: re-download the model folder.")
+        raise ModelFolderError(
+            f"{weights_path} has SHA-256 {digest[:12]}..., model.json expects "
+            f"{str(meta.get('weights_sha256'))[:12]}...; the weights are "
+            "corrupt or were modified: re-download the model folder."
+        )
     _check_dpm_ending(docs["scheduler_config.json"], path / "scheduler_config.json")
     config = docs["config.json"]
     try:
@@ -267,11 +296,18 @@ def load_model_folder(path: str | os.PathLike[str], *, source_field: float | Non
         net.load_state_dict(st_load(weights), strict=True)
     except (TypeError, ValueError, RuntimeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelFolderError(f"{weights_path} does not fit {path / 'config.json'} ({first}); "
-                               "re-export the model.") from exc
-    return HarmonizationModel(net.eval(), config, docs["scheduler_config.json"],
-                              {**DEFAULT_PREPROCESSING, **docs["preprocessing.json"]},
-                              meta, path, _read_calibration(path / CALIBRATION_FILE))
+        raise ModelFolderError(
+            f"{weights_path} does not fit {path / 'config.json'} ({first}); re-export the model."
+        ) from exc
+    return HarmonizationModel(
+        net.eval(),
+        config,
+        docs["scheduler_config.json"],
+        {**DEFAULT_PREPROCESSING, **docs["preprocessing.json"]},
+        meta,
+        path,
+        _read_calibration(path / CALIBRATION_FILE),
+    )
 
 
 def _read_calibration(path: Path) -> OutputCalibration | None:
@@ -280,5 +316,7 @@ def _read_calibration(path: Path) -> OutputCalibration | None:
     try:
         return OutputCalibration.from_json(_read_json(path))
     except ValueError as exc:
-        raise ModelFolderError(f"{path} cannot be used: {exc} Re-run "
-                               "harmonize-bids-train --calibrate or delete the file.") from None
+        raise ModelFolderError(
+            f"{path} cannot be used: {exc} Re-run "
+            "harmonize-bids-train --calibrate or delete the file."
+        ) from None

@@ -42,8 +42,12 @@ SLOPPY_NETWORK: dict[str, Any] = {
 NETWORKS = {"default": DEFAULT_NETWORK, "sloppy": SLOPPY_NETWORK}
 
 
-def network_config(name: str | dict[str, Any] = "default", *, context_slices: int = 0,
-                   reference_channel: bool = False) -> dict[str, Any]:
+def network_config(
+    name: str | dict[str, Any] = "default",
+    *,
+    context_slices: int = 0,
+    reference_channel: bool = False,
+) -> dict[str, Any]:
     """Return ``UNet2DModel`` keyword arguments for a named config (or a copy of a dict).
 
     ``context_slices`` neighbouring source slices on each side add ``2 * context_slices``

@@ -24,8 +24,7 @@ FILE = "calibration.json"
 MIN_PAIRS = 3
 
 
-def quantile_correction(output: np.ndarray, target: np.ndarray,
-                        mask: np.ndarray) -> np.ndarray:
+def quantile_correction(output: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """target minus output at equal brain quantiles, as a function of output on GRID."""
     output_q = np.maximum.accumulate(np.quantile(output[mask], LEVELS))
     return np.interp(GRID, output_q, np.quantile(target[mask], LEVELS)) - GRID
@@ -47,8 +46,12 @@ class OutputCalibration:
         return hashlib.sha256(json.dumps(self.to_json()).encode()).hexdigest()
 
     def to_json(self) -> dict:
-        return {"method": "mean quantile correction", "pairs": self.pairs,
-                "grid": GRID.round(6).tolist(), "correction": self.correction.round(6).tolist()}
+        return {
+            "method": "mean quantile correction",
+            "pairs": self.pairs,
+            "grid": GRID.round(6).tolist(),
+            "correction": self.correction.round(6).tolist(),
+        }
 
     @classmethod
     def from_json(cls, doc: dict) -> OutputCalibration:
@@ -60,8 +63,10 @@ class OutputCalibration:
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"it lacks a valid grid, correction or pairs ({exc}).") from None
         if grid.shape != GRID.shape or not np.allclose(grid, GRID, atol=1e-6):
-            raise ValueError(f"its grid has {grid.size} points; this harmonize_bids uses "
-                             f"{GRID.size} evenly spaced in [0, 1].")
+            raise ValueError(
+                f"its grid has {grid.size} points; this harmonize_bids uses "
+                f"{GRID.size} evenly spaced in [0, 1]."
+            )
         if correction.shape != GRID.shape or not np.isfinite(correction).all():
             raise ValueError("its correction must hold one finite value per grid point.")
         if np.any(np.diff(GRID + correction) < -1e-5):  # rounding to 6 decimals
@@ -72,8 +77,9 @@ class OutputCalibration:
 def fit_calibration(pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> OutputCalibration:
     """The mean quantile correction over (output, target, mask) pairs."""
     if len(pairs) < MIN_PAIRS:
-        raise ValueError(f"an output calibration needs at least {MIN_PAIRS} pairs, "
-                         f"got {len(pairs)}.")
+        raise ValueError(
+            f"an output calibration needs at least {MIN_PAIRS} pairs, got {len(pairs)}."
+        )
     corrections = np.stack([quantile_correction(o, t, m) for o, t, m in pairs])
     mapped = np.maximum.accumulate(GRID + corrections.mean(0))
     return OutputCalibration(mapped - GRID, len(pairs))

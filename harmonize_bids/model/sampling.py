@@ -59,8 +59,9 @@ def from_network(x: torch.Tensor) -> torch.Tensor:
     return ((x + 1.0) * 0.5).clamp_(0.0, 1.0)
 
 
-def slice_generators(seed: int, member: int, slices: list[int] | np.ndarray, *,
-                     noise: str = "shared") -> list[torch.Generator]:
+def slice_generators(
+    seed: int, member: int, slices: list[int] | np.ndarray, *, noise: str = "shared"
+) -> list[torch.Generator]:
     """One CPU generator per slice, seeded from (seed, member[, slice])."""
     if noise not in NOISE_MODES:
         raise ValueError(f"noise must be one of {NOISE_MODES}, got {noise!r}.")
@@ -97,14 +98,15 @@ def batch_invariant_time_embedding(net: torch.nn.Module) -> Iterator[None]:
         del emb.forward
 
 
-def _evaluate(net: torch.nn.Module, x: torch.Tensor, t: torch.Tensor,
-              chunk: int | None) -> torch.Tensor:
+def _evaluate(
+    net: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, chunk: int | None
+) -> torch.Tensor:
     if chunk is None or x.shape[0] == chunk:
         out = net(x, t)
         return getattr(out, "sample", out)
     outs = []
     for start in range(0, x.shape[0], chunk):
-        part = x[start:start + chunk]
+        part = x[start : start + chunk]
         n = part.shape[0]
         if n < chunk:
             part = torch.cat([part, part[-1:].expand(chunk - n, *part.shape[1:])])
@@ -114,11 +116,18 @@ def _evaluate(net: torch.nn.Module, x: torch.Tensor, t: torch.Tensor,
 
 
 @torch.inference_mode()
-def sample(net: torch.nn.Module, scheduler: SchedulerMixin, source: torch.Tensor, *,
-           steps: int, generators: list[torch.Generator],
-           dtype: torch.dtype = torch.float32, chunk: int | None = None,
-           memory_format: torch.memory_format = torch.contiguous_format,
-           callback: Callable[[int], None] | None = None) -> torch.Tensor:
+def sample(
+    net: torch.nn.Module,
+    scheduler: SchedulerMixin,
+    source: torch.Tensor,
+    *,
+    steps: int,
+    generators: list[torch.Generator],
+    dtype: torch.dtype = torch.float32,
+    chunk: int | None = None,
+    memory_format: torch.memory_format = torch.contiguous_format,
+    callback: Callable[[int], None] | None = None,
+) -> torch.Tensor:
     """Denoise a batch of target slices conditioned on ``source`` (B, C, H, W, [-1, 1]).
 
     Returns the sampled target slices (B, 1, H, W) in network scale.  ``dtype`` is the
@@ -151,8 +160,9 @@ def bytes_per_slice(model: HarmonizationModel, height: int, width: int) -> int:
     return int(height * width * per_pixel * 4 * 16)
 
 
-def choose_batch_size(model: HarmonizationModel, height: int, width: int,
-                      device: torch.device) -> int:
+def choose_batch_size(
+    model: HarmonizationModel, height: int, width: int, device: torch.device
+) -> int:
     """Batch size from free memory (a quarter of it on CPU, capped at 8; 60 % on GPU)."""
     free = available_memory(device)
     per = bytes_per_slice(model, height, width)
@@ -162,12 +172,22 @@ def choose_batch_size(model: HarmonizationModel, height: int, width: int,
     return max(1, min(_CPU_MAX_BATCH, budget // per))
 
 
-def harmonize_volume(model: HarmonizationModel, volume: np.ndarray, mask: np.ndarray, *,
-                     sampler: str = DEFAULT_SAMPLER, steps: int | None = None,
-                     ensemble: int = 1, seed: int = 0, device: str | torch.device = "auto",
-                     batch_size: int | None = None, progress: bool = True,
-                     noise: str = "shared", precision: str = "auto",
-                     matched: np.ndarray | None = None) -> np.ndarray:
+def harmonize_volume(
+    model: HarmonizationModel,
+    volume: np.ndarray,
+    mask: np.ndarray,
+    *,
+    sampler: str = DEFAULT_SAMPLER,
+    steps: int | None = None,
+    ensemble: int = 1,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    batch_size: int | None = None,
+    progress: bool = True,
+    noise: str = "shared",
+    precision: str = "auto",
+    matched: np.ndarray | None = None,
+) -> np.ndarray:
     """Map a preprocessed source volume to the model's target contrast.
 
     Parameters
@@ -194,13 +214,16 @@ def harmonize_volume(model: HarmonizationModel, volume: np.ndarray, mask: np.nda
     volume = np.asarray(volume)
     mask = np.asarray(mask, dtype=bool)
     if volume.ndim != 3 or mask.shape != volume.shape:
-        raise ValueError(f"volume must be 3-D and mask the same shape; got {volume.shape} "
-                         f"and {mask.shape}.")
+        raise ValueError(
+            f"volume must be 3-D and mask the same shape; got {volume.shape} and {mask.shape}."
+        )
     if ensemble < 1:
         raise ValueError(f"ensemble must be >= 1, got {ensemble}.")
     if model.reference_channel and (matched is None or np.shape(matched) != volume.shape):
-        raise ValueError("this model needs the source matched to a target-field reference "
-                         "(matched=, same shape as volume).")
+        raise ValueError(
+            "this model needs the source matched to a target-field reference "
+            "(matched=, same shape as volume)."
+        )
     num_train = int(model.scheduler_config["num_train_timesteps"])
     steps = int(steps or (num_train if sampler == "ddpm" else DEFAULT_STEPS))
     dev = resolve_device(device)
@@ -222,20 +245,36 @@ def harmonize_volume(model: HarmonizationModel, volume: np.ndarray, mask: np.nda
         batch_size = choose_batch_size(model, height, width, dev)
     if dev.type == "cpu":  # the network sees CPU_CHUNK slices per call anyway
         batch_size = math.ceil(batch_size / CPU_CHUNK) * CPU_CHUNK
-    LOGGER.info("Harmonizing %d slices of %dx%d (padded %dx%d) with %s, %d steps, ensemble %d, "
-                "batch %d on %s (%s).", slices.size, h, w, height, width, sampler, steps,
-                ensemble, batch_size, dev, str(dtype).removeprefix("torch."))
+    LOGGER.info(
+        "Harmonizing %d slices of %dx%d (padded %dx%d) with %s, %d steps, ensemble %d, "
+        "batch %d on %s (%s).",
+        slices.size,
+        h,
+        w,
+        height,
+        width,
+        sampler,
+        steps,
+        ensemble,
+        batch_size,
+        dev,
+        str(dtype).removeprefix("torch."),
+    )
 
     net = model.net.to(dev).eval()
     chunk = CPU_CHUNK if dev.type == "cpu" else None
     # oneDNN convolutions are 2-3.5x faster in channels-last layout on CPU (bf16 most).
     layout = torch.channels_last if dev.type == "cpu" else torch.contiguous_format
     net = net.to(memory_format=layout)
-    bar = tqdm(total=int(slices.size) * ensemble * steps, unit="slice-step",
-               desc=f"harmonize ({sampler}, {steps} steps)", disable=not progress)
+    bar = tqdm(
+        total=int(slices.size) * ensemble * steps,
+        unit="slice-step",
+        desc=f"harmonize ({sampler}, {steps} steps)",
+        disable=not progress,
+    )
     try:
         for start in range(0, slices.size, batch_size):
-            batch = slices[start:start + batch_size]
+            batch = slices[start : start + batch_size]
             src = frame.cut(vol, msk, batch, context=k)
             if ref is not None:
                 src = np.concatenate([src, frame.cut(ref, msk, batch)], axis=1)
@@ -243,9 +282,17 @@ def harmonize_volume(model: HarmonizationModel, volume: np.ndarray, mask: np.nda
             acc = torch.zeros((batch.size, 1, height, width), device=dev)
             for member in range(ensemble):
                 gens = slice_generators(seed, member, batch, noise=noise)
-                acc += sample(net, sampling_scheduler(model.scheduler_config, sampler), source,
-                              steps=steps, generators=gens, dtype=dtype, chunk=chunk,
-                              memory_format=layout, callback=bar.update)
+                acc += sample(
+                    net,
+                    sampling_scheduler(model.scheduler_config, sampler),
+                    source,
+                    steps=steps,
+                    generators=gens,
+                    dtype=dtype,
+                    chunk=chunk,
+                    memory_format=layout,
+                    callback=bar.update,
+                )
             frame.paste(res, from_network(acc / ensemble)[:, 0].cpu().numpy(), msk, batch)
     finally:
         bar.close()

@@ -60,8 +60,9 @@ DEFAULT_SCHEDULE: dict[str, Any] = {
 def schedule_config(prediction_type: str = "v_prediction") -> dict[str, Any]:
     """The training schedule with the given prediction type."""
     if prediction_type not in PREDICTION_TYPES:
-        raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, "
-                         f"got {prediction_type!r}.")
+        raise ValueError(
+            f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}."
+        )
     return {**DEFAULT_SCHEDULE, "prediction_type": prediction_type}
 
 
@@ -73,20 +74,39 @@ def training_scheduler(config: dict[str, Any]) -> DDPMScheduler:
 
 def sampling_scheduler(config: dict[str, Any], sampler: str) -> SchedulerMixin:
     """A fresh (stateful) scheduler for one sampling run."""
-    common = {k: config[k] for k in ("num_train_timesteps", "beta_schedule", "beta_start",
-                                     "beta_end", "prediction_type")}
+    common = {
+        k: config[k]
+        for k in (
+            "num_train_timesteps",
+            "beta_schedule",
+            "beta_start",
+            "beta_end",
+            "prediction_type",
+        )
+    }
     clip = bool(config.get("clip_sample", True))
     clip_range = float(config.get("clip_sample_range", 1.0))
     if sampler == "ddpm":
-        return DDPMScheduler(**common, clip_sample=clip, clip_sample_range=clip_range,
-                             variance_type="fixed_small")
+        return DDPMScheduler(
+            **common, clip_sample=clip, clip_sample_range=clip_range, variance_type="fixed_small"
+        )
     if sampler == "ddim":
-        return DDIMScheduler(**common, clip_sample=clip, clip_sample_range=clip_range,
-                             timestep_spacing="trailing", set_alpha_to_one=True)
+        return DDIMScheduler(
+            **common,
+            clip_sample=clip,
+            clip_sample_range=clip_range,
+            timestep_spacing="trailing",
+            set_alpha_to_one=True,
+        )
     if sampler == "dpm":
         # With sample_max_value = 1, dynamic thresholding reduces to clipping x0 to [-1, 1].
-        scheduler = EndingDPMSolver(**common, algorithm_type="dpmsolver++", solver_order=2,
-                                    thresholding=clip, sample_max_value=clip_range)
+        scheduler = EndingDPMSolver(
+            **common,
+            algorithm_type="dpmsolver++",
+            solver_order=2,
+            thresholding=clip,
+            sample_max_value=clip_range,
+        )
         scheduler.last_timestep = int(config.get("dpm_last_timestep", DPM_LAST_TIMESTEP))
         return scheduler
     raise ValueError(f"Unknown sampler {sampler!r}; choose one of {SAMPLERS}.")
@@ -111,11 +131,16 @@ class EndingDPMSolver(DPMSolverMultistepScheduler):
 
     last_timestep: int = DPM_LAST_TIMESTEP
 
-    def set_timesteps(self, num_inference_steps: int | None = None,
-                      device: str | torch.device | None = None, mu: float | None = None,
-                      timesteps: list[int] | None = None) -> None:
+    def set_timesteps(
+        self,
+        num_inference_steps: int | None = None,
+        device: str | torch.device | None = None,
+        mu: float | None = None,
+        timesteps: list[int] | None = None,
+    ) -> None:
         if timesteps is None and num_inference_steps is not None:
-            timesteps = dpm_timesteps(self.config.num_train_timesteps, num_inference_steps,
-                                      self.last_timestep)
+            timesteps = dpm_timesteps(
+                self.config.num_train_timesteps, num_inference_steps, self.last_timestep
+            )
             num_inference_steps = None
         super().set_timesteps(num_inference_steps, device=device, mu=mu, timesteps=timesteps)

@@ -34,13 +34,16 @@ class SliceFrame:
     width: int
 
     @classmethod
-    def around(cls, mask: np.ndarray, multiple: int,
-               frame: tuple[int, int] | None = None) -> SliceFrame:
+    def around(
+        cls, mask: np.ndarray, multiple: int, frame: tuple[int, int] | None = None
+    ) -> SliceFrame:
         """The frame of a slice-axis-first mask: its own padded box, or ``frame``."""
         rows, cols = brain_box(mask)
         if frame is None:
-            frame = (padded(rows.stop - rows.start, multiple),
-                     padded(cols.stop - cols.start, multiple))
+            frame = (
+                padded(rows.stop - rows.start, multiple),
+                padded(cols.stop - cols.start, multiple),
+            )
         return cls(rows, cols, *frame)
 
     @property
@@ -52,8 +55,9 @@ class SliceFrame:
         h, w = self.box_shape
         return (self.height - h) // 2, (self.width - w) // 2
 
-    def cut(self, volume: np.ndarray, mask: np.ndarray, indices: np.ndarray, *,
-            context: int = 0) -> np.ndarray:
+    def cut(
+        self, volume: np.ndarray, mask: np.ndarray, indices: np.ndarray, *, context: int = 0
+    ) -> np.ndarray:
         """Slices ``indices`` of a slice-axis-first volume, (n, 2 * context + 1, H, W),
         masked, with neighbours beyond the volume's ends left at zero."""
         h, w = self.box_shape
@@ -62,18 +66,21 @@ class SliceFrame:
         for b, i in enumerate(indices):
             for c, j in enumerate(range(i - context, i + context + 1)):
                 if 0 <= j < len(volume):
-                    out[b, c, top:top + h, left:left + w] = np.where(
-                        mask[j, self.rows, self.cols], volume[j, self.rows, self.cols], 0.0)
+                    out[b, c, top : top + h, left : left + w] = np.where(
+                        mask[j, self.rows, self.cols], volume[j, self.rows, self.cols], 0.0
+                    )
         return out
 
-    def paste(self, out: np.ndarray, slices: np.ndarray, mask: np.ndarray,
-              indices: np.ndarray) -> None:
+    def paste(
+        self, out: np.ndarray, slices: np.ndarray, mask: np.ndarray, indices: np.ndarray
+    ) -> None:
         """Write (n, H, W) network slices back into a slice-axis-first volume, masked."""
         h, w = self.box_shape
         top, left = self.corner
         for b, i in enumerate(indices):
             out[i, self.rows, self.cols] = np.where(
-                mask[i, self.rows, self.cols], slices[b, top:top + h, left:left + w], 0.0)
+                mask[i, self.rows, self.cols], slices[b, top : top + h, left : left + w], 0.0
+            )
 
 
 def brain_slices(mask: np.ndarray, min_voxels: int = 1) -> np.ndarray:

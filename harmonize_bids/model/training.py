@@ -58,22 +58,33 @@ def _derived_seed(*key: int) -> int:
     return int(np.random.SeedSequence(list(key)).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
-def fine_tuning_start(base: HarmonizationModel, source_field: float, target_field: float,
-                      name: str | None = None,
-                      reference_channel: bool | None = None) -> HarmonizationModel:
+def fine_tuning_start(
+    base: HarmonizationModel,
+    source_field: float,
+    target_field: float,
+    name: str | None = None,
+    reference_channel: bool | None = None,
+) -> HarmonizationModel:
     """A trainable copy of ``base`` (same direction) that records where it started.
 
     ``reference_channel=True`` on a model without one adds that input channel with zero
     weights, so training starts from ``base``'s outputs.
     """
     add_reference = bool(reference_channel) and not base.reference_channel
-    fresh = new_model(base.network_config, context_slices=base.context_slices,
-                      reference_channel=base.reference_channel or add_reference,
-                      prediction_type=base.prediction_type, source_field=source_field,
-                      target_field=target_field, name=name)
+    fresh = new_model(
+        base.network_config,
+        context_slices=base.context_slices,
+        reference_channel=base.reference_channel or add_reference,
+        prediction_type=base.prediction_type,
+        source_field=source_field,
+        target_field=target_field,
+        name=name,
+    )
     if fresh.direction != base.direction:
-        raise ValueError(f"Cannot fine-tune the {base.direction} model {base.path} into a "
-                         f"{fresh.direction} model; pick the model of that direction.")
+        raise ValueError(
+            f"Cannot fine-tune the {base.direction} model {base.path} into a "
+            f"{fresh.direction} model; pick the model of that direction."
+        )
     state = base.net.state_dict()
     if add_reference:  # insert a zero input channel before the noisy target's
         weight = state["conv_in.weight"]
@@ -81,15 +92,21 @@ def fine_tuning_start(base: HarmonizationModel, source_field: float, target_fiel
         state["conv_in.weight"] = torch.cat([weight[:, :-1], zero, weight[:, -1:]], dim=1)
     fresh.net.load_state_dict(state)
     fresh.scheduler_config = dict(base.scheduler_config)
-    fresh.preprocessing = {**base.preprocessing,
-                           "reference_channel": base.reference_channel or add_reference}
+    fresh.preprocessing = {
+        **base.preprocessing,
+        "reference_channel": base.reference_channel or add_reference,
+    }
     fresh.meta["fine_tuned_from"] = {
-        "name": base.meta.get("name"), "path": str(base.path) if base.path else None,
-        "weights_sha256": base.weights_sha256, "iterations": base.meta.get("iterations"),
+        "name": base.meta.get("name"),
+        "path": str(base.path) if base.path else None,
+        "weights_sha256": base.weights_sha256,
+        "iterations": base.meta.get("iterations"),
         "iterations_total": base.meta.get("iterations_total", base.meta.get("iterations")),
         "wall_time_total_s": base.meta.get("wall_time_total_s", base.meta.get("wall_time_s")),
-        "training_data": base.meta.get("training_data"), "training": base.meta.get("training"),
-        "fine_tuned_from": base.meta.get("fine_tuned_from")}
+        "training_data": base.meta.get("training_data"),
+        "training": base.meta.get("training"),
+        "fine_tuned_from": base.meta.get("fine_tuned_from"),
+    }
     return fresh
 
 
@@ -97,8 +114,10 @@ def _totals(base: dict[str, Any] | None, iterations: int, wall: float) -> dict[s
     """Iterations and wall time including the fine-tuned-from chain (empty if none)."""
     if not base:
         return {}
-    return {"iterations_total": int(base.get("iterations_total") or 0) + iterations,
-            "wall_time_total_s": round(float(base.get("wall_time_total_s") or 0.0) + wall, 1)}
+    return {
+        "iterations_total": int(base.get("iterations_total") or 0) + iterations,
+        "wall_time_total_s": round(float(base.get("wall_time_total_s") or 0.0) + wall, 1),
+    }
 
 
 def learning_rate(iteration: int, iterations: int, lr: float, decay_iterations: int) -> float:
@@ -127,8 +146,9 @@ def _split(pairs: SlicePairs, val_fraction: float, seed: int) -> tuple[np.ndarra
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def _target(scheduler: Any, prediction_type: str, x0: torch.Tensor, noise: torch.Tensor,
-            t: torch.Tensor) -> torch.Tensor:
+def _target(
+    scheduler: Any, prediction_type: str, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor
+) -> torch.Tensor:
     if prediction_type == "epsilon":
         return noise
     if prediction_type == "v_prediction":
@@ -136,9 +156,18 @@ def _target(scheduler: Any, prediction_type: str, x0: torch.Tensor, noise: torch
     return x0
 
 
-def _loss(net: torch.nn.Module, scheduler: Any, prediction_type: str, src: torch.Tensor,
-          tgt: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, device: torch.device,
-          dtype: torch.dtype, weight: torch.Tensor | None = None) -> torch.Tensor:
+def _loss(
+    net: torch.nn.Module,
+    scheduler: Any,
+    prediction_type: str,
+    src: torch.Tensor,
+    tgt: torch.Tensor,
+    t: torch.Tensor,
+    noise: torch.Tensor,
+    device: torch.device,
+    dtype: torch.dtype,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Mean squared error of the network's prediction, per pixel times ``weight`` if given."""
     src, x0 = to_network(src.to(device)), to_network(tgt.to(device))
     noise, t = noise.to(device), t.to(device)
@@ -152,8 +181,9 @@ def _loss(net: torch.nn.Module, scheduler: Any, prediction_type: str, src: torch
     return (weight.to(device) * (pred - target) ** 2).mean()
 
 
-def _augment_contrast(src: torch.Tensor, channels: int, strength: float,
-                      generator: torch.Generator) -> torch.Tensor:
+def _augment_contrast(
+    src: torch.Tensor, channels: int, strength: float, generator: torch.Generator
+) -> torch.Tensor:
     """Raise the first ``channels`` (the source slices) to a random power exp(U(-s, s)) per
     sample: a monotone contrast change, so the network cannot lean on one protocol's."""
     if strength <= 0:
@@ -172,9 +202,17 @@ def _pixel_weight(lesion: torch.Tensor | None, lesion_weight: float) -> torch.Te
 
 
 @torch.no_grad()
-def _validate(net: torch.nn.Module, scheduler: Any, prediction_type: str, pairs: SlicePairs,
-              val_idx: np.ndarray, batch_size: int, seed: int, device: torch.device,
-              dtype: torch.dtype) -> float:
+def _validate(
+    net: torch.nn.Module,
+    scheduler: Any,
+    prediction_type: str,
+    pairs: SlicePairs,
+    val_idx: np.ndarray,
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> float:
     """Mean loss on up to 64 held-out slices at fixed timesteps and noise."""
     idx = torch.as_tensor(val_idx[:: max(1, len(val_idx) // _VAL_SLICES)][:_VAL_SLICES])
     gen = torch.Generator().manual_seed(_derived_seed(seed, 2))
@@ -182,11 +220,20 @@ def _validate(net: torch.nn.Module, scheduler: Any, prediction_type: str, pairs:
     steps = torch.linspace(0, num_train - 1, len(idx)).long()
     total = 0.0
     for start in range(0, len(idx), batch_size):
-        chunk = idx[start:start + batch_size]
+        chunk = idx[start : start + batch_size]
         src, tgt, _ = pairs.batch(chunk)
         noise = torch.randn(tgt.shape, generator=gen)
-        loss = _loss(net, scheduler, prediction_type, src, tgt, steps[start:start + len(chunk)],
-                     noise, device, dtype)
+        loss = _loss(
+            net,
+            scheduler,
+            prediction_type,
+            src,
+            tgt,
+            steps[start : start + len(chunk)],
+            noise,
+            device,
+            dtype,
+        )
         total += float(loss) * len(chunk)
     return total / len(idx)
 
@@ -198,22 +245,43 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
-          masks: Sequence[np.ndarray], model_dir: str | os.PathLike[str], *,
-          work_dir: str | os.PathLike[str] | None = None, iterations: int = 300_000,
-          batch_size: int = 4, lr: float = 1e-4, lr_decay_iterations: int = 0,
-          weight_decay: float = 0.0,
-          ema_decay: float = 0.9999, device: str | torch.device = "auto",
-          precision: str = "auto", seed: int = 0, resume: bool = False,
-          checkpoint_every: int = 1000, val_fraction: float = 0.1,
-          val_every: int | None = None, patch_size: int | None = None, sloppy: bool = False,
-          network: str | dict[str, Any] | None = None, prediction_type: str = "v_prediction",
-          context_slices: int = 0, source_field: float = 1.5, target_field: float = 3.0,
-          name: str | None = None, training_data: dict[str, Any] | None = None,
-          grad_clip: float = 1.0, init_from: HarmonizationModel | None = None,
-          lesions: Sequence[np.ndarray | None] | None = None, lesion_weight: float = 1.0,
-          matched: Sequence[np.ndarray] | None = None, contrast_augmentation: float = 0.0,
-          progress: bool = True) -> TrainResult:
+def train(
+    sources: Sequence[np.ndarray],
+    targets: Sequence[np.ndarray],
+    masks: Sequence[np.ndarray],
+    model_dir: str | os.PathLike[str],
+    *,
+    work_dir: str | os.PathLike[str] | None = None,
+    iterations: int = 300_000,
+    batch_size: int = 4,
+    lr: float = 1e-4,
+    lr_decay_iterations: int = 0,
+    weight_decay: float = 0.0,
+    ema_decay: float = 0.9999,
+    device: str | torch.device = "auto",
+    precision: str = "auto",
+    seed: int = 0,
+    resume: bool = False,
+    checkpoint_every: int = 1000,
+    val_fraction: float = 0.1,
+    val_every: int | None = None,
+    patch_size: int | None = None,
+    sloppy: bool = False,
+    network: str | dict[str, Any] | None = None,
+    prediction_type: str = "v_prediction",
+    context_slices: int = 0,
+    source_field: float = 1.5,
+    target_field: float = 3.0,
+    name: str | None = None,
+    training_data: dict[str, Any] | None = None,
+    grad_clip: float = 1.0,
+    init_from: HarmonizationModel | None = None,
+    lesions: Sequence[np.ndarray | None] | None = None,
+    lesion_weight: float = 1.0,
+    matched: Sequence[np.ndarray] | None = None,
+    contrast_augmentation: float = 0.0,
+    progress: bool = True,
+) -> TrainResult:
     """Train a harmonization model on paired volumes and export it to ``model_dir``.
 
     Parameters
@@ -249,8 +317,9 @@ def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
         raise ValueError(f"lesion_weight must be at least 1, got {lesion_weight}.")
     t_start = time.monotonic()
     model_dir = Path(model_dir)
-    work = Path(work_dir) if work_dir is not None else model_dir.with_name(
-        model_dir.name + ".work")
+    work = (
+        Path(work_dir) if work_dir is not None else model_dir.with_name(model_dir.name + ".work")
+    )
     world = int(os.environ.get("WORLD_SIZE", "1"))
     dev = resolve_device(device)
     created_group = False
@@ -271,13 +340,26 @@ def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
             raise ValueError(f"{init_from.path} has a reference channel: give matched sources.")
         model = fine_tuning_start(init_from, source_field, target_field, name, reference)
     else:
-        model = new_model(network or ("sloppy" if sloppy else "default"),
-                          prediction_type=prediction_type, context_slices=context_slices,
-                          reference_channel=reference, source_field=source_field,
-                          target_field=target_field, name=name, seed=seed)
-    pairs = extract_slice_pairs(sources, targets, masks, axis=model.slice_axis,
-                                context_slices=model.context_slices, multiple=model.multiple,
-                                lesions=lesions, matched=matched)
+        model = new_model(
+            network or ("sloppy" if sloppy else "default"),
+            prediction_type=prediction_type,
+            context_slices=context_slices,
+            reference_channel=reference,
+            source_field=source_field,
+            target_field=target_field,
+            name=name,
+            seed=seed,
+        )
+    pairs = extract_slice_pairs(
+        sources,
+        targets,
+        masks,
+        axis=model.slice_axis,
+        context_slices=model.context_slices,
+        multiple=model.multiple,
+        lesions=lesions,
+        matched=matched,
+    )
     train_idx, val_idx = _split(pairs, val_fraction, seed)
     patch = None
     if patch_size is not None:
@@ -296,13 +378,17 @@ def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
     if resume and ckpt_path.is_file():
         state = torch.load(ckpt_path, map_location=dev, weights_only=True)
         if state["network_config"] != model.network_config:
-            raise ValueError(f"{ckpt_path} was written for another network config; "
-                             "use a fresh work directory or resume=False.")
+            raise ValueError(
+                f"{ckpt_path} was written for another network config; "
+                "use a fresh work directory or resume=False."
+            )
         if state.get("init_sha256") != start_sha256:
-            raise ValueError(f"{ckpt_path} was written by a run that started from "
-                             f"{state.get('init_sha256') or 'random weights'}, not from "
-                             f"{start_sha256 or 'random weights'}; use a fresh work directory "
-                             "or resume=False.")
+            raise ValueError(
+                f"{ckpt_path} was written by a run that started from "
+                f"{state.get('init_sha256') or 'random weights'}, not from "
+                f"{start_sha256 or 'random weights'}; use a fresh work directory "
+                "or resume=False."
+            )
         net.load_state_dict(state["net"])
         optimizer.load_state_dict(state["optimizer"])
         ema.load_state_dict(state["ema"])
@@ -311,42 +397,71 @@ def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
         LOGGER.info("Resumed from %s at iteration %d.", ckpt_path, start)
     elif resume:
         LOGGER.info("No checkpoint at %s; starting from scratch.", ckpt_path)
-    LOGGER.info("Training %s on %d slices (%d held out, frame %s, patch %s), %d process(es), "
-                "batch %d each, %s on %s.", model.direction, len(train_idx), len(val_idx),
-                pairs.frame, patch, world, batch_size, str(dtype).removeprefix("torch."), dev)
+    LOGGER.info(
+        "Training %s on %d slices (%d held out, frame %s, patch %s), %d process(es), "
+        "batch %d each, %s on %s.",
+        model.direction,
+        len(train_idx),
+        len(val_idx),
+        pairs.frame,
+        patch,
+        world,
+        batch_size,
+        str(dtype).removeprefix("torch."),
+        dev,
+    )
 
     ddp = net
     if distributed:
         ddp = torch.nn.parallel.DistributedDataParallel(
-            net, device_ids=[dev.index] if dev.type == "cuda" else None)
+            net, device_ids=[dev.index] if dev.type == "cuda" else None
+        )
     val_every = val_every or checkpoint_every
     num_train = scheduler.config.num_train_timesteps
     train_t = torch.as_tensor(train_idx)
 
     def snapshot(iteration: int) -> dict[str, Any]:
-        return {"net": net.state_dict(), "optimizer": optimizer.state_dict(),
-                "ema": ema.state_dict(), "iteration": iteration,
-                "wall_time_s": wall_before + time.monotonic() - t_start,
-                "losses": losses, "val_losses": [list(v) for v in val_losses],
-                "network_config": model.network_config, "init_sha256": start_sha256,
-                "rng": {"scheme": "per-iteration generator from (seed, rank, iteration)",
-                        "seed": seed}}
+        return {
+            "net": net.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "ema": ema.state_dict(),
+            "iteration": iteration,
+            "wall_time_s": wall_before + time.monotonic() - t_start,
+            "losses": losses,
+            "val_losses": [list(v) for v in val_losses],
+            "network_config": model.network_config,
+            "init_sha256": start_sha256,
+            "rng": {
+                "scheme": "per-iteration generator from (seed, rank, iteration)",
+                "seed": seed,
+            },
+        }
 
-    bar = tqdm(total=iterations, initial=start, unit="it", desc="train",
-               disable=not progress or rank != 0)
+    bar = tqdm(
+        total=iterations, initial=start, unit="it", desc="train", disable=not progress or rank != 0
+    )
     try:
         for it in range(start, iterations):
             gen = torch.Generator().manual_seed(_derived_seed(seed, rank, it))
             idx = train_t[torch.randint(len(train_t), (batch_size,), generator=gen)]
             src, tgt, lesion = pairs.batch(idx, patch=patch, generator=gen)
-            src = _augment_contrast(src, 2 * model.context_slices + 1, contrast_augmentation,
-                                    gen)
+            src = _augment_contrast(src, 2 * model.context_slices + 1, contrast_augmentation, gen)
             t = torch.randint(0, num_train, (batch_size,), generator=gen)
             noise = torch.randn(tgt.shape, generator=gen)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(it, iterations, lr, lr_decay_iterations)
-            loss = _loss(ddp, scheduler, model.prediction_type, src, tgt, t, noise, dev, dtype,
-                         _pixel_weight(lesion, lesion_weight))
+            loss = _loss(
+                ddp,
+                scheduler,
+                model.prediction_type,
+                src,
+                tgt,
+                t,
+                noise,
+                dev,
+                dtype,
+                _pixel_weight(lesion, lesion_weight),
+            )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if grad_clip:
@@ -361,13 +476,26 @@ def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
                 ema.store(net.parameters())
                 ema.copy_to(net.parameters())
                 net.eval()
-                val = _validate(net, scheduler, model.prediction_type, pairs, val_idx,
-                                batch_size, seed, dev, dtype)
+                val = _validate(
+                    net,
+                    scheduler,
+                    model.prediction_type,
+                    pairs,
+                    val_idx,
+                    batch_size,
+                    seed,
+                    dev,
+                    dtype,
+                )
                 net.train()
                 ema.restore(net.parameters())
                 val_losses.append((done, val))
-                LOGGER.info("Iteration %d: train loss %.5f, validation loss (EMA) %.5f.", done,
-                            float(np.mean(losses[-100:])), val)
+                LOGGER.info(
+                    "Iteration %d: train loss %.5f, validation loss (EMA) %.5f.",
+                    done,
+                    float(np.mean(losses[-100:])),
+                    val,
+                )
             if rank == 0 and (done % checkpoint_every == 0 or done == iterations):
                 _save_checkpoint(ckpt_path, snapshot(done))
     finally:
@@ -380,20 +508,33 @@ def train(sources: Sequence[np.ndarray], targets: Sequence[np.ndarray],
         "iterations": iterations,
         "wall_time_s": round(wall, 1),
         **_totals(model.meta.get("fine_tuned_from"), iterations, wall),
-        "metrics": {"train_loss_last100": float(np.mean(losses[-100:])) if losses else None,
-                    "val_loss": val_losses[-1][1] if val_losses else None},
-        "training_data": {**(training_data or {}), "pairs": len(sources),
-                          "train_slices": int(len(train_idx)), "val_slices": int(len(val_idx)),
-                          "frame": list(pairs.frame),
-                          "lesion_masks": sum(m is not None for m in lesions or []),
-                          "lesion_voxels": int(pairs.lesion.sum()) if pairs.lesion is not None
-                          else 0},
-        "training": {"batch_size": batch_size, "processes": world, "lr": lr,
-                     "lr_decay_iterations": lr_decay_iterations,
-                     "weight_decay": weight_decay, "ema_decay": ema_decay, "seed": seed,
-                     "patch": list(patch) if patch else None, "precision": str(dtype),
-                     "optimizer": "AdamW", "lesion_weight": lesion_weight,
-                     "contrast_augmentation": contrast_augmentation},
+        "metrics": {
+            "train_loss_last100": float(np.mean(losses[-100:])) if losses else None,
+            "val_loss": val_losses[-1][1] if val_losses else None,
+        },
+        "training_data": {
+            **(training_data or {}),
+            "pairs": len(sources),
+            "train_slices": int(len(train_idx)),
+            "val_slices": int(len(val_idx)),
+            "frame": list(pairs.frame),
+            "lesion_masks": sum(m is not None for m in lesions or []),
+            "lesion_voxels": int(pairs.lesion.sum()) if pairs.lesion is not None else 0,
+        },
+        "training": {
+            "batch_size": batch_size,
+            "processes": world,
+            "lr": lr,
+            "lr_decay_iterations": lr_decay_iterations,
+            "weight_decay": weight_decay,
+            "ema_decay": ema_decay,
+            "seed": seed,
+            "patch": list(patch) if patch else None,
+            "precision": str(dtype),
+            "optimizer": "AdamW",
+            "lesion_weight": lesion_weight,
+            "contrast_augmentation": contrast_augmentation,
+        },
     }
     if rank == 0:
         save_model_folder(model, model_dir, meta=meta)

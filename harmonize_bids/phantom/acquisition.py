@@ -32,8 +32,17 @@ NOISE_SIGMA = 0.0023  # per 1 mm^3 voxel at 130 Hz/px, 12-channel coil (M0 = 1 a
 INT_GAIN = 7000.0  # stored integer units per M0 at 1.5 T
 INT_MAX = 4095  # 12-bit scanner range
 # Tissue signal is magnetisation-weighted map names -> relaxation tissue.
-SIGNAL_TISSUE = {'csf': 'csf', 'gm': 'gm', 'wm': 'wm', 'lesion': 'lesion', 'ecsf': 'csf',
-                 'bone': 'bone', 'marrow': 'marrow', 'muscle': 'muscle', 'fat': 'fat'}
+SIGNAL_TISSUE = {
+    'csf': 'csf',
+    'gm': 'gm',
+    'wm': 'wm',
+    'lesion': 'lesion',
+    'ecsf': 'csf',
+    'bone': 'bone',
+    'marrow': 'marrow',
+    'muscle': 'muscle',
+    'fat': 'fat',
+}
 
 
 @dataclass
@@ -47,8 +56,11 @@ class Acquisition:
 
 def scanner_grid(protocol: Protocol, factor: int) -> tuple[tuple[int, int, int], np.ndarray]:
     """Shape and affine (PIL axis codes, centred on the isocentre) of the stored image."""
-    shape = (protocol.matrix_phase // factor, protocol.matrix_read // factor,
-             protocol.n_partitions // factor)
+    shape = (
+        protocol.matrix_phase // factor,
+        protocol.matrix_read // factor,
+        protocol.n_partitions // factor,
+    )
     vox = np.array(protocol.voxel_size) * factor
     axes = np.array([[0.0, 0.0, -1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])  # P, I, L
     affine = np.eye(4)
@@ -65,8 +77,10 @@ def draw_pose(rng: np.random.Generator) -> tuple[np.ndarray, dict]:
     pose = np.eye(4)
     pose[:3, :3] = rot
     pose[:3, 3] = shift - rot @ HEAD_CENTRE_MM
-    return pose, {'pose_rotation_xyz_deg': [round(float(a), 3) for a in angles],
-                  'pose_translation_mm': [round(float(a), 3) for a in shift]}
+    return pose, {
+        'pose_rotation_xyz_deg': [round(float(a), 3) for a in angles],
+        'pose_translation_mm': [round(float(a), 3) for a in shift],
+    }
 
 
 def _b1_map(rng: np.random.Generator, scanner: Scanner, world: np.ndarray) -> np.ndarray:
@@ -81,8 +95,9 @@ def _b1_map(rng: np.random.Generator, scanner: Scanner, world: np.ndarray) -> np
     if scanner.transmit_peak == 0:
         return calib * (scanner.transmit_base + world @ tilt)
     r2 = (world**2).sum(-1)
-    return calib * (scanner.transmit_base + scanner.transmit_peak * np.exp(-r2 / (2 * 65.0**2))
-                    + world @ tilt)
+    return calib * (
+        scanner.transmit_base + scanner.transmit_peak * np.exp(-r2 / (2 * 65.0**2)) + world @ tilt
+    )
 
 
 def _signal_lut(tissue: Tissue, protocol: Protocol) -> tuple[np.ndarray, np.ndarray]:
@@ -90,9 +105,15 @@ def _signal_lut(tissue: Tissue, protocol: Protocol) -> tuple[np.ndarray, np.ndar
     return b1, tissue_signal(tissue, protocol, b1)
 
 
-def acquire(anat: Anatomy, scanner: Scanner, rng: np.random.Generator, *,
-            factor: int = 1, tissues: dict[str, Tissue] = TISSUES,
-            pose: tuple[np.ndarray, dict] | None = None) -> Acquisition:
+def acquire(
+    anat: Anatomy,
+    scanner: Scanner,
+    rng: np.random.Generator,
+    *,
+    factor: int = 1,
+    tissues: dict[str, Tissue] = TISSUES,
+    pose: tuple[np.ndarray, dict] | None = None,
+) -> Acquisition:
     """Image one subject on one scanner; ``factor`` coarsens the scanner matrix.
 
     ``pose`` (from :func:`draw_pose`) places the head; by default each acquisition draws
@@ -105,11 +126,12 @@ def acquire(anat: Anatomy, scanner: Scanner, rng: np.random.Generator, *,
 
     # Transmit field on the working grid, evaluated every ~8 mm and upsampled.
     sub = max(1, int(round(8.0 / anat.step)))
-    idx = np.stack(np.meshgrid(*[np.arange(0, n + sub, sub) for n in wshape], indexing='ij'),
-                   -1).astype(np.float64)
+    idx = np.stack(
+        np.meshgrid(*[np.arange(0, n + sub, sub) for n in wshape], indexing='ij'), -1
+    ).astype(np.float64)
     world = (idx @ anat.affine[:3, :3].T + anat.affine[:3, 3]) @ pose[:3, :3].T + pose[:3, 3]
     b1 = _b1_map(rng, scanner, world)
-    b1 = ndi.zoom(b1, sub, order=1, grid_mode=False)[:wshape[0], :wshape[1], :wshape[2]]
+    b1 = ndi.zoom(b1, sub, order=1, grid_mode=False)[: wshape[0], : wshape[1], : wshape[2]]
     b1 = np.ascontiguousarray(b1, dtype=np.float32)
 
     signal = np.zeros(wshape, np.float32)
@@ -118,15 +140,17 @@ def acquire(anat: Anatomy, scanner: Scanner, rng: np.random.Generator, *,
         x, s = _signal_lut(tissues[SIGNAL_TISSUE[name]], protocol)
         idx = np.flatnonzero(prob)  # most tissues occupy a small part of the grid
         flat[idx] += prob.reshape(-1)[idx] * np.interp(b1.reshape(-1)[idx], x, s).astype(
-            np.float32)
+            np.float32
+        )
     del b1
 
     # Scanner voxel -> subject working voxel.
     m = np.linalg.inv(anat.affine) @ np.linalg.inv(pose) @ affine
 
     def to_scanner(vol: np.ndarray) -> np.ndarray:
-        return ndi.affine_transform(vol, m[:3, :3], offset=m[:3, 3], output_shape=shape,
-                                    order=1, mode='constant', cval=0.0)
+        return ndi.affine_transform(
+            vol, m[:3, :3], offset=m[:3, 3], output_shape=shape, order=1, mode='constant', cval=0.0
+        )
 
     img = to_scanner(signal)
     del signal
@@ -139,21 +163,35 @@ def acquire(anat: Anatomy, scanner: Scanner, rng: np.random.Generator, *,
     z = affine[2, 1] * np.arange(shape[1]) + affine[2, 3]
     bias *= (1.0 / (1.0 + np.exp(-(z + 105.0) / 10.0))).astype(np.float32)[None, :, None]
     img *= bias * (b0 / 1.5) * vox_vol
-    sigma = (NOISE_SIGMA * np.sqrt(protocol.pixel_bandwidth / 130.0) / scanner.coil_gain
-             * scanner.noise_scale)
-    noisy = np.hypot(img + sigma * rng.standard_normal(shape, dtype=np.float32),
-                     sigma * rng.standard_normal(shape, dtype=np.float32))
+    sigma = (
+        NOISE_SIGMA
+        * np.sqrt(protocol.pixel_bandwidth / 130.0)
+        / scanner.coil_gain
+        * scanner.noise_scale
+    )
+    noisy = np.hypot(
+        img + sigma * rng.standard_normal(shape, dtype=np.float32),
+        sigma * rng.standard_normal(shape, dtype=np.float32),
+    )
     image = np.clip(np.rint(noisy * INT_GAIN / vox_vol), 0, INT_MAX).astype(np.int16)
 
     # Hard labels (max probability inside the brain mask) on the working grid, carried to
     # the scanner grid by nearest neighbour.
-    dseg = ndi.affine_transform(anat.labels, m[:3, :3], offset=m[:3, 3], output_shape=shape,
-                                order=0, mode='constant', cval=0)
+    dseg = ndi.affine_transform(
+        anat.labels,
+        m[:3, :3],
+        offset=m[:3, 3],
+        output_shape=shape,
+        order=0,
+        mode='constant',
+        cval=0,
+    )
     brain = dseg > 0
     info = {
         **pose_info,
         'noise_sigma': round(float(sigma * INT_GAIN), 3),
         'receive_bias_sd': bias_sd,
     }
-    return Acquisition(image=image, affine=affine, dseg=dseg,
-                       brain_mask=brain.astype(np.uint8), info=info)
+    return Acquisition(
+        image=image, affine=affine, dseg=dseg, brain_mask=brain.astype(np.uint8), info=info
+    )

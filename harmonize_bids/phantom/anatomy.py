@@ -45,13 +45,23 @@ class AnatomyVariety:
 
 VARIETIES: dict[str, AnatomyVariety] = {
     'paper': AnatomyVariety(),
-    'core': AnatomyVariety(scale=(0.86, 1.06), deformation_mm=(2.0, 5.5),
-                           ventricle_extra_mm=(0.0, 2.0), thinning_max_mm=1.8,
-                           lesion_count=(3, 22), lesion_axis_mm=(1.5, 5.5)),
-    'unseen': AnatomyVariety(scale=(0.83, 1.10), deformation_mm=(5.5, 7.5),
-                             deformation_length_mm=30.0, ventricle_extra_mm=(2.0, 4.5),
-                             thinning_max_mm=2.4, lesion_count=(15, 35),
-                             lesion_axis_mm=(2.0, 7.0)),
+    'core': AnatomyVariety(
+        scale=(0.86, 1.06),
+        deformation_mm=(2.0, 5.5),
+        ventricle_extra_mm=(0.0, 2.0),
+        thinning_max_mm=1.8,
+        lesion_count=(3, 22),
+        lesion_axis_mm=(1.5, 5.5),
+    ),
+    'unseen': AnatomyVariety(
+        scale=(0.83, 1.10),
+        deformation_mm=(5.5, 7.5),
+        deformation_length_mm=30.0,
+        ventricle_extra_mm=(2.0, 4.5),
+        thinning_max_mm=2.4,
+        lesion_count=(15, 35),
+        lesion_axis_mm=(2.0, 7.0),
+    ),
 }
 
 
@@ -116,8 +126,13 @@ def load_template(step: int = 1) -> tuple[dict[str, np.ndarray], np.ndarray]:
     return maps, aff
 
 
-def _ellipsoid_blob(rng: np.random.Generator, shape: tuple[int, ...], centre: np.ndarray,
-                    semi_axes: np.ndarray, step: float) -> tuple[tuple[slice, ...], np.ndarray]:
+def _ellipsoid_blob(
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    centre: np.ndarray,
+    semi_axes: np.ndarray,
+    step: float,
+) -> tuple[tuple[slice, ...], np.ndarray]:
     """Soft irregular ellipsoid (membership in [0, 1]) in a local box around ``centre``."""
     r = int(np.ceil(semi_axes.max() * 1.6 / step)) + 1
     lo = np.maximum(centre - r, 0)
@@ -135,9 +150,15 @@ def _ellipsoid_blob(rng: np.random.Generator, shape: tuple[int, ...], centre: np
     return box, np.clip((1.0 + bump - radius) / edge + 0.5, 0.0, 1.0).astype(np.float32)
 
 
-def make_anatomy(rng: np.random.Generator, *, step: int, age: float, lesions: bool,
-                 min_lesion_axis: float = 0.0,
-                 variety: AnatomyVariety = VARIETIES['paper']) -> Anatomy:
+def make_anatomy(
+    rng: np.random.Generator,
+    *,
+    step: int,
+    age: float,
+    lesions: bool,
+    min_lesion_axis: float = 0.0,
+    variety: AnatomyVariety = VARIETIES['paper'],
+) -> Anatomy:
     """One subject's brain: smooth random deformation, age-related atrophy, lesions."""
     v = variety
     tmpl, affine = load_template(step)
@@ -146,14 +167,15 @@ def make_anatomy(rng: np.random.Generator, *, step: int, age: float, lesions: bo
     # Global head size and a low-frequency displacement field (a few mm).
     scale = rng.uniform(*v.scale)
     amp = rng.uniform(*v.deformation_mm)
-    disp = [amp * smooth_field(rng, shape, step, v.deformation_length_mm) / step
-            for _ in range(3)]
+    disp = [amp * smooth_field(rng, shape, step, v.deformation_length_mm) / step for _ in range(3)]
     centre = np.array([98.0, 116.0, 80.0]) / step  # near the template brain centre, voxels
     grid = np.indices(shape, dtype=np.float32)
     coords = np.stack([centre[i] + (grid[i] - centre[i]) / scale + disp[i] for i in range(3)])
     del grid, disp
-    maps = {k: ndi.map_coordinates(v, coords, order=1, cval=0.0).astype(np.float32)
-            for k, v in tmpl.items()}
+    maps = {
+        k: ndi.map_coordinates(v, coords, order=1, cval=0.0).astype(np.float32)
+        for k, v in tmpl.items()
+    }
     del coords
     brain, gm, wm = maps['brain'], maps['gm'], maps['wm']
     csf = np.clip(brain - gm - wm, 0.0, 1.0)
@@ -208,7 +230,14 @@ def make_anatomy(rng: np.random.Generator, *, step: int, age: float, lesions: bo
     pad = [(int(round(a / step)), int(round(b / step))) for a, b in PAD_MM]
     aff = affine.copy()
     aff[:3, 3] -= np.array([p[0] for p in pad]) * step
-    out = {k: np.pad(np.clip(v, 0, 1), pad).astype(np.float32)
-           for k, v in (('csf', csf), ('gm', gm), ('wm', wm), ('lesion', les))}
-    return Anatomy(affine=aff, step=float(step), maps=out,
-                   brain=np.pad(brain, pad).astype(np.float32), info=info)
+    out = {
+        k: np.pad(np.clip(v, 0, 1), pad).astype(np.float32)
+        for k, v in (('csf', csf), ('gm', gm), ('wm', wm), ('lesion', les))
+    }
+    return Anatomy(
+        affine=aff,
+        step=float(step),
+        maps=out,
+        brain=np.pad(brain, pad).astype(np.float32),
+        info=info,
+    )

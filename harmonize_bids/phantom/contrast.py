@@ -17,8 +17,9 @@ from .dataset import truth_file
 from .tissues import DSEG_LABELS
 
 
-def tissue_stats(root: str | Path, sub: str, ses: str, *,
-                 n4: bool = True) -> dict[str, tuple[float, float, int]]:
+def tissue_stats(
+    root: str | Path, sub: str, ses: str, *, n4: bool = True
+) -> dict[str, tuple[float, float, int]]:
     """Mean, sd and voxel count per ground-truth tissue of the [0, 1]-scaled image."""
     from ..image.intensity import clip_and_scale_array
 
@@ -30,8 +31,9 @@ def tissue_stats(root: str | Path, sub: str, ses: str, *,
         from ..image.bias import n4_correct
 
         with tempfile.TemporaryDirectory() as tmp:
-            out = n4_correct(raw, truth_file(root, sub, ses, 'desc-brain_mask.nii.gz'),
-                             Path(tmp) / 'n4.nii.gz')
+            out = n4_correct(
+                raw, truth_file(root, sub, ses, 'desc-brain_mask.nii.gz'), Path(tmp) / 'n4.nii.gz'
+            )
             img = np.asarray(nib.load(out).dataobj, dtype=np.float32)
     else:
         img = np.asarray(nib.load(raw).dataobj, dtype=np.float32)

@@ -23,21 +23,27 @@ BIDS_VERSION = '1.10.0'
 SIZES: dict[str, tuple[int, int, float]] = {'full': (1, 1, 0.0), 'tiny': (3, 4, 4.0)}
 #: Seeds sites apart from subjects: site k of seed S draws from SeedSequence([S, SITE_KEY, k]).
 SITE_KEY = 2**31 - 1
-_GENERATED_BY = [{'Name': 'harmonize_bids phantom',
-                  'Description': 'Synthetic paired 1.5 T / 3 T MPRAGE phantom (physics '
-                                 'simulation on the ICBM152 2009a template).',
-                  'CodeURL': 'https://github.com/harmonize-bids/harmonize_bids'}]
+_GENERATED_BY = [
+    {
+        'Name': 'harmonize_bids phantom',
+        'Description': 'Synthetic paired 1.5 T / 3 T MPRAGE phantom (physics '
+        'simulation on the ICBM152 2009a template).',
+        'CodeURL': 'https://github.com/harmonize-bids/harmonize_bids',
+    }
+]
 
 
 def _version() -> str:
     from .. import __version__
+
     return __version__
 
 
 def has_lesions(index: int, lesion_fraction: float) -> bool:
     """Deterministic, evenly spread choice of lesioned subjects (0-based ``index``)."""
     return int(np.floor((index + 1) * lesion_fraction + 1e-9)) > int(
-        np.floor(index * lesion_fraction + 1e-9))
+        np.floor(index * lesion_fraction + 1e-9)
+    )
 
 
 def _demographics(rng: np.random.Generator, ms: bool) -> tuple[float, str]:
@@ -62,76 +68,110 @@ def _write_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
 
 
 def _write_top_level(root: Path, deriv: Path, scanners: str) -> None:
-    _write_json(root / 'dataset_description.json', {
-        'Name': 'harmonize_bids paired 1.5 T / 3 T MPRAGE phantom',
-        'BIDSVersion': BIDS_VERSION,
-        'DatasetType': 'raw',
-        'License': 'CC0',
-        'Authors': ['harmonize_bids developers'],
-        'GeneratedBy': [dict(g, Version=_version()) for g in _GENERATED_BY],
-        'SourceDatasets': [{
-            'URL': 'https://nist.mni.mcgill.ca/icbm-152-nonlinear-atlases-2009/',
-            'Version': 'ICBM 2009a nonlinear symmetric (as shipped with nilearn)'}],
-        'ReferencesAndLinks': [
-            'Durrer et al., Diffusion Models for Contrast Harmonization of Magnetic '
-            'Resonance Images, MIDL 2023',
-            'Fonov et al., NeuroImage 54:313-327, 2011 (ICBM152 2009a template)'],
-    })
+    _write_json(
+        root / 'dataset_description.json',
+        {
+            'Name': 'harmonize_bids paired 1.5 T / 3 T MPRAGE phantom',
+            'BIDSVersion': BIDS_VERSION,
+            'DatasetType': 'raw',
+            'License': 'CC0',
+            'Authors': ['harmonize_bids developers'],
+            'GeneratedBy': [dict(g, Version=_version()) for g in _GENERATED_BY],
+            'SourceDatasets': [
+                {
+                    'URL': 'https://nist.mni.mcgill.ca/icbm-152-nonlinear-atlases-2009/',
+                    'Version': 'ICBM 2009a nonlinear symmetric (as shipped with nilearn)',
+                }
+            ],
+            'ReferencesAndLinks': [
+                'Durrer et al., Diffusion Models for Contrast Harmonization of Magnetic '
+                'Resonance Images, MIDL 2023',
+                'Fonov et al., NeuroImage 54:313-327, 2011 (ICBM152 2009a template)',
+            ],
+        },
+    )
     if scanners == 'paper':
-        where = ('Synthetic travelling-subject dataset: every participant is "scanned" on a '
-                 '1.5 T\nSiemens Magnetom Avanto (ses-1p5T) and a 3 T Siemens Magnetom Skyra '
-                 'fit (ses-3T)\nwith the MPRAGE protocols of Durrer et al. (MIDL 2023, Table '
-                 '4).\n\n')
+        where = (
+            'Synthetic travelling-subject dataset: every participant is "scanned" on a '
+            '1.5 T\nSiemens Magnetom Avanto (ses-1p5T) and a 3 T Siemens Magnetom Skyra '
+            'fit (ses-3T)\nwith the MPRAGE protocols of Durrer et al. (MIDL 2023, Table '
+            '4).\n\n'
+        )
     else:
-        where = ('Synthetic travelling-subject dataset: every participant is "scanned" at '
-                 '1.5 T\n(ses-1p5T) and at 3 T (ses-3T) on the two scanners of their site '
-                 f'(participants.tsv),\ndrawn from the "{scanners}" distribution of '
-                 'harmonize_bids.phantom.scanners:\ninversion-prepared 3D T1w protocols '
-                 '(Siemens MPRAGE, Philips TFE, GE IR-FSPGR),\ntissue relaxation values, '
-                 'transmit / receive fields and noise per site.\n\n')
+        where = (
+            'Synthetic travelling-subject dataset: every participant is "scanned" at '
+            '1.5 T\n(ses-1p5T) and at 3 T (ses-3T) on the two scanners of their site '
+            f'(participants.tsv),\ndrawn from the "{scanners}" distribution of '
+            'harmonize_bids.phantom.scanners:\ninversion-prepared 3D T1w protocols '
+            '(Siemens MPRAGE, Philips TFE, GE IR-FSPGR),\ntissue relaxation values, '
+            'transmit / receive fields and noise per site.\n\n'
+        )
     (root / 'README').write_text(
-        where +
-        'Anatomy: the ICBM152 2009a template, randomly deformed, with age-related atrophy,\n'
+        where
+        + 'Anatomy: the ICBM152 2009a template, randomly deformed, with age-related atrophy,\n'
         'optional MS-like T1-hypointense white-matter lesions, and a synthetic skull and\n'
         'scalp. Images: MPRAGE steady-state signal equation with literature relaxation\n'
         'times per field strength, transmit (B1) and receive-bias fields, Rician noise, a\n'
         'different head pose per session. No real participant data is included.\n\n'
         'Ground truth (tissue labels, brain and lesion masks, in each raw image grid) is in\n'
-        'derivatives/phantom. Generated by harmonize-bids-phantom.\n')
-    (root / 'CHANGES').write_text(f'{_version()} synthetic\n  - generated by '
-                                  'harmonize-bids-phantom\n')
-    site = {} if scanners == 'paper' else {'site': {
-        'Description': 'Index of the site whose two scanners imaged the participant'}}
-    _write_json(root / 'participants.json', {
-        'participant_id': {'Description': 'Unique participant identifier'},
-        **site,
-        'age': {'Description': 'Age at the 1.5 T session', 'Units': 'year'},
-        'sex': {'Description': 'Sex of the participant',
-                'Levels': {'F': 'female', 'M': 'male'}},
-        'group': {'Description': 'Diagnostic group',
-                  'Levels': {'HC': 'healthy control', 'MS': 'multiple sclerosis (lesions)'}},
-    })
+        'derivatives/phantom. Generated by harmonize-bids-phantom.\n'
+    )
+    (root / 'CHANGES').write_text(
+        f'{_version()} synthetic\n  - generated by harmonize-bids-phantom\n'
+    )
+    site = (
+        {}
+        if scanners == 'paper'
+        else {
+            'site': {'Description': 'Index of the site whose two scanners imaged the participant'}
+        }
+    )
+    _write_json(
+        root / 'participants.json',
+        {
+            'participant_id': {'Description': 'Unique participant identifier'},
+            **site,
+            'age': {'Description': 'Age at the 1.5 T session', 'Units': 'year'},
+            'sex': {
+                'Description': 'Sex of the participant',
+                'Levels': {'F': 'female', 'M': 'male'},
+            },
+            'group': {
+                'Description': 'Diagnostic group',
+                'Levels': {'HC': 'healthy control', 'MS': 'multiple sclerosis (lesions)'},
+            },
+        },
+    )
     deriv.mkdir(parents=True, exist_ok=True)
-    _write_json(deriv / 'dataset_description.json', {
-        'Name': 'harmonize_bids phantom ground truth',
-        'BIDSVersion': BIDS_VERSION,
-        'DatasetType': 'derivative',
-        'License': 'CC0',
-        'GeneratedBy': [dict(g, Version=_version()) for g in _GENERATED_BY],
-        'DatasetLinks': {'raw': '../../'},
-    })
+    _write_json(
+        deriv / 'dataset_description.json',
+        {
+            'Name': 'harmonize_bids phantom ground truth',
+            'BIDSVersion': BIDS_VERSION,
+            'DatasetType': 'derivative',
+            'License': 'CC0',
+            'GeneratedBy': [dict(g, Version=_version()) for g in _GENERATED_BY],
+            'DatasetLinks': {'raw': '../../'},
+        },
+    )
     (deriv / 'README').write_text(
         'Ground truth of the phantom, in each session\'s raw T1w grid: dseg (0 background,\n'
         '1 CSF, 2 GM, 3 WM, 4 lesion; hard labels from the maximum tissue probability inside\n'
         'the brain), brain mask, lesion mask (lesioned participants only). The brain mask is\n'
         'the deformed template brain; extracerebral CSF beyond it is not labelled.\n'
-        'PhantomTruth in each dseg sidecar records the subject and session parameters.\n')
+        'PhantomTruth in each dseg sidecar records the subject and session parameters.\n'
+    )
     lines = ['index\tname\tabbreviation'] + [
-        f'{k}\t{v}\t{v.upper()[:3] if v != "lesion" else "LES"}' for k, v in DSEG_LABELS.items()]
+        f'{k}\t{v}\t{v.upper()[:3] if v != "lesion" else "LES"}' for k, v in DSEG_LABELS.items()
+    ]
     (deriv / 'dseg.tsv').write_text('\n'.join(lines) + '\n')
-    _write_json(deriv / 'dseg.json', {
-        'Description': 'Phantom ground-truth tissue labels (hard labels from the maximum '
-                       'tissue probability inside the brain; label table dseg.tsv).'})
+    _write_json(
+        deriv / 'dseg.json',
+        {
+            'Description': 'Phantom ground-truth tissue labels (hard labels from the maximum '
+            'tissue probability inside the brain; label table dseg.tsv).'
+        },
+    )
 
 
 def truth_file(root: str | Path, sub: str, ses: str, suffix: str) -> Path:
@@ -139,12 +179,20 @@ def truth_file(root: str | Path, sub: str, ses: str, suffix: str) -> Path:
     ``derivatives/phantom/sub-X/ses-Y/anat/sub-X_ses-Y_<suffix>`` (labels with or
     without their ``sub-`` / ``ses-`` prefix)."""
     sub, ses = sub.removeprefix('sub-'), ses.removeprefix('ses-')
-    return (Path(root) / 'derivatives' / 'phantom' / f'sub-{sub}' / f'ses-{ses}' / 'anat'
-            / f'sub-{sub}_ses-{ses}_{suffix}')
+    return (
+        Path(root)
+        / 'derivatives'
+        / 'phantom'
+        / f'sub-{sub}'
+        / f'ses-{ses}'
+        / 'anat'
+        / f'sub-{sub}_ses-{ses}_{suffix}'
+    )
 
 
-def _write_session(root: Path, sub: str, ses: str, acq: Acquisition, sidecar: dict,
-                   truth: dict) -> None:
+def _write_session(
+    root: Path, sub: str, ses: str, acq: Acquisition, sidecar: dict, truth: dict
+) -> None:
     anat = root / f'sub-{sub}' / f'ses-{ses}' / 'anat'
     anat.mkdir(parents=True, exist_ok=True)
     stem = f'sub-{sub}_ses-{ses}'
@@ -158,25 +206,43 @@ def _write_session(root: Path, sub: str, ses: str, acq: Acquisition, sidecar: di
     dout('dseg.nii.gz').parent.mkdir(parents=True, exist_ok=True)
     common = {'Sources': [f'bids:raw:{raw_rel}'], 'SpatialReference': f'bids:raw:{raw_rel}'}
     _write_nifti(dout('dseg.nii.gz'), acq.dseg, acq.affine)
-    _write_json(dout('dseg.json'), {
-        **common, 'Manual': False, 'PhantomTruth': {**truth, **acq.info}})
+    _write_json(
+        dout('dseg.json'), {**common, 'Manual': False, 'PhantomTruth': {**truth, **acq.info}}
+    )
     _write_nifti(dout('desc-brain_mask.nii.gz'), acq.brain_mask, acq.affine)
-    _write_json(dout('desc-brain_mask.json'), {
-        'Description': 'Phantom ground-truth brain mask (template brain, deformed).',
-        'Type': 'Brain', **common})
+    _write_json(
+        dout('desc-brain_mask.json'),
+        {
+            'Description': 'Phantom ground-truth brain mask (template brain, deformed).',
+            'Type': 'Brain',
+            **common,
+        },
+    )
     if truth['group'] == 'MS':
         lesion = (acq.dseg == 4).astype(np.uint8)
         _write_nifti(dout('label-lesion_mask.nii.gz'), lesion, acq.affine)
-        _write_json(dout('label-lesion_mask.json'), {
-            'Description': 'Phantom MS-like T1-hypointense white-matter lesions.',
-            'Type': 'Lesion', **common})
+        _write_json(
+            dout('label-lesion_mask.json'),
+            {
+                'Description': 'Phantom MS-like T1-hypointense white-matter lesions.',
+                'Type': 'Lesion',
+                **common,
+            },
+        )
 
 
-def write_phantom_dataset(out_dir: str | Path, *, n_subjects: int, seed: int,
-                          size: str = 'full', lesion_fraction: float = 0.0,
-                          scanners: str = 'paper', subjects_per_site: int = 1,
-                          same_pose: bool = False,
-                          progress: Iterable[int] | None = None) -> Path:
+def write_phantom_dataset(
+    out_dir: str | Path,
+    *,
+    n_subjects: int,
+    seed: int,
+    size: str = 'full',
+    lesion_fraction: float = 0.0,
+    scanners: str = 'paper',
+    subjects_per_site: int = 1,
+    same_pose: bool = False,
+    progress: Iterable[int] | None = None,
+) -> Path:
     """Generate ``n_subjects`` paired 1.5 T / 3 T subjects as a BIDS dataset at ``out_dir``.
 
     Subject ``i`` (sub-01 is i = 0) draws all its randomness from
@@ -196,8 +262,9 @@ def write_phantom_dataset(out_dir: str | Path, *, n_subjects: int, seed: int,
     if n_subjects < 1:
         raise ValueError(f'n_subjects must be at least 1, got {n_subjects}.')
     if scanners not in DISTRIBUTIONS:
-        raise ValueError(f'Unknown scanner distribution {scanners!r}; choose one of '
-                         f'{DISTRIBUTIONS}.')
+        raise ValueError(
+            f'Unknown scanner distribution {scanners!r}; choose one of {DISTRIBUTIONS}.'
+        )
     if subjects_per_site < 1:
         raise ValueError(f'subjects_per_site must be at least 1, got {subjects_per_site}.')
     step, factor, min_axis = SIZES[size]
@@ -212,36 +279,60 @@ def write_phantom_dataset(out_dir: str | Path, *, n_subjects: int, seed: int,
     for i in progress if progress is not None else range(n_subjects):
         sub = f'{i + 1:0{width}d}'
         ss_demo, ss_anat, *ss_sessions, ss_pose = np.random.SeedSequence([seed, i]).spawn(
-            3 + len(FIELDS))
+            3 + len(FIELDS)
+        )
         k = i // subjects_per_site
         if k not in sites:
-            sites[k] = paper_site() if paper else draw_site(
-                np.random.default_rng(np.random.SeedSequence([seed, SITE_KEY, k])), k, scanners)
+            sites[k] = (
+                paper_site()
+                if paper
+                else draw_site(
+                    np.random.default_rng(np.random.SeedSequence([seed, SITE_KEY, k])), k, scanners
+                )
+            )
         site = sites[k]
         ms = has_lesions(i, lesion_fraction)
         age, sex = _demographics(np.random.default_rng(ss_demo), ms)
         rng = np.random.default_rng(ss_anat)
-        anat = make_anatomy(rng, step=step, age=age, lesions=ms, min_lesion_axis=min_axis,
-                            variety=VARIETIES[scanners])
+        anat = make_anatomy(
+            rng,
+            step=step,
+            age=age,
+            lesions=ms,
+            min_lesion_axis=min_axis,
+            variety=VARIETIES[scanners],
+        )
         add_head(anat, rng)
-        truth = {'group': 'MS' if ms else 'HC', 'seed': seed, 'subject_index': i,
-                 'size': size, **anat.info}
+        truth = {
+            'group': 'MS' if ms else 'HC',
+            'seed': seed,
+            'subject_index': i,
+            'size': size,
+            **anat.info,
+        }
         if not paper:
             truth.update(site.describe())
         pose = draw_pose(np.random.default_rng(ss_pose)) if same_pose else None
         for b0, ss in zip(FIELDS, ss_sessions, strict=True):
             scanner = site.scanners[b0]
             protocol = scanner.protocol
-            acq = acquire(anat, scanner, np.random.default_rng(ss), factor=factor,
-                          tissues=site.tissues, pose=pose)
+            acq = acquire(
+                anat,
+                scanner,
+                np.random.default_rng(ss),
+                factor=factor,
+                tissues=site.tissues,
+                pose=pose,
+            )
             sidecar = protocol.sidecar()
             sidecar['AcquisitionVoxelSize'] = [round(v * factor, 4) for v in protocol.voxel_size]
             session_truth = {**truth, 'MagneticFieldStrength': b0}
             if not paper:
                 session_truth['scanner'] = scanner.describe()
             _write_session(root, sub, protocol.session, acq, sidecar, session_truth)
-        rows.append(f'sub-{sub}\t{age:.1f}\t{sex}\t{"MS" if ms else "HC"}'
-                    + ('' if paper else f'\t{k}'))
+        rows.append(
+            f'sub-{sub}\t{age:.1f}\t{sex}\t{"MS" if ms else "HC"}' + ('' if paper else f'\t{k}')
+        )
         LOGGER.info('sub-%s (%s, age %.0f) written', sub, 'MS' if ms else 'HC', age)
     (root / 'participants.tsv').write_text('\n'.join(rows) + '\n')
     return root

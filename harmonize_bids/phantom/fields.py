@@ -16,8 +16,9 @@ def _upsample_matrix(n: int, step: float, spacing: float) -> tuple[np.ndarray, i
     return w.astype(np.float32), m
 
 
-def smooth_field(rng: np.random.Generator, shape: tuple[int, ...], step: float,
-                 spacing: float) -> np.ndarray:
+def smooth_field(
+    rng: np.random.Generator, shape: tuple[int, ...], step: float, spacing: float
+) -> np.ndarray:
     """Zero-mean, unit-variance random field with correlation length ~``spacing`` mm."""
     mats = [_upsample_matrix(n, step, spacing) for n in shape]
     out = rng.standard_normal(tuple(m for _, m in mats)).astype(np.float32)

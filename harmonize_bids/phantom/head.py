@@ -27,15 +27,16 @@ LAYERS: tuple[tuple[str, float, float], ...] = (
 HEAD_TISSUES: tuple[str, ...] = ('ecsf', 'bone', 'marrow', 'muscle', 'fat')
 
 
-def _outside_distance(mask: np.ndarray, spacing: float, f: int,
-                      shape: tuple[int, ...]) -> np.ndarray:
+def _outside_distance(
+    mask: np.ndarray, spacing: float, f: int, shape: tuple[int, ...]
+) -> np.ndarray:
     """Signed distance (mm) to the surface of ``mask``, upsampled by ``f`` to ``shape``."""
     out = ndi.distance_transform_edt(~mask, sampling=spacing)
     inn = ndi.distance_transform_edt(mask, sampling=spacing)
     d = np.where(mask, spacing / 2 - inn, out - spacing / 2).astype(np.float32)
     if f > 1:
         d = ndi.zoom(d, f, order=1, grid_mode=True, mode='nearest')
-    return np.ascontiguousarray(d[:shape[0], :shape[1], :shape[2]])
+    return np.ascontiguousarray(d[: shape[0], : shape[1], : shape[2]])
 
 
 def _neck(hull: np.ndarray, step: float) -> np.ndarray:
@@ -48,10 +49,10 @@ def _neck(hull: np.ndarray, step: float) -> np.ndarray:
     ci = (hull.shape[0] - 1) / 2.0
     ri = max(1.0, 0.9 * (ii.max() - ii.min()) / 2)
     rj = max(1.0, 0.8 * (jj.max() - jj.min()) / 2)
-    i, j = np.ogrid[:hull.shape[0], :hull.shape[1]]
+    i, j = np.ogrid[: hull.shape[0], : hull.shape[1]]
     disc = ((i - ci) / ri) ** 2 + ((j - cy - 0.3 * rj) / rj) ** 2 <= 1.0
     neck = np.zeros_like(hull)
-    neck[:, :, :z0 + int(round(12 / step))] = disc[:, :, None]
+    neck[:, :, : z0 + int(round(12 / step))] = disc[:, :, None]
     return neck
 
 

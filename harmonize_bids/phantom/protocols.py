@@ -20,15 +20,27 @@ from dataclasses import dataclass
 
 #: How each family's sidecar names the sequence (BIDS / DICOM fields).
 FAMILIES: dict[str, dict] = {
-    'siemens-mprage': {'Manufacturer': 'Siemens', 'ScanningSequence': 'GR\\IR',
-                       'SequenceVariant': 'SK\\SP\\MP', 'SequenceName': '*tfl3d1',
-                       'PulseSequenceType': 'MPRAGE'},
-    'philips-tfe': {'Manufacturer': 'Philips', 'ScanningSequence': 'GR',
-                    'SequenceVariant': 'SP\\MP', 'SequenceName': 'T1TFE',
-                    'PulseSequenceType': 'T1 TFE with inversion prepulse'},
-    'ge-irspgr': {'Manufacturer': 'GE', 'ScanningSequence': 'GR\\IR',
-                  'SequenceVariant': 'SS\\SK\\MP', 'SequenceName': 'efgre3d',
-                  'PulseSequenceType': 'IR-FSPGR (BRAVO)'},
+    'siemens-mprage': {
+        'Manufacturer': 'Siemens',
+        'ScanningSequence': 'GR\\IR',
+        'SequenceVariant': 'SK\\SP\\MP',
+        'SequenceName': '*tfl3d1',
+        'PulseSequenceType': 'MPRAGE',
+    },
+    'philips-tfe': {
+        'Manufacturer': 'Philips',
+        'ScanningSequence': 'GR',
+        'SequenceVariant': 'SP\\MP',
+        'SequenceName': 'T1TFE',
+        'PulseSequenceType': 'T1 TFE with inversion prepulse',
+    },
+    'ge-irspgr': {
+        'Manufacturer': 'GE',
+        'ScanningSequence': 'GR\\IR',
+        'SequenceVariant': 'SS\\SK\\MP',
+        'SequenceName': 'efgre3d',
+        'PulseSequenceType': 'IR-FSPGR (BRAVO)',
+    },
 }
 
 
@@ -68,8 +80,11 @@ class Protocol:
     @property
     def voxel_size(self) -> tuple[float, float, float]:
         """(phase, read, slice) spacing in mm."""
-        return (self.fov_phase / self.matrix_phase, self.fov_read / self.matrix_read,
-                self.slice_thickness)
+        return (
+            self.fov_phase / self.matrix_phase,
+            self.fov_read / self.matrix_read,
+            self.slice_thickness,
+        )
 
     @property
     def echoes(self) -> int:
@@ -106,58 +121,88 @@ class Protocol:
         }
         if siemens:
             sidecar['RepetitionTimeExcitation'] = self.echo_spacing / 1000.0
-        sidecar.update({
-            'InversionTime': self.inversion_time / 1000.0,
-            'EchoTime': self.echo_time / 1000.0,
-            'FlipAngle': self.flip_angle,
-            'PixelBandwidth': self.pixel_bandwidth,
-            'DwellTime': round(1.0 / (self.pixel_bandwidth * self.matrix_read), 9),
-            'PulseSequenceDetails': self._details(),
-            'CoilCombinationMethod': 'Adaptive Combine',
-            'InstitutionName': 'harmonize_bids synthetic phantom',
-            'StationName': f'phantom-{self.session}',  # pseudonyms, as BIDS allows
-            'DeviceSerialNumber': f'PHANTOM-{self.session}',
-            'PhaseEncodingDirection': 'i',
-            'SliceThickness': self.slice_thickness,
-            'AcquisitionMatrixPE': self.matrix_phase,
-            'ReconMatrixPE': self.matrix_phase,
-            'PercentPhaseFOV': round(100.0 * self.fov_phase / self.fov_read, 2),
-            'ImageType': ['ORIGINAL', 'PRIMARY', 'M', 'ND', 'NORM'],
-            'NonlinearGradientCorrection': False,
-        })
+        sidecar.update(
+            {
+                'InversionTime': self.inversion_time / 1000.0,
+                'EchoTime': self.echo_time / 1000.0,
+                'FlipAngle': self.flip_angle,
+                'PixelBandwidth': self.pixel_bandwidth,
+                'DwellTime': round(1.0 / (self.pixel_bandwidth * self.matrix_read), 9),
+                'PulseSequenceDetails': self._details(),
+                'CoilCombinationMethod': 'Adaptive Combine',
+                'InstitutionName': 'harmonize_bids synthetic phantom',
+                'StationName': f'phantom-{self.session}',  # pseudonyms, as BIDS allows
+                'DeviceSerialNumber': f'PHANTOM-{self.session}',
+                'PhaseEncodingDirection': 'i',
+                'SliceThickness': self.slice_thickness,
+                'AcquisitionMatrixPE': self.matrix_phase,
+                'ReconMatrixPE': self.matrix_phase,
+                'PercentPhaseFOV': round(100.0 * self.fov_phase / self.fov_read, 2),
+                'ImageType': ['ORIGINAL', 'PRIMARY', 'M', 'ND', 'NORM'],
+                'NonlinearGradientCorrection': False,
+            }
+        )
         return sidecar
 
     def _details(self) -> str:
         if self.family == 'siemens-mprage' and self.train_length is None:
-            return ('Siemens product MPRAGE (tfl3d1), linear partition ordering, '
-                    f'{self.n_partitions} partitions per inversion, echo spacing '
-                    f'{self.echo_spacing} ms')
-        return (f'{FAMILIES[self.family]["PulseSequenceType"]}: {self.echoes} echoes per '
-                f'inversion, k-space centre at {self.centre_fraction:.2f} of the train, '
-                f'echo spacing {self.echo_spacing} ms, inversion every '
-                f'{self.repetition_time:.0f} ms')
+            return (
+                'Siemens product MPRAGE (tfl3d1), linear partition ordering, '
+                f'{self.n_partitions} partitions per inversion, echo spacing '
+                f'{self.echo_spacing} ms'
+            )
+        return (
+            f'{FAMILIES[self.family]["PulseSequenceType"]}: {self.echoes} echoes per '
+            f'inversion, k-space centre at {self.centre_fraction:.2f} of the train, '
+            f'echo spacing {self.echo_spacing} ms, inversion every '
+            f'{self.repetition_time:.0f} ms'
+        )
 
     def timing_problem(self) -> str | None:
         """Why the readout does not fit between inversions (None if it does)."""
         before = self.inversion_time - self.centre_echo * self.echo_spacing
         after = self.repetition_time - before - self.echoes * self.echo_spacing
         if before <= 0 or after < 0:
-            return (f'readout train of {self.echoes} x {self.echo_spacing} ms does not fit '
-                    f'TI {self.inversion_time} ms / TR {self.repetition_time} ms')
+            return (
+                f'readout train of {self.echoes} x {self.echo_spacing} ms does not fit '
+                f'TI {self.inversion_time} ms / TR {self.repetition_time} ms'
+            )
         return None
 
 
 PROTOCOLS: dict[float, Protocol] = {
     1.5: Protocol(
-        field_strength=1.5, model='Magnetom Avanto',
-        software_version='syngo MR B17', repetition_time=2080.0, inversion_time=1100.0,
-        echo_time=3.1, flip_angle=15.0, pixel_bandwidth=130.0, echo_spacing=8.6,
-        n_partitions=176, slice_thickness=1.0, fov_read=250.0, fov_phase=234.0,
-        matrix_read=256, matrix_phase=240),
+        field_strength=1.5,
+        model='Magnetom Avanto',
+        software_version='syngo MR B17',
+        repetition_time=2080.0,
+        inversion_time=1100.0,
+        echo_time=3.1,
+        flip_angle=15.0,
+        pixel_bandwidth=130.0,
+        echo_spacing=8.6,
+        n_partitions=176,
+        slice_thickness=1.0,
+        fov_read=250.0,
+        fov_phase=234.0,
+        matrix_read=256,
+        matrix_phase=240,
+    ),
     3.0: Protocol(
-        field_strength=3.0, model='Magnetom Skyra fit',
-        software_version='syngo MR E11', repetition_time=2300.0, inversion_time=900.0,
-        echo_time=2.94, flip_angle=9.0, pixel_bandwidth=240.0, echo_spacing=7.1,
-        n_partitions=176, slice_thickness=1.0, fov_read=256.0, fov_phase=240.0,
-        matrix_read=256, matrix_phase=240),
+        field_strength=3.0,
+        model='Magnetom Skyra fit',
+        software_version='syngo MR E11',
+        repetition_time=2300.0,
+        inversion_time=900.0,
+        echo_time=2.94,
+        flip_angle=9.0,
+        pixel_bandwidth=240.0,
+        echo_spacing=7.1,
+        n_partitions=176,
+        slice_thickness=1.0,
+        fov_read=256.0,
+        fov_phase=240.0,
+        matrix_read=256,
+        matrix_phase=240,
+    ),
 }

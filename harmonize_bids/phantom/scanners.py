@@ -56,50 +56,72 @@ class Band:
 # family -> field -> parameter -> Band. Times ms, angles deg.
 PROTOCOL_BANDS: dict[str, dict[float, dict[str, Band]]] = {
     'siemens-mprage': {
-        1.5: {'repetition_time': Band(1800, 1950, 2400, 2700),
-              'inversion_time': Band(850, 950, 1150, 1250),
-              'flip_angle': Band(6, 8, 15, 18), 'echo_spacing': Band(7.5, 8.0, 9.5, 10.5),
-              'echo_time': Band(2.8, 3.0, 4.0, 4.4)},
-        3.0: {'repetition_time': Band(1700, 1900, 2400, 2600),
-              'inversion_time': Band(750, 850, 1050, 1150),
-              'flip_angle': Band(6, 7, 10, 12), 'echo_spacing': Band(6.0, 6.5, 8.0, 9.0),
-              'echo_time': Band(2.0, 2.2, 3.2, 3.6)},
+        1.5: {
+            'repetition_time': Band(1800, 1950, 2400, 2700),
+            'inversion_time': Band(850, 950, 1150, 1250),
+            'flip_angle': Band(6, 8, 15, 18),
+            'echo_spacing': Band(7.5, 8.0, 9.5, 10.5),
+            'echo_time': Band(2.8, 3.0, 4.0, 4.4),
+        },
+        3.0: {
+            'repetition_time': Band(1700, 1900, 2400, 2600),
+            'inversion_time': Band(750, 850, 1050, 1150),
+            'flip_angle': Band(6, 7, 10, 12),
+            'echo_spacing': Band(6.0, 6.5, 8.0, 9.0),
+            'echo_time': Band(2.0, 2.2, 3.2, 3.6),
+        },
     },
     'philips-tfe': {
-        1.5: {'repetition_time': Band(1800, 2200, 3000, 3200),
-              'inversion_time': Band(750, 850, 1100, 1200),
-              'flip_angle': Band(6, 8, 12, 15), 'echo_spacing': Band(7.5, 8.0, 9.0, 10.0),
-              'echo_time': Band(3.0, 3.3, 4.2, 4.6)},
-        3.0: {'repetition_time': Band(1800, 2200, 3000, 3200),
-              'inversion_time': Band(700, 800, 1050, 1150),
-              'flip_angle': Band(6, 8, 10, 12), 'echo_spacing': Band(6.0, 6.5, 8.0, 8.5),
-              'echo_time': Band(2.8, 3.0, 3.8, 4.2)},
+        1.5: {
+            'repetition_time': Band(1800, 2200, 3000, 3200),
+            'inversion_time': Band(750, 850, 1100, 1200),
+            'flip_angle': Band(6, 8, 12, 15),
+            'echo_spacing': Band(7.5, 8.0, 9.0, 10.0),
+            'echo_time': Band(3.0, 3.3, 4.2, 4.6),
+        },
+        3.0: {
+            'repetition_time': Band(1800, 2200, 3000, 3200),
+            'inversion_time': Band(700, 800, 1050, 1150),
+            'flip_angle': Band(6, 8, 10, 12),
+            'echo_spacing': Band(6.0, 6.5, 8.0, 8.5),
+            'echo_time': Band(2.8, 3.0, 3.8, 4.2),
+        },
     },
     # Unseen only: any value of its range is "outer" for training.
     'ge-irspgr': {
-        1.5: {'repetition_time': Band(1200, 1200, 1200, 2000),
-              'inversion_time': Band(500, 500, 500, 900),
-              'flip_angle': Band(8, 8, 8, 15), 'echo_spacing': Band(8.0, 8.0, 8.0, 10.5),
-              'echo_time': Band(3.0, 3.0, 3.0, 4.5)},
-        3.0: {'repetition_time': Band(1100, 1100, 1100, 1800),
-              'inversion_time': Band(450, 450, 450, 800),
-              'flip_angle': Band(8, 8, 8, 13), 'echo_spacing': Band(6.5, 6.5, 6.5, 8.5),
-              'echo_time': Band(2.6, 2.6, 2.6, 3.4)},
+        1.5: {
+            'repetition_time': Band(1200, 1200, 1200, 2000),
+            'inversion_time': Band(500, 500, 500, 900),
+            'flip_angle': Band(8, 8, 8, 15),
+            'echo_spacing': Band(8.0, 8.0, 8.0, 10.5),
+            'echo_time': Band(3.0, 3.0, 3.0, 4.5),
+        },
+        3.0: {
+            'repetition_time': Band(1100, 1100, 1100, 1800),
+            'inversion_time': Band(450, 450, 450, 800),
+            'flip_angle': Band(8, 8, 8, 13),
+            'echo_spacing': Band(6.5, 6.5, 6.5, 8.5),
+            'echo_time': Band(2.6, 2.6, 2.6, 3.4),
+        },
     },
 }
 #: Parameters that set the T1 contrast; an unseen Siemens / Philips protocol draws all of
 #: them from the outer bands (the others from either part, evenly).
 CONTRAST_PARAMETERS = ('repetition_time', 'inversion_time', 'flip_angle')
 #: Echoes per inversion and where the k-space centre sits in the train, per family.
-TRAIN_SHAPE = {'siemens-mprage': ((160, 208), (0.5, 0.5)),
-               'philips-tfe': ((150, 240), (0.35, 0.5)),
-               'ge-irspgr': ((110, 200), (0.1, 0.3))}
-MODELS = {('siemens-mprage', 1.5): ('Magnetom Avanto', 'Magnetom Aera', 'Magnetom Sola'),
-          ('siemens-mprage', 3.0): ('Magnetom Prisma', 'Magnetom Skyra', 'Magnetom Trio'),
-          ('philips-tfe', 1.5): ('Achieva', 'Ingenia'),
-          ('philips-tfe', 3.0): ('Achieva dStream', 'Ingenia Elition'),
-          ('ge-irspgr', 1.5): ('Signa HDxt', 'Optima MR450w'),
-          ('ge-irspgr', 3.0): ('Discovery MR750', 'Signa Premier')}
+TRAIN_SHAPE = {
+    'siemens-mprage': ((160, 208), (0.5, 0.5)),
+    'philips-tfe': ((150, 240), (0.35, 0.5)),
+    'ge-irspgr': ((110, 200), (0.1, 0.3)),
+}
+MODELS = {
+    ('siemens-mprage', 1.5): ('Magnetom Avanto', 'Magnetom Aera', 'Magnetom Sola'),
+    ('siemens-mprage', 3.0): ('Magnetom Prisma', 'Magnetom Skyra', 'Magnetom Trio'),
+    ('philips-tfe', 1.5): ('Achieva', 'Ingenia'),
+    ('philips-tfe', 3.0): ('Achieva dStream', 'Ingenia Elition'),
+    ('ge-irspgr', 1.5): ('Signa HDxt', 'Optima MR450w'),
+    ('ge-irspgr', 3.0): ('Discovery MR750', 'Signa Premier'),
+}
 #: Relative (core, outer) half-widths of the tissue parameter draws.
 T1_SPREAD = (0.07, 0.18)
 PD_SPREAD = (0.03, 0.07)
@@ -129,13 +151,22 @@ class Scanner:
     def describe(self) -> dict:
         """What a phantom session records about its scanner (ms, degrees)."""
         p = self.protocol
-        return {'family': p.family, 'model': p.model, 'repetition_time_ms': p.repetition_time,
-                'inversion_time_ms': p.inversion_time, 'echo_time_ms': p.echo_time,
-                'flip_angle_deg': p.flip_angle, 'echo_spacing_ms': p.echo_spacing,
-                'echoes_per_inversion': p.echoes, 'centre_fraction': p.centre_fraction,
-                'voxel_size_mm': [round(v, 4) for v in p.voxel_size],
-                'coil_gain': self.coil_gain, 'receive_bias_sd': self.receive_bias_sd,
-                'transmit_peak': self.transmit_peak, 'noise_scale': self.noise_scale}
+        return {
+            'family': p.family,
+            'model': p.model,
+            'repetition_time_ms': p.repetition_time,
+            'inversion_time_ms': p.inversion_time,
+            'echo_time_ms': p.echo_time,
+            'flip_angle_deg': p.flip_angle,
+            'echo_spacing_ms': p.echo_spacing,
+            'echoes_per_inversion': p.echoes,
+            'centre_fraction': p.centre_fraction,
+            'voxel_size_mm': [round(v, 4) for v in p.voxel_size],
+            'coil_gain': self.coil_gain,
+            'receive_bias_sd': self.receive_bias_sd,
+            'transmit_peak': self.transmit_peak,
+            'noise_scale': self.noise_scale,
+        }
 
 
 @dataclass(frozen=True)
@@ -148,19 +179,36 @@ class Site:
     tissues: dict[str, Tissue] = field(default_factory=lambda: dict(TISSUES))
 
     def describe(self) -> dict:
-        return {'site': self.index, 'distribution': self.distribution,
-                'tissues': {name: {'t1_ms': t.t1, 'pd': t.pd}
-                            for name, t in self.tissues.items()
-                            if name in ('csf', 'gm', 'wm', 'lesion')}}
+        return {
+            'site': self.index,
+            'distribution': self.distribution,
+            'tissues': {
+                name: {'t1_ms': t.t1, 'pd': t.pd}
+                for name, t in self.tissues.items()
+                if name in ('csf', 'gm', 'wm', 'lesion')
+            },
+        }
 
 
 def paper_scanner(field_strength: float) -> Scanner:
     """The paper's scanner at one field (its protocol and the original physics)."""
     if field_strength < 2:
-        return Scanner(PROTOCOLS[1.5], coil_gain=1.0, receive_bias_sd=0.06, transmit_base=1.0,
-                       transmit_peak=0.0, transmit_tilt_sd=0.02)
-    return Scanner(PROTOCOLS[3.0], coil_gain=1.4, receive_bias_sd=0.12, transmit_base=0.80,
-                   transmit_peak=0.40, transmit_tilt_sd=0.05)
+        return Scanner(
+            PROTOCOLS[1.5],
+            coil_gain=1.0,
+            receive_bias_sd=0.06,
+            transmit_base=1.0,
+            transmit_peak=0.0,
+            transmit_tilt_sd=0.02,
+        )
+    return Scanner(
+        PROTOCOLS[3.0],
+        coil_gain=1.4,
+        receive_bias_sd=0.12,
+        transmit_base=0.80,
+        transmit_peak=0.40,
+        transmit_tilt_sd=0.05,
+    )
 
 
 def paper_site() -> Site:
@@ -196,15 +244,26 @@ def _draw_protocol(rng: np.random.Generator, family: str, b0: float, unseen: boo
     if siemens:  # all partitions of a phase line per inversion
         echoes = slices
     return Protocol(
-        field_strength=b0, model=str(rng.choice(MODELS[family, b0])),
-        software_version='phantom', repetition_time=values['repetition_time'],
-        inversion_time=values['inversion_time'], echo_time=values['echo_time'],
-        flip_angle=values['flip_angle'], pixel_bandwidth=round(bandwidth),
-        echo_spacing=values['echo_spacing'], n_partitions=slices,
-        slice_thickness=thickness, fov_read=fov_read, fov_phase=fov_phase,
-        matrix_read=int(round(fov_read / in_plane)), matrix_phase=int(round(fov_phase / in_plane)),
-        family=family, train_length=None if siemens else echoes, centre_fraction=centre,
-        reported_field_strength=reported)
+        field_strength=b0,
+        model=str(rng.choice(MODELS[family, b0])),
+        software_version='phantom',
+        repetition_time=values['repetition_time'],
+        inversion_time=values['inversion_time'],
+        echo_time=values['echo_time'],
+        flip_angle=values['flip_angle'],
+        pixel_bandwidth=round(bandwidth),
+        echo_spacing=values['echo_spacing'],
+        n_partitions=slices,
+        slice_thickness=thickness,
+        fov_read=fov_read,
+        fov_phase=fov_phase,
+        matrix_read=int(round(fov_read / in_plane)),
+        matrix_phase=int(round(fov_phase / in_plane)),
+        family=family,
+        train_length=None if siemens else echoes,
+        centre_fraction=centre,
+        reported_field_strength=reported,
+    )
 
 
 def _fit_cycle(protocol: Protocol, rng: np.random.Generator) -> Protocol:
@@ -226,8 +285,14 @@ def _contrast_ok(protocol: Protocol, tissues: dict[str, Tissue]) -> bool:
     return csf < gm and GM_WM_RATIO[0] <= gm <= GM_WM_RATIO[1] and csf <= MAX_CSF_WM_RATIO
 
 
-def draw_scanner(rng: np.random.Generator, b0: float, *, unseen: bool,
-                 tissues: dict[str, Tissue] = TISSUES, family: str | None = None) -> Scanner:
+def draw_scanner(
+    rng: np.random.Generator,
+    b0: float,
+    *,
+    unseen: bool,
+    tissues: dict[str, Tissue] = TISSUES,
+    family: str | None = None,
+) -> Scanner:
     """A random scanner at field ``b0`` from the core or the unseen distribution, whose
     contrast with ``tissues`` looks like a real scan's."""
     if family is None:
@@ -246,11 +311,15 @@ def draw_scanner(rng: np.random.Generator, b0: float, *, unseen: bool,
     noise = Band(0.6, 0.8, 1.25, 1.7)
     coil = (1.0, 1.2) if low else (1.2, 1.4, 1.6)
     peak_value = round(peak.draw(rng, unseen), 3)
-    return Scanner(protocol, coil_gain=float(rng.choice(coil)),
-                   receive_bias_sd=round(bias.draw(rng, unseen), 3),
-                   transmit_base=round(1.0 - peak_value / 2, 4), transmit_peak=peak_value,
-                   transmit_tilt_sd=0.02 if low else 0.05,
-                   noise_scale=round(noise.draw(rng, unseen), 3))
+    return Scanner(
+        protocol,
+        coil_gain=float(rng.choice(coil)),
+        receive_bias_sd=round(bias.draw(rng, unseen), 3),
+        transmit_base=round(1.0 - peak_value / 2, 4),
+        transmit_peak=peak_value,
+        transmit_tilt_sd=0.02 if low else 0.05,
+        noise_scale=round(noise.draw(rng, unseen), 3),
+    )
 
 
 def _factor(rng: np.random.Generator, spread: tuple[float, float], unseen: bool) -> float:
@@ -275,12 +344,14 @@ def draw_tissues(rng: np.random.Generator, *, unseen: bool) -> dict[str, Tissue]
         for name in ('csf', 'gm', 'wm', 'lesion'):
             tissue = TISSUES[name]
             shared = _factor(rng, T1_SPREAD, unseen)
-            t1 = {b0: round(tissue.t1[b0] * shared * rng.uniform(0.98, 1.02), 1)
-                  for b0 in FIELDS}
+            t1 = {b0: round(tissue.t1[b0] * shared * rng.uniform(0.98, 1.02), 1) for b0 in FIELDS}
             pd = round(min(1.0, tissue.pd * _factor(rng, PD_SPREAD, unseen)), 3)
             drawn[name] = replace(tissue, t1=t1, pd=pd)
-        if all(drawn['wm'].t1[b0] < drawn['lesion'].t1[b0] < drawn['csf'].t1[b0]
-               and drawn['wm'].t1[b0] < drawn['gm'].t1[b0] for b0 in FIELDS):
+        if all(
+            drawn['wm'].t1[b0] < drawn['lesion'].t1[b0] < drawn['csf'].t1[b0]
+            and drawn['wm'].t1[b0] < drawn['gm'].t1[b0]
+            for b0 in FIELDS
+        ):
             out.update(drawn)
             return out
     raise RuntimeError('no tissue draw kept the T1 order')
@@ -289,8 +360,9 @@ def draw_tissues(rng: np.random.Generator, *, unseen: bool) -> dict[str, Tissue]
 def draw_site(rng: np.random.Generator, index: int, distribution: str) -> Site:
     """One site of the ``core`` or ``unseen`` distribution (``paper``: the fixed site)."""
     if distribution not in DISTRIBUTIONS:
-        raise ValueError(f'Unknown scanner distribution {distribution!r}; choose one of '
-                         f'{DISTRIBUTIONS}.')
+        raise ValueError(
+            f'Unknown scanner distribution {distribution!r}; choose one of {DISTRIBUTIONS}.'
+        )
     if distribution == 'paper':
         return paper_site()
     unseen = distribution == 'unseen'

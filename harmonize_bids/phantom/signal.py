@@ -14,8 +14,9 @@ from .protocols import Protocol
 from .tissues import Tissue
 
 
-def mprage_signal(t1: np.ndarray | float, protocol: Protocol,
-                  b1: np.ndarray | float = 1.0) -> np.ndarray:
+def mprage_signal(
+    t1: np.ndarray | float, protocol: Protocol, b1: np.ndarray | float = 1.0
+) -> np.ndarray:
     """Signed transverse signal of the k-space-centre echo, per unit M0.
 
     t1 in ms; b1 scales the nominal flip angle (transmit field). The adiabatic inversion is
@@ -42,9 +43,11 @@ def mprage_signal(t1: np.ndarray | float, protocol: Protocol,
     return m_centre * np.sin(alpha)
 
 
-def tissue_signal(tissue: Tissue, protocol: Protocol,
-                  b1: np.ndarray | float = 1.0) -> np.ndarray:
+def tissue_signal(tissue: Tissue, protocol: Protocol, b1: np.ndarray | float = 1.0) -> np.ndarray:
     """PD * MPRAGE(T1, flip * B1) * exp(-TE / T2*) for one tissue."""
     b0 = protocol.field_strength
-    return (tissue.pd * mprage_signal(tissue.t1[b0], protocol, b1)
-            * np.exp(-protocol.echo_time / tissue.t2star[b0]))
+    return (
+        tissue.pd
+        * mprage_signal(tissue.t1[b0], protocol, b1)
+        * np.exp(-protocol.echo_time / tissue.t2star[b0])
+    )

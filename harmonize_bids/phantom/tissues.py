@@ -35,28 +35,26 @@ class Tissue:
 
 TISSUES: dict[str, Tissue] = {
     # Lu 2005 (T1), Peters 2007 does not cover CSF: long T2* assumed.
-    'csf': Tissue('csf', t1={1.5: 4070.0, 3.0: 4163.0}, t2star={1.5: 400.0, 3.0: 300.0},
-                  pd=1.0),
-    'gm': Tissue('gm', t1={1.5: 1197.0, 3.0: 1607.0}, t2star={1.5: 84.0, 3.0: 66.0},
-                 pd=0.80),
-    'wm': Tissue('wm', t1={1.5: 646.0, 3.0: 838.0}, t2star={1.5: 66.2, 3.0: 53.2},
-                 pd=0.69),
+    'csf': Tissue('csf', t1={1.5: 4070.0, 3.0: 4163.0}, t2star={1.5: 400.0, 3.0: 300.0}, pd=1.0),
+    'gm': Tissue('gm', t1={1.5: 1197.0, 3.0: 1607.0}, t2star={1.5: 84.0, 3.0: 66.0}, pd=0.80),
+    'wm': Tissue('wm', t1={1.5: 646.0, 3.0: 838.0}, t2star={1.5: 66.2, 3.0: 53.2}, pd=0.69),
     # Vrenken 2006 (1.5 T); 3 T scaled by the WM field ratio; PD and T2* raised by oedema /
     # demyelination (water content between WM and GM, T2* ~1.3x WM).
-    'lesion': Tissue('lesion', t1={1.5: 1200.0, 3.0: 1557.0},
-                     t2star={1.5: 86.0, 3.0: 69.0}, pd=0.78),
+    'lesion': Tissue(
+        'lesion', t1={1.5: 1200.0, 3.0: 1557.0}, t2star={1.5: 86.0, 3.0: 69.0}, pd=0.78
+    ),
     # de Bazelaire 2004 (subcutaneous fat); fat PD ~0.9 of water protons.
-    'fat': Tissue('fat', t1={1.5: 343.0, 3.0: 382.0}, t2star={1.5: 40.0, 3.0: 30.0},
-                  pd=0.90),
+    'fat': Tissue('fat', t1={1.5: 343.0, 3.0: 382.0}, t2star={1.5: 40.0, 3.0: 30.0}, pd=0.90),
     # Stanisz 2005 (skeletal muscle), used for galea/muscle and skin.
-    'muscle': Tissue('muscle', t1={1.5: 1008.0, 3.0: 1412.0},
-                     t2star={1.5: 30.0, 3.0: 25.0}, pd=0.75),
+    'muscle': Tissue(
+        'muscle', t1={1.5: 1008.0, 3.0: 1412.0}, t2star={1.5: 30.0, 3.0: 25.0}, pd=0.75
+    ),
     # de Bazelaire 2004 (bone marrow): fatty diploe of the skull.
-    'marrow': Tissue('marrow', t1={1.5: 549.0, 3.0: 586.0}, t2star={1.5: 15.0, 3.0: 10.0},
-                     pd=0.80),
+    'marrow': Tissue(
+        'marrow', t1={1.5: 549.0, 3.0: 586.0}, t2star={1.5: 15.0, 3.0: 10.0}, pd=0.80
+    ),
     # Du 2010 / Reichert 2005: cortical bone, ultrashort T2*, little water.
-    'bone': Tissue('bone', t1={1.5: 200.0, 3.0: 250.0}, t2star={1.5: 0.5, 3.0: 0.4},
-                   pd=0.20),
+    'bone': Tissue('bone', t1={1.5: 200.0, 3.0: 250.0}, t2star={1.5: 0.5, 3.0: 0.4}, pd=0.20),
 }
 
 # Labels of the ground-truth segmentation (dseg).

@@ -11,10 +11,16 @@ HISTOGRAM_BINS = 255  # as the paper's AHD
 
 def _middle_slices(volume: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
     """Sagittal, coronal and axial slices through the brain's centre, display-oriented."""
-    centre = [int(round(c)) for c in np.argwhere(mask).mean(axis=0)] if mask.any() else [
-        s // 2 for s in volume.shape]
-    return [np.rot90(volume[centre[0], :, :]), np.rot90(volume[:, centre[1], :]),
-            np.rot90(volume[:, :, centre[2]])]
+    centre = (
+        [int(round(c)) for c in np.argwhere(mask).mean(axis=0)]
+        if mask.any()
+        else [s // 2 for s in volume.shape]
+    )
+    return [
+        np.rot90(volume[centre[0], :, :]),
+        np.rot90(volume[:, centre[1], :]),
+        np.rot90(volume[:, :, centre[2]]),
+    ]
 
 
 def _save(figure, out_file: Path, *, facecolor: str = "black") -> Path:
@@ -37,16 +43,23 @@ def plot_mask_overlay(t1w: np.ndarray, mask: np.ndarray, out_file: Path) -> Path
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 3, figsize=(9, 3), facecolor="black")
-    for axis, image, outline in zip(axes, _middle_slices(t1w, mask),
-                                    _middle_slices(mask.astype(np.float32), mask), strict=True):
+    for axis, image, outline in zip(
+        axes, _middle_slices(t1w, mask), _middle_slices(mask.astype(np.float32), mask), strict=True
+    ):
         axis.imshow(image, cmap="gray", vmin=0, vmax=1)
         axis.contour(outline, levels=[0.5], colors="tab:red", linewidths=0.8)
         axis.axis("off")
     return _save(figure, out_file)
 
 
-def plot_before_after(before: np.ndarray, after: np.ndarray, mask: np.ndarray,
-                      out_file: Path, *, labels: tuple[str, str]) -> Path:
+def plot_before_after(
+    before: np.ndarray,
+    after: np.ndarray,
+    mask: np.ndarray,
+    out_file: Path,
+    *,
+    labels: tuple[str, str],
+) -> Path:
     """Input (top row) and harmonized image (bottom row) in three planes."""
     import matplotlib
 

@@ -50,8 +50,9 @@ def mse(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     return float(np.mean(diff * diff))
 
 
-def brain_histogram(image: np.ndarray, mask: np.ndarray, *,
-                    bins: int = HISTOGRAM_BINS) -> np.ndarray:
+def brain_histogram(
+    image: np.ndarray, mask: np.ndarray, *, bins: int = HISTOGRAM_BINS
+) -> np.ndarray:
     """Voxel counts of the brain intensities in ``bins`` equal bins on [0, 1].
 
     Values outside [0, 1] are clipped into the end bins, so every brain voxel counts.
@@ -69,15 +70,22 @@ def histogram_distance(h1: np.ndarray, h2: np.ndarray) -> float:
     return float(np.abs(np.asarray(h1, np.float64) - np.asarray(h2, np.float64)).sum())
 
 
-def ahd(a: np.ndarray, b: np.ndarray, mask: np.ndarray, mask_b: np.ndarray | None = None, *,
-        bins: int = HISTOGRAM_BINS) -> float:
+def ahd(
+    a: np.ndarray,
+    b: np.ndarray,
+    mask: np.ndarray,
+    mask_b: np.ndarray | None = None,
+    *,
+    bins: int = HISTOGRAM_BINS,
+) -> float:
     """Absolute histogram difference of two images' brain voxels (counts, 255 bins).
 
     ``mask`` selects the voxels of ``a`` (and of ``b`` unless ``mask_b`` is given).
     """
-    return histogram_distance(brain_histogram(a, mask, bins=bins),
-                              brain_histogram(b, mask if mask_b is None else mask_b,
-                                              bins=bins))
+    return histogram_distance(
+        brain_histogram(a, mask, bins=bins),
+        brain_histogram(b, mask if mask_b is None else mask_b, bins=bins),
+    )
 
 
 def ahd_to_reference(histogram: np.ndarray, reference: np.ndarray) -> float:
@@ -95,9 +103,14 @@ def ahd_to_reference(histogram: np.ndarray, reference: np.ndarray) -> float:
     return histogram_distance(histogram, reference * (histogram.sum() / total))
 
 
-def segment_tissues(image: np.ndarray, mask: np.ndarray, *,
-                    spacing: Sequence[float] = (1.0, 1.0, 1.0), iterations: int = 5,
-                    mrf: float = 0.1) -> np.ndarray:
+def segment_tissues(
+    image: np.ndarray,
+    mask: np.ndarray,
+    *,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    iterations: int = 5,
+    mrf: float = 0.1,
+) -> np.ndarray:
     """Three-class tissue segmentation (CSF, GM, WM) inside ``mask`` with ANTs Atropos.
 
     Atropos with k-means initialisation (3 classes), an MRF prior of weight ``mrf``
@@ -116,8 +129,14 @@ def segment_tissues(image: np.ndarray, mask: np.ndarray, *,
     ants_mask = ants.from_numpy(mask.astype(np.float32), spacing=tuple(float(s) for s in spacing))
     radius = "x".join("1" for _ in range(data.ndim))
     with _private_tempdir():
-        result = ants.atropos(a=ants_image, x=ants_mask, i="KMeans[3]",
-                              m=f"[{mrf},{radius}]", c=f"[{iterations},0]", r=0)
+        result = ants.atropos(
+            a=ants_image,
+            x=ants_mask,
+            i="KMeans[3]",
+            m=f"[{mrf},{radius}]",
+            c=f"[{iterations},0]",
+            r=0,
+        )
     raw = result["segmentation"].numpy().astype(np.int16)
     labels = np.zeros(data.shape, np.uint8)
     classes = [value for value in np.unique(raw[mask]) if value > 0]
@@ -142,8 +161,10 @@ def _private_tempdir():
 
 def tissue_volumes(labels: np.ndarray, *, voxel_volume: float = 1.0) -> dict[str, float]:
     """Volume of each tissue class in mm^3 (voxel count times ``voxel_volume``)."""
-    return {tissue: float(np.count_nonzero(labels == value) * voxel_volume)
-            for tissue, value in TISSUE_LABELS.items()}
+    return {
+        tissue: float(np.count_nonzero(labels == value) * voxel_volume)
+        for tissue, value in TISSUE_LABELS.items()
+    }
 
 
 def dice(labels_a: np.ndarray, labels_b: np.ndarray) -> dict[str, float]:
@@ -157,8 +178,9 @@ def dice(labels_a: np.ndarray, labels_b: np.ndarray) -> dict[str, float]:
     return scores
 
 
-def hausdorff95(labels_a: np.ndarray, labels_b: np.ndarray, *,
-                spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> dict[str, float]:
+def hausdorff95(
+    labels_a: np.ndarray, labels_b: np.ndarray, *, spacing: Sequence[float] = (1.0, 1.0, 1.0)
+) -> dict[str, float]:
     """95th-percentile Hausdorff distance (mm) of each tissue class (MONAI).
 
     Symmetric: the larger of the two directed 95th percentiles of surface-to-surface
@@ -177,10 +199,12 @@ def hausdorff95(labels_a: np.ndarray, labels_b: np.ndarray, *,
     with warnings.catch_warnings():  # MONAI warns on empty classes; we return nan
         warnings.simplefilter("ignore")
         distances = compute_hausdorff_distance(
-            a, b, include_background=True, percentile=95,
-            spacing=[float(s) for s in spacing])[0]
-    return {tissue: float(distance) for tissue, distance in zip(TISSUES, distances.tolist(),
-                                                                  strict=True)}
+            a, b, include_background=True, percentile=95, spacing=[float(s) for s in spacing]
+        )[0]
+    return {
+        tissue: float(distance)
+        for tissue, distance in zip(TISSUES, distances.tolist(), strict=True)
+    }
 
 
 def through_plane_consistency(image: np.ndarray, mask: np.ndarray, *, axis: int = 0) -> float:

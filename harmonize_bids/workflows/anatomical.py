@@ -16,8 +16,9 @@ _SKULL_STRIPPERS = {
 }
 
 
-def init_t1w_preproc_wf(*, skull_strip: str, sloppy: bool, omp_nthreads: int,
-                        name: str = "t1w_preproc_wf") -> Workflow:
+def init_t1w_preproc_wf(
+    *, skull_strip: str, sloppy: bool, omp_nthreads: int, name: str = "t1w_preproc_wf"
+) -> Workflow:
     """Conform, skull-strip, N4-correct, resample to 1 mm and scale one T1w to [0, 1].
 
     With ``sloppy`` (tests only) the grid is SLOPPY_SPACING_MM instead of 1 mm.
@@ -36,30 +37,43 @@ def init_t1w_preproc_wf(*, skull_strip: str, sloppy: bool, omp_nthreads: int,
         f"intensities; scikit-learn) sits at {WHITE_MATTER_LEVEL:g}. "
     )
     inputnode = pe.Node(niu.IdentityInterface(fields=["t1w"]), name="inputnode")
-    outputnode = pe.Node(niu.IdentityInterface(fields=["t1w_preproc", "brain_mask"]),
-                         name="outputnode")
+    outputnode = pe.Node(
+        niu.IdentityInterface(fields=["t1w_preproc", "brain_mask"]), name="outputnode"
+    )
     conform = pe.Node(Conform(), name="conform", mem_gb=1)
-    skull_stripping = pe.Node(SkullStrip(method=skull_strip, sloppy=sloppy),
-                              name="skull_stripping", mem_gb=3, n_procs=omp_nthreads)
-    bias_correction = pe.Node(N4(sloppy=sloppy), name="bias_correction", mem_gb=2,
-                              n_procs=omp_nthreads)
+    skull_stripping = pe.Node(
+        SkullStrip(method=skull_strip, sloppy=sloppy),
+        name="skull_stripping",
+        mem_gb=3,
+        n_procs=omp_nthreads,
+    )
+    bias_correction = pe.Node(
+        N4(sloppy=sloppy), name="bias_correction", mem_gb=2, n_procs=omp_nthreads
+    )
     spacing = SLOPPY_SPACING_MM if sloppy else 1.0
-    resample_t1w = pe.Node(Resample(interpolation="linear", spacing=spacing),
-                           name="resample_t1w", mem_gb=1)
-    resample_mask = pe.Node(Resample(interpolation="nearest", spacing=spacing),
-                            name="resample_mask", mem_gb=1)
+    resample_t1w = pe.Node(
+        Resample(interpolation="linear", spacing=spacing), name="resample_t1w", mem_gb=1
+    )
+    resample_mask = pe.Node(
+        Resample(interpolation="nearest", spacing=spacing), name="resample_mask", mem_gb=1
+    )
     clip_scale = pe.Node(ClipScale(), name="clip_scale", mem_gb=1)
 
-    workflow.connect([
-        (inputnode, conform, [("t1w", "in_file")]),
-        (conform, skull_stripping, [("out_file", "in_file")]),
-        (skull_stripping, bias_correction, [("out_file", "in_file"),
-                                            ("out_mask", "mask_file")]),
-        (bias_correction, resample_t1w, [("out_file", "in_file")]),
-        (skull_stripping, resample_mask, [("out_mask", "in_file")]),
-        (resample_t1w, clip_scale, [("out_file", "in_file")]),
-        (resample_mask, clip_scale, [("out_file", "mask_file")]),
-        (clip_scale, outputnode, [("out_file", "t1w_preproc")]),
-        (resample_mask, outputnode, [("out_file", "brain_mask")]),
-    ])
+    workflow.connect(
+        [
+            (inputnode, conform, [("t1w", "in_file")]),
+            (conform, skull_stripping, [("out_file", "in_file")]),
+            (
+                skull_stripping,
+                bias_correction,
+                [("out_file", "in_file"), ("out_mask", "mask_file")],
+            ),
+            (bias_correction, resample_t1w, [("out_file", "in_file")]),
+            (skull_stripping, resample_mask, [("out_mask", "in_file")]),
+            (resample_t1w, clip_scale, [("out_file", "in_file")]),
+            (resample_mask, clip_scale, [("out_file", "mask_file")]),
+            (clip_scale, outputnode, [("out_file", "t1w_preproc")]),
+            (resample_mask, outputnode, [("out_file", "brain_mask")]),
+        ]
+    )
     return workflow

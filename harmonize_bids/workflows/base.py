@@ -16,19 +16,47 @@ from .anatomical import init_t1w_preproc_wf
 from .outputs import init_ds_outputs_wf
 
 
-def init_harmonize_bids_wf(*, images: list[T1wImage], bids_dir: Path, output_dir: Path,
-                           work_dir: Path, target_field: float, model_dir: Path | None,
-                           skull_strip: str, sampler: str | None, steps: int | None,
-                           ensemble: int, seed: int, device: str, omp_nthreads: int,
-                           sloppy: bool, name: str = "harmonize_bids_wf") -> Workflow:
+def init_harmonize_bids_wf(
+    *,
+    images: list[T1wImage],
+    bids_dir: Path,
+    output_dir: Path,
+    work_dir: Path,
+    target_field: float,
+    model_dir: Path | None,
+    skull_strip: str,
+    sampler: str | None,
+    steps: int | None,
+    ensemble: int,
+    seed: int,
+    device: str,
+    omp_nthreads: int,
+    sloppy: bool,
+    name: str = "harmonize_bids_wf",
+) -> Workflow:
     """Preprocess every image; harmonize those not at the target field; write outputs."""
     workflow = Workflow(name=name, base_dir=str(work_dir))
     for image in images:
-        workflow.add_nodes([init_single_t1w_wf(
-            image=image, bids_dir=bids_dir, output_dir=output_dir, target_field=target_field,
-            model_dir=model_dir, skull_strip=skull_strip, sampler=sampler, steps=steps,
-            ensemble=ensemble, seed=seed, device=device, omp_nthreads=omp_nthreads,
-            sloppy=sloppy, name=image_workflow_name(image))])
+        workflow.add_nodes(
+            [
+                init_single_t1w_wf(
+                    image=image,
+                    bids_dir=bids_dir,
+                    output_dir=output_dir,
+                    target_field=target_field,
+                    model_dir=model_dir,
+                    skull_strip=skull_strip,
+                    sampler=sampler,
+                    steps=steps,
+                    ensemble=ensemble,
+                    seed=seed,
+                    device=device,
+                    omp_nthreads=omp_nthreads,
+                    sloppy=sloppy,
+                    name=image_workflow_name(image),
+                )
+            ]
+        )
     return workflow
 
 
@@ -46,41 +74,81 @@ def uses_gpu(device: str) -> bool:
     return device.startswith("cuda") or (device == "auto" and gpu_count() > 0)
 
 
-def init_single_t1w_wf(*, image: T1wImage, bids_dir: Path, output_dir: Path,
-                       target_field: float, model_dir: Path | None, skull_strip: str,
-                       sampler: str | None, steps: int | None, ensemble: int, seed: int,
-                       device: str, omp_nthreads: int, sloppy: bool,
-                       name: str) -> Workflow:
+def init_single_t1w_wf(
+    *,
+    image: T1wImage,
+    bids_dir: Path,
+    output_dir: Path,
+    target_field: float,
+    model_dir: Path | None,
+    skull_strip: str,
+    sampler: str | None,
+    steps: int | None,
+    ensemble: int,
+    seed: int,
+    device: str,
+    omp_nthreads: int,
+    sloppy: bool,
+    name: str,
+) -> Workflow:
     """One T1w: preprocess, harmonize (unless already at the target field), write."""
     workflow = Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=["t1w"]), name="inputnode")
     inputnode.inputs.t1w = str(image.path)
-    t1w_preproc_wf = init_t1w_preproc_wf(skull_strip=skull_strip, sloppy=sloppy,
-                                         omp_nthreads=omp_nthreads)
-    ds_outputs_wf = init_ds_outputs_wf(image=image, bids_dir=str(bids_dir),
-                                       output_dir=str(output_dir))
-    workflow.connect([
-        (inputnode, t1w_preproc_wf, [("t1w", "inputnode.t1w")]),
-        (t1w_preproc_wf, ds_outputs_wf, [("outputnode.t1w_preproc", "inputnode.t1w_preproc"),
-                                         ("outputnode.brain_mask", "inputnode.brain_mask")]),
-    ])
+    t1w_preproc_wf = init_t1w_preproc_wf(
+        skull_strip=skull_strip, sloppy=sloppy, omp_nthreads=omp_nthreads
+    )
+    ds_outputs_wf = init_ds_outputs_wf(
+        image=image, bids_dir=str(bids_dir), output_dir=str(output_dir)
+    )
+    workflow.connect(
+        [
+            (inputnode, t1w_preproc_wf, [("t1w", "inputnode.t1w")]),
+            (
+                t1w_preproc_wf,
+                ds_outputs_wf,
+                [
+                    ("outputnode.t1w_preproc", "inputnode.t1w_preproc"),
+                    ("outputnode.brain_mask", "inputnode.brain_mask"),
+                ],
+            ),
+        ]
+    )
     if image.field_strength == target_field:
         ds_outputs_wf.get_node("inputnode").inputs.provenance = passthrough_record(
-            field_strength=target_field)
-        workflow.connect([
-            (t1w_preproc_wf, ds_outputs_wf, [("outputnode.t1w_preproc",
-                                              "inputnode.harmonized")]),
-        ])
+            field_strength=target_field
+        )
+        workflow.connect(
+            [
+                (
+                    t1w_preproc_wf,
+                    ds_outputs_wf,
+                    [("outputnode.t1w_preproc", "inputnode.harmonized")],
+                ),
+            ]
+        )
         return workflow
 
     if model_dir is None:
-        raise ValueError(f"{image.path} needs a model for {image.field_strength:g}T->"
-                         f"{target_field:g}T but none was given")
-    harmonize = pe.Node(Harmonize(model_dir=str(model_dir), source_field=image.field_strength,
-                                  target_field=target_field, ensemble=ensemble, seed=seed,
-                                  device=device, num_threads=omp_nthreads,
-                                  use_gpu=uses_gpu(device)),
-                        name="harmonize", n_procs=omp_nthreads, mem_gb=4)
+        raise ValueError(
+            f"{image.path} needs a model for {image.field_strength:g}T->"
+            f"{target_field:g}T but none was given"
+        )
+    harmonize = pe.Node(
+        Harmonize(
+            model_dir=str(model_dir),
+            source_field=image.field_strength,
+            target_field=target_field,
+            ensemble=ensemble,
+            seed=seed,
+            device=device,
+            num_threads=omp_nthreads,
+            use_gpu=uses_gpu(device),
+        ),
+        name="harmonize",
+        n_procs=omp_nthreads,
+        mem_gb=4,
+    )
     if sampler is not None:
         harmonize.inputs.sampler = sampler
     if steps is not None:
@@ -90,10 +158,18 @@ def init_single_t1w_wf(*, image: T1wImage, bids_dir: Path, output_dir: Path,
         "conditional denoising diffusion model (Durrer et al., 2023) that takes the source "
         "slice as anatomical guidance, applied to sagittal slices and stacked to 3D. "
     )
-    workflow.connect([
-        (t1w_preproc_wf, harmonize, [("outputnode.t1w_preproc", "in_file"),
-                                     ("outputnode.brain_mask", "mask_file")]),
-        (harmonize, ds_outputs_wf, [("out_file", "inputnode.harmonized"),
-                                    ("provenance", "inputnode.provenance")]),
-    ])
+    workflow.connect(
+        [
+            (
+                t1w_preproc_wf,
+                harmonize,
+                [("outputnode.t1w_preproc", "in_file"), ("outputnode.brain_mask", "mask_file")],
+            ),
+            (
+                harmonize,
+                ds_outputs_wf,
+                [("out_file", "inputnode.harmonized"), ("provenance", "inputnode.provenance")],
+            ),
+        ]
+    )
     return workflow

@@ -33,15 +33,18 @@ def test_dry_run_succeeds_and_writes_nothing(travelling_dataset, tmp_path, capsy
     assert not out.exists()
 
 
-@pytest.mark.parametrize(("extra", "named"), [
-    (["--no-such-option"], "--no-such-option"),
-    (["--steps", "0"], "--steps"),
-    (["--sampler", "ddpm", "--steps", "20"], "--sampler ddpm"),
-    (["--steps", "1001"], "--steps 1001"),
-    (["--target-field", "7"], "--target-field"),
-    (["--device", "gpu"], "--device"),
-    (["--nprocs", "1", "--omp-nthreads", "2"], "--omp-nthreads"),
-])
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (["--no-such-option"], "--no-such-option"),
+        (["--steps", "0"], "--steps"),
+        (["--sampler", "ddpm", "--steps", "20"], "--sampler ddpm"),
+        (["--steps", "1001"], "--steps 1001"),
+        (["--target-field", "7"], "--target-field"),
+        (["--device", "gpu"], "--device"),
+        (["--nprocs", "1", "--omp-nthreads", "2"], "--omp-nthreads"),
+    ],
+)
 def test_usage_errors_64(travelling_dataset, tmp_path, capsys, extra, named):
     code, err = _run(capsys, travelling_dataset, tmp_path / "out", "participant", *extra)
     assert code == 64
@@ -56,14 +59,16 @@ def test_missing_analysis_level_64(travelling_dataset, tmp_path, capsys):
 def test_bad_filter_and_plugin_files_64(travelling_dataset, tmp_path, capsys):
     bad_json = tmp_path / "filters.json"
     bad_json.write_text("{oops")
-    code, err = _run(capsys, travelling_dataset, tmp_path / "out", "participant",
-                     "--bids-filter-file", bad_json)
+    code, err = _run(
+        capsys, travelling_dataset, tmp_path / "out", "participant", "--bids-filter-file", bad_json
+    )
     assert code == 64
     _assert_one_line_error(err, "filters.json")
     bad_yaml = tmp_path / "plugin.yml"
     bad_yaml.write_text("just a string")
-    code, err = _run(capsys, travelling_dataset, tmp_path / "out", "participant",
-                     "--use-plugin", bad_yaml)
+    code, err = _run(
+        capsys, travelling_dataset, tmp_path / "out", "participant", "--use-plugin", bad_yaml
+    )
     assert code == 64
     _assert_one_line_error(err, "plugin.yml")
 
@@ -102,15 +107,19 @@ def test_skip_bids_validation(tmp_path, capsys):
     code, err = _run(capsys, root, tmp_path / "out", "participant", "--dry-run")
     assert code == 16
     assert "NOT_INCLUDED at sub-01/anat/notes.txt" in err
-    code, err = _run(capsys, root, tmp_path / "out", "participant", "--dry-run",
-                     "--skip-bids-validation")
+    code, err = _run(
+        capsys, root, tmp_path / "out", "participant", "--dry-run", "--skip-bids-validation"
+    )
     assert code == 0, err
 
 
-@pytest.mark.parametrize("selection", [
-    ["--participant-label", "sub-99"],
-    ["--session-label", "Z"],
-])
+@pytest.mark.parametrize(
+    "selection",
+    [
+        ["--participant-label", "sub-99"],
+        ["--session-label", "Z"],
+    ],
+)
 def test_filters_match_nothing_18(travelling_dataset, tmp_path, capsys, selection):
     code, err = _run(capsys, travelling_dataset, tmp_path / "out", "participant", *selection)
     assert code == 18
@@ -121,8 +130,9 @@ def test_filters_match_nothing_18(travelling_dataset, tmp_path, capsys, selectio
 def test_filter_file_matches_nothing_18(travelling_dataset, tmp_path, capsys):
     filters = tmp_path / "filters.json"
     filters.write_text(json.dumps({"t1w": {"acquisition": "mp2rage"}}))
-    code, err = _run(capsys, travelling_dataset, tmp_path / "out", "participant",
-                     "--bids-filter-file", filters)
+    code, err = _run(
+        capsys, travelling_dataset, tmp_path / "out", "participant", "--bids-filter-file", filters
+    )
     assert code == 18
     _assert_one_line_error(err, "acquisition=mp2rage", "--bids-filter-file")
 
@@ -138,8 +148,14 @@ def test_missing_inputs_66(tmp_path, capsys, travelling_dataset):
     _assert_one_line_error(err, "no T1w")
 
     for option in ("--model", "--bids-filter-file", "--use-plugin"):
-        code, err = _run(capsys, travelling_dataset, tmp_path / "out", "participant",
-                         option, tmp_path / "absent")
+        code, err = _run(
+            capsys,
+            travelling_dataset,
+            tmp_path / "out",
+            "participant",
+            option,
+            tmp_path / "absent",
+        )
         assert code == 66, option
         _assert_one_line_error(err, option, "absent")
 
@@ -149,8 +165,9 @@ def test_unknown_field_strength_66(tmp_path, capsys):
     code, err = _run(capsys, root, tmp_path / "out", "participant")
     assert code == 66
     _assert_one_line_error(err, "sub-01_T1w.nii.gz", "MagneticFieldStrength", "--source-field")
-    code, err = _run(capsys, root, tmp_path / "out", "participant", "--source-field", "1.5",
-                     "--dry-run")
+    code, err = _run(
+        capsys, root, tmp_path / "out", "participant", "--source-field", "1.5", "--dry-run"
+    )
     assert code == 0, err
     assert "1.5 T (--source-field)" in err
 
@@ -169,13 +186,19 @@ def test_output_not_creatable_73(travelling_dataset, tmp_path, capsys):
 
 
 def test_output_under_derivatives_is_allowed(travelling_dataset, capsys):
-    code, err = _run(capsys, travelling_dataset, travelling_dataset / "derivatives" / "hb",
-                     "participant", "--dry-run")
+    code, err = _run(
+        capsys,
+        travelling_dataset,
+        travelling_dataset / "derivatives" / "hb",
+        "participant",
+        "--dry-run",
+    )
     assert code == 0, err
 
 
-def test_unexpected_failure_1_traceback_only_with_v(travelling_dataset, tmp_path, capsys,
-                                                    monkeypatch):
+def test_unexpected_failure_1_traceback_only_with_v(
+    travelling_dataset, tmp_path, capsys, monkeypatch
+):
     def explode(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
@@ -201,8 +224,10 @@ def test_cli_sampling_defaults_mirror_the_model_package():
     from harmonize_bids.model import sampling, schedulers
 
     assert parser.SAMPLERS == schedulers.SAMPLERS
-    assert (parser.DEFAULT_SAMPLER, parser.DEFAULT_STEPS) == (sampling.DEFAULT_SAMPLER,
-                                                               sampling.DEFAULT_STEPS)
+    assert (parser.DEFAULT_SAMPLER, parser.DEFAULT_STEPS) == (
+        sampling.DEFAULT_SAMPLER,
+        sampling.DEFAULT_STEPS,
+    )
     text = parser.build_parser().format_help()
     assert f"default: {sampling.DEFAULT_SAMPLER}" in text
     assert f"default: {sampling.DEFAULT_STEPS}" in text

@@ -19,9 +19,23 @@ def _train(*argv) -> int:
 
 def test_train_writes_a_loadable_model_and_resumes(travelling_dataset, tmp_path):
     model_dir = tmp_path / "model"
-    common = [travelling_dataset, model_dir, "--source-field", "1.5", "--target-field", "3",
-              "--sloppy", "--skull-strip", "none", "--batch-size", "2",
-              "--checkpoint-every", "2", "--seed", "3"]
+    common = [
+        travelling_dataset,
+        model_dir,
+        "--source-field",
+        "1.5",
+        "--target-field",
+        "3",
+        "--sloppy",
+        "--skull-strip",
+        "none",
+        "--batch-size",
+        "2",
+        "--checkpoint-every",
+        "2",
+        "--seed",
+        "3",
+    ]
     assert _train(*common, "--iterations", "2") == 0
     model = load_model_folder(model_dir, source_field=1.5, target_field=3.0)
     assert model.meta["iterations"] == 2
@@ -34,15 +48,36 @@ def test_train_writes_a_loadable_model_and_resumes(travelling_dataset, tmp_path)
     assert meta["iterations"] == 4
     assert (tmp_path / "model.work" / "pairs" / "sub-01" / "pair_1.5T-to-3T.json").is_file()
     tuned_dir = tmp_path / "tuned"
-    assert _train(*common[:1], tuned_dir, *common[2:], "--iterations", "2", "--init-from",
-                  model_dir, "-w", tmp_path / "model.work") == 0
+    assert (
+        _train(
+            *common[:1],
+            tuned_dir,
+            *common[2:],
+            "--iterations",
+            "2",
+            "--init-from",
+            model_dir,
+            "-w",
+            tmp_path / "model.work",
+        )
+        == 0
+    )
     tuned = json.loads((tuned_dir / "model.json").read_text())
     assert tuned["fine_tuned_from"]["weights_sha256"] == meta["weights_sha256"]
 
 
 def test_init_from_must_be_a_model_of_the_direction(travelling_dataset, tmp_path, capsys):
-    common = [travelling_dataset, tmp_path / "model", "--source-field", "3",
-              "--target-field", "1.5", "--sloppy", "--skull-strip", "none"]
+    common = [
+        travelling_dataset,
+        tmp_path / "model",
+        "--source-field",
+        "3",
+        "--target-field",
+        "1.5",
+        "--sloppy",
+        "--skull-strip",
+        "none",
+    ]
     assert _train(*common, "--init-from", tmp_path / "missing") == 66
     assert "--init-from" in capsys.readouterr().err
     assert not (tmp_path / "model").exists()
@@ -52,22 +87,37 @@ def test_init_from_bundled_is_the_packaged_model_of_the_direction():
     from harmonize_bids.cli.train import initial_model, parse_args
     from harmonize_bids.participant import bundled_model_dir
 
-    options = parse_args(["bids", "model", "--source-field", "3", "--target-field", "1.5",
-                          "--init-from", "bundled"])
+    options = parse_args(
+        ["bids", "model", "--source-field", "3", "--target-field", "1.5", "--init-from", "bundled"]
+    )
     model = initial_model(options)
     assert model.path == bundled_model_dir(3.0, 1.5) and model.direction == "3T->1.5T"
 
 
-def test_pairs_with_a_broken_intensity_scale_are_left_out(travelling_dataset, tmp_path,
-                                                          capsys):
+def test_pairs_with_a_broken_intensity_scale_are_left_out(travelling_dataset, tmp_path, capsys):
     import nibabel as nib
     import numpy as np
 
     model_dir, work = tmp_path / "model", tmp_path / "work"
-    common = [travelling_dataset, model_dir, "--source-field", "1.5", "--target-field", "3",
-              "--sloppy", "--skull-strip", "none", "--batch-size", "2", "--iterations", "1",
-              "-w", work]
+    common = [
+        travelling_dataset,
+        model_dir,
+        "--source-field",
+        "1.5",
+        "--target-field",
+        "3",
+        "--sloppy",
+        "--skull-strip",
+        "none",
+        "--batch-size",
+        "2",
+        "--iterations",
+        "1",
+        "-w",
+        work,
+    ]
     assert _train(*common, "--prepare-only") == 0
+
     # sub-02's target as if something brighter than white matter had set its scale
     def darken_target(subject: str) -> None:
         record = json.loads((work / "pairs" / subject / "pair_1.5T-to-3T.json").read_text())
@@ -91,11 +141,14 @@ def test_pairs_with_a_broken_intensity_scale_are_left_out(travelling_dataset, tm
 
 
 def test_train_refuses_unpaired_subjects(tmp_path, capsys):
-    root = make_bids(tmp_path / "bids", {
-        "sub-01/ses-A/anat/sub-01_ses-A_T1w.nii.gz": SIDECAR_15,
-        "sub-01/ses-B/anat/sub-01_ses-B_T1w.nii.gz": SIDECAR_3,
-        "sub-02/ses-A/anat/sub-02_ses-A_T1w.nii.gz": SIDECAR_15,
-    })
+    root = make_bids(
+        tmp_path / "bids",
+        {
+            "sub-01/ses-A/anat/sub-01_ses-A_T1w.nii.gz": SIDECAR_15,
+            "sub-01/ses-B/anat/sub-01_ses-B_T1w.nii.gz": SIDECAR_3,
+            "sub-02/ses-A/anat/sub-02_ses-A_T1w.nii.gz": SIDECAR_15,
+        },
+    )
     code = _train(root, tmp_path / "model", "--source-field", "1.5", "--target-field", "3")
     assert code == 66
     assert "sub-02 (no 3 T image)" in capsys.readouterr().err
@@ -103,8 +156,10 @@ def test_train_refuses_unpaired_subjects(tmp_path, capsys):
 
 
 def test_train_usage_errors(travelling_dataset, tmp_path, capsys):
-    assert _train(travelling_dataset, tmp_path / "m", "--source-field", "3",
-                  "--target-field", "3") == 64
+    assert (
+        _train(travelling_dataset, tmp_path / "m", "--source-field", "3", "--target-field", "3")
+        == 64
+    )
     assert _train(travelling_dataset, tmp_path / "m", "--target-field", "3") == 64
     assert "--source-field" in capsys.readouterr().err
 
@@ -114,8 +169,9 @@ def test_model_json_records_phantom_seeds(tmp_path):
     from harmonize_bids.cli.train import describe_training_data
     from harmonize_bids.phantom import write_phantom_dataset
 
-    bids = write_phantom_dataset(tmp_path / "phantom", n_subjects=2, seed=41, size="tiny",
-                                 lesion_fraction=0.5)
+    bids = write_phantom_dataset(
+        tmp_path / "phantom", n_subjects=2, seed=41, size="tiny", lesion_fraction=0.5
+    )
     images = discover_t1w(load_layout(bids)).images
     pairs = pair_sessions(images, source_field=1.5, target_field=3.0)
     phantom = describe_training_data(bids, pairs)["phantom"]
@@ -144,9 +200,23 @@ def test_lesion_masks_weight_the_loss_and_are_recorded(travelling_dataset, tmp_p
     derivatives = tmp_path / "lesions"
     t1w = travelling_dataset / "sub-01" / "ses-A" / "anat" / "sub-01_ses-A_T1w.nii.gz"
     _lesion_mask(derivatives, "01", "A", t1w)
-    common = [travelling_dataset, tmp_path / "model", "--source-field", "1.5",
-              "--target-field", "3", "--sloppy", "--skull-strip", "none", "--batch-size", "2",
-              "--iterations", "1", "-w", tmp_path / "work"]
+    common = [
+        travelling_dataset,
+        tmp_path / "model",
+        "--source-field",
+        "1.5",
+        "--target-field",
+        "3",
+        "--sloppy",
+        "--skull-strip",
+        "none",
+        "--batch-size",
+        "2",
+        "--iterations",
+        "1",
+        "-w",
+        tmp_path / "work",
+    ]
     assert _train(*common, "--lesion-masks", derivatives, "--lesion-weight", "5") == 0
     meta = json.loads((tmp_path / "model" / "model.json").read_text())
     assert meta["training_data"]["lesion_masks"] == 1
@@ -176,15 +246,41 @@ def test_find_lesion_mask_without_sessions(tmp_path):
 
 
 def test_calibrate_stores_an_output_calibration_in_the_model(tmp_path, capsys):
-    dataset = make_bids(tmp_path / "calib", {
-        f"sub-{s}/ses-{ses}/anat/sub-{s}_ses-{ses}_T1w.nii.gz": sidecar
-        for s in ("01", "02", "03") for ses, sidecar in (("A", SIDECAR_15), ("B", SIDECAR_3))
-    })
+    dataset = make_bids(
+        tmp_path / "calib",
+        {
+            f"sub-{s}/ses-{ses}/anat/sub-{s}_ses-{ses}_T1w.nii.gz": sidecar
+            for s in ("01", "02", "03")
+            for ses, sidecar in (("A", SIDECAR_15), ("B", SIDECAR_3))
+        },
+    )
     model_dir = tmp_path / "model"
-    common = ["--source-field", "1.5", "--target-field", "3", "--sloppy",
-              "--skull-strip", "none", "-w", tmp_path / "work"]
-    assert _train(dataset, model_dir, *common, "--iterations", "1", "--batch-size", "2",
-                  "--participant-label", "01", "02") == 0
+    common = [
+        "--source-field",
+        "1.5",
+        "--target-field",
+        "3",
+        "--sloppy",
+        "--skull-strip",
+        "none",
+        "-w",
+        tmp_path / "work",
+    ]
+    assert (
+        _train(
+            dataset,
+            model_dir,
+            *common,
+            "--iterations",
+            "1",
+            "--batch-size",
+            "2",
+            "--participant-label",
+            "01",
+            "02",
+        )
+        == 0
+    )
     trained = json.loads((model_dir / "model.json").read_text())
     assert _train(dataset, model_dir, *common, "--calibrate", "--participant-label", "01") == 66
     assert "at least 3 pairs" in capsys.readouterr().err

@@ -21,7 +21,7 @@ def blob_phantom(shape=(32, 32, 32), seed=0) -> np.ndarray:
     data = np.where(r < 1, 100.0, 0.0)
     for _ in range(6):
         c = centre + rng.uniform(-0.5, 0.5, 3) * radii
-        d = np.sqrt((((grid.T - c)) ** 2).sum(-1)).T
+        d = np.sqrt(((grid.T - c) ** 2).sum(-1)).T
         data += np.where((d < rng.uniform(2, 5)) & (r < 1), rng.uniform(-60, 60), 0)
     return ndimage.gaussian_filter(data, 1.0).astype(np.float32) * (r < 1)
 
@@ -36,6 +36,8 @@ def save(tmp_path):
     def _save(data, affine=None, name='img.nii.gz'):
         path = tmp_path / name
         nib.Nifti1Image(np.asarray(data), np.eye(4) if affine is None else affine).to_filename(
-            path)
+            path
+        )
         return path
+
     return _save

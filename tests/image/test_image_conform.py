@@ -23,10 +23,14 @@ def test_rejects_true_4d(save, tmp_path):
 
 def test_reorients_to_ras_keeping_world_coordinates(save, tmp_path):
     # LPI-like storage with a permutation, anisotropic voxels and an offset
-    affine = np.array([[0.0, -2.0, 0.0, 40.0],
-                       [-1.5, 0.0, 0.0, 25.0],
-                       [0.0, 0.0, -3.0, 60.0],
-                       [0.0, 0.0, 0.0, 1.0]])
+    affine = np.array(
+        [
+            [0.0, -2.0, 0.0, 40.0],
+            [-1.5, 0.0, 0.0, 25.0],
+            [0.0, 0.0, -3.0, 60.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ]
+    )
     data = np.ones((9, 10, 11), dtype=np.float32)
     data[2, 7, 4] = 100.0
     world_in = affine @ np.array([2, 7, 4, 1.0])

@@ -30,8 +30,9 @@ def test_register_pair_recovers_shift(save, tmp_path, phantom):
 def test_preprocess_t1w_chain(save, tmp_path, phantom):
     data = phantom((20, 24, 16)) + 5.0 * (phantom((20, 24, 16)) > 0)
     affine = np.diag([-1.2, 1.0, 1.5, 1.0])  # LAS storage, anisotropic
-    out = preprocess_t1w(save(data, affine, 'sub-01_T1w.nii.gz'), tmp_path / 'work',
-                         skull_strip='none', sloppy=True)
+    out = preprocess_t1w(
+        save(data, affine, 'sub-01_T1w.nii.gz'), tmp_path / 'work', skull_strip='none', sloppy=True
+    )
     pre, mask = nib.load(out['preproc']), nib.load(out['mask'])
     assert out['preproc'].name == 'sub-01_T1w_preproc.nii.gz'
     np.testing.assert_allclose(pre.header.get_zooms(), (1, 1, 1), atol=1e-6)

@@ -43,8 +43,9 @@ def test_resample_mask_nearest(save, tmp_path):
     mask = np.zeros((10, 10, 10))
     mask[3:7, 3:7, 3:7] = 1
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
-    out = nib.load(resample_to_1mm(save(mask, affine), tmp_path / 'm.nii.gz',
-                                   interpolation='nearest'))
+    out = nib.load(
+        resample_to_1mm(save(mask, affine), tmp_path / 'm.nii.gz', interpolation='nearest')
+    )
     assert out.get_data_dtype() == np.uint8
     assert set(np.unique(out.get_fdata())) == {0.0, 1.0}
     assert out.get_fdata().sum() == pytest.approx(mask.sum() * 8, rel=0.3)
@@ -56,8 +57,16 @@ def test_clip_and_scale(save, tmp_path):
     mask = np.zeros(data.shape)
     mask[4:16, 4:16, 4:16] = 1
     data[mask == 0] = 1e6  # huge values outside must not matter
-    out = nib.load(clip_and_scale(save(data), save(mask, name='mask.nii.gz'),
-                                  tmp_path / 'c.nii.gz', lower=5, upper=95, white_matter=None))
+    out = nib.load(
+        clip_and_scale(
+            save(data),
+            save(mask, name='mask.nii.gz'),
+            tmp_path / 'c.nii.gz',
+            lower=5,
+            upper=95,
+            white_matter=None,
+        )
+    )
     x = out.get_fdata()
     assert out.get_data_dtype() == np.float32
     assert x.min() == 0 and x.max() == 1
@@ -69,8 +78,11 @@ def test_clip_and_scale(save, tmp_path):
 
 def test_clip_and_scale_rejects_other_grid(save, tmp_path):
     with pytest.raises(ImageError, match='grid'):
-        clip_and_scale(save(np.ones((5, 5, 5))), save(np.ones((6, 5, 5)), name='m.nii.gz'),
-                       tmp_path / 'c.nii.gz')
+        clip_and_scale(
+            save(np.ones((5, 5, 5))),
+            save(np.ones((6, 5, 5)), name='m.nii.gz'),
+            tmp_path / 'c.nii.gz',
+        )
 
 
 def test_n4_reduces_multiplicative_bias(save, tmp_path):
@@ -84,8 +96,9 @@ def test_n4_reduces_multiplicative_bias(save, tmp_path):
     biased = truth * bias
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
     mask_file = save(mask.astype(np.uint8), affine, 'm.nii.gz')
-    out = nib.load(n4_correct(save(biased, affine), mask_file, tmp_path / 'n4.nii.gz',
-                              sloppy=True)).get_fdata()
+    out = nib.load(
+        n4_correct(save(biased, affine), mask_file, tmp_path / 'n4.nii.gz', sloppy=True)
+    ).get_fdata()
     cv = lambda x: x[mask].std() / x[mask].mean()  # noqa: E731
     assert cv(biased) > 0.1
     assert cv(out) < 0.25 * cv(biased)
@@ -166,11 +179,13 @@ def test_anchor_white_matter_file_keeps_the_grid_and_zeroes_outside(save, tmp_pa
     brain, _ = _three_tissue_brain(rng, 0.9, shape=(30, 30, 30))
     mask = np.zeros(brain.shape)
     mask[3:27, 3:27, 3:27] = 1
-    out = nib.load(anchor_white_matter_file(save(brain), save(mask, name='m.nii.gz'),
-                                            tmp_path / 'a.nii.gz'))
+    out = nib.load(
+        anchor_white_matter_file(save(brain), save(mask, name='m.nii.gz'), tmp_path / 'a.nii.gz')
+    )
     x = out.get_fdata()
     assert np.all(x[mask == 0] == 0)
     assert white_matter_level(x, mask) == pytest.approx(WHITE_MATTER_LEVEL, abs=1e-3)
     with pytest.raises(ImageError, match='grid'):
-        anchor_white_matter_file(save(brain), save(np.ones((5, 5, 5)), name='m5.nii.gz'),
-                                 tmp_path / 'b.nii.gz')
+        anchor_white_matter_file(
+            save(brain), save(np.ones((5, 5, 5)), name='m5.nii.gz'), tmp_path / 'b.nii.gz'
+        )

@@ -26,11 +26,13 @@ def test_clip_scale_anchors_white_matter_and_warns_about_a_broken_scale(tmp_path
         for name in ("clean", "fat"):
             if name == "fat":  # 0.5 % voxels far brighter: they no longer set the scale
                 brain.flat[rng.choice(brain.size, 40, replace=False)] = 1000.0
-            result = ClipScale(in_file=_save(brain, tmp_path / f"{name}.nii.gz"),
-                               mask_file=mask).run(cwd=str(tmp_path))
+            result = ClipScale(
+                in_file=_save(brain, tmp_path / f"{name}.nii.gz"), mask_file=mask
+            ).run(cwd=str(tmp_path))
             out = nib.load(result.outputs.out_file).get_fdata()
             assert np.median(out[wm]) == pytest.approx(0.81, abs=0.01)
         assert not caplog.records
-        ClipScale(in_file=_save(brain, tmp_path / "dark.nii.gz"), mask_file=mask,
-                  white_matter=0.5).run(cwd=str(tmp_path))
+        ClipScale(
+            in_file=_save(brain, tmp_path / "dark.nii.gz"), mask_file=mask, white_matter=0.5
+        ).run(cwd=str(tmp_path))
     assert "will be too dark" in caplog.text and "99th brain percentile" in caplog.text

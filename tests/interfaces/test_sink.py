@@ -15,9 +15,16 @@ def test_sink_writes_bids_path_atomically(tmp_path):
     nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.float32), np.eye(4)), in_file)
     source = tmp_path / "bids" / "sub-01" / "ses-A" / "anat" / "sub-01_ses-A_T1w.nii.gz"
     out = tmp_path / "out"
-    sink = DerivativesDataSink(base_directory=str(out), source_file=str(source),
-                               in_file=str(in_file), desc="preproc", suffix="T1w",
-                               compress=True, SkullStripped=True, Sources=["bids:raw:x"])
+    sink = DerivativesDataSink(
+        base_directory=str(out),
+        source_file=str(source),
+        in_file=str(in_file),
+        desc="preproc",
+        suffix="T1w",
+        compress=True,
+        SkullStripped=True,
+        Sources=["bids:raw:x"],
+    )
     result = sink.run()
     expected = out / "sub-01/ses-A/anat/sub-01_ses-A_desc-preproc_T1w.nii.gz"
     assert result.outputs.out_file == str(expected)
@@ -27,4 +34,6 @@ def test_sink_writes_bids_path_atomically(tmp_path):
     assert sidecar["SkullStripped"] is True and sidecar["Sources"] == ["bids:raw:x"]
     assert not (out / STAGING).exists()
     assert sorted(p.name for p in out.rglob("*") if p.is_file()) == [
-        "sub-01_ses-A_desc-preproc_T1w.json", "sub-01_ses-A_desc-preproc_T1w.nii.gz"]
+        "sub-01_ses-A_desc-preproc_T1w.json",
+        "sub-01_ses-A_desc-preproc_T1w.nii.gz",
+    ]

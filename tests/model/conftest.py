@@ -12,8 +12,9 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def phantom_pair(shape: tuple[int, int, int] = (10, 20, 18),
-                 seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def phantom_pair(
+    shape: tuple[int, int, int] = (10, 20, 18), seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """An ellipsoid 'brain' with a 'WM' core: source and target differ in contrast."""
     rng = np.random.default_rng(seed)
     grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij"))

@@ -22,9 +22,22 @@ def main() -> None:
     torch.set_num_threads(1)
     out = Path(sys.argv[1])
     source, target, mask = phantom_pair((6, 16, 16))
-    result = train([source], [target], [mask], out / "model", work_dir=out / "work",
-                   iterations=4, batch_size=2, lr=1e-3, sloppy=True, device="cpu",
-                   precision="fp32", checkpoint_every=2, val_fraction=0.2, progress=False)
+    result = train(
+        [source],
+        [target],
+        [mask],
+        out / "model",
+        work_dir=out / "work",
+        iterations=4,
+        batch_size=2,
+        lr=1e-3,
+        sloppy=True,
+        device="cpu",
+        precision="fp32",
+        checkpoint_every=2,
+        val_fraction=0.2,
+        progress=False,
+    )
     digest = hashlib.sha256()
     for name, tensor in sorted(result.model.net.state_dict().items()):
         digest.update(name.encode())

@@ -28,8 +28,13 @@ def folder(tmp_path):
 def test_folder_contents(folder):
     _, path = folder
     names = {p.name for p in path.iterdir()}
-    assert names == {"config.json", "scheduler_config.json", "preprocessing.json",
-                     "model.json", "model.safetensors"}
+    assert names == {
+        "config.json",
+        "scheduler_config.json",
+        "preprocessing.json",
+        "model.json",
+        "model.safetensors",
+    }
     meta = json.loads((path / "model.json").read_text())
     assert meta["direction"] == "1.5T->3T" and meta["format_version"] == FORMAT_VERSION
     assert len(meta["weights_sha256"]) == 64
@@ -44,8 +49,10 @@ def test_save_load_same_outputs(folder):
     loaded = load_model_folder(path, source_field=1.5, target_field=3.0)
     source, _, mask = phantom_pair()
     kwargs = dict(steps=4, seed=2, device="cpu", progress=False)
-    assert np.array_equal(harmonize_volume(model, source, mask, **kwargs),
-                          harmonize_volume(loaded, source, mask, **kwargs))
+    assert np.array_equal(
+        harmonize_volume(model, source, mask, **kwargs),
+        harmonize_volume(loaded, source, mask, **kwargs),
+    )
 
 
 def test_overwrite_is_atomic_replace(folder, tmp_path):

@@ -31,7 +31,7 @@ def test_fit_recovers_a_monotone_intensity_map():
     pairs = []
     for seed in range(3):
         target, mask = _brain(seed)
-        output = np.where(mask, target ** 1.2, 0.0).astype(np.float32)
+        output = np.where(mask, target**1.2, 0.0).astype(np.float32)
         pairs.append((output, target, mask))
     calibration = fit_calibration(pairs)
     output, target, mask = pairs[0]
@@ -52,8 +52,13 @@ def test_a_flat_fitted_map_survives_its_json_rounding():
     pairs = []
     for seed in range(3):
         target, mask = _brain(seed)
-        pairs.append((np.where(mask, 0.5 + target / 2, 0.0).astype(np.float32),
-                       np.where(mask, target / 3, 0.0).astype(np.float32), mask))
+        pairs.append(
+            (
+                np.where(mask, 0.5 + target / 2, 0.0).astype(np.float32),
+                np.where(mask, target / 3, 0.0).astype(np.float32),
+                mask,
+            )
+        )
     fitted = fit_calibration(pairs)
     again = OutputCalibration.from_json(json.loads(json.dumps(fitted.to_json())))
     assert np.allclose(again.correction, fitted.correction, atol=1e-6)
@@ -79,10 +84,14 @@ def test_model_folder_carries_the_calibration_into_harmonization(tmp_path):
     assert loaded.calibration.pairs == 3
     calibrated = harmonize_anchored(loaded, source, mask, steps=2, seed=0)
     assert np.allclose(calibrated[mask], np.clip(plain[mask] + 0.05, 0, 1), atol=1e-5)
-    record = harmonization_record(model=loaded, sampler="dpm", steps=2, ensemble=1, seed=0,
-                                  device="cpu")["OutputCalibration"]
-    assert record == {"Method": "mean quantile correction", "Pairs": 3,
-                      "SHA256": loaded.calibration.sha256}
+    record = harmonization_record(
+        model=loaded, sampler="dpm", steps=2, ensemble=1, seed=0, device="cpu"
+    )["OutputCalibration"]
+    assert record == {
+        "Method": "mean quantile correction",
+        "Pairs": 3,
+        "SHA256": loaded.calibration.sha256,
+    }
     (path / "calibration.json").write_text(json.dumps({"grid": [0, 1]}))
     with pytest.raises(ModelFolderError, match="calibration.json cannot be used"):
         load_model_folder(path)

@@ -26,15 +26,47 @@ def tiny_model():
 @pytest.mark.parametrize(("sampler", "steps"), [("dpm", 6), ("ddim", 6), ("ddpm", 30)])
 def test_same_seed_same_volume_any_batch_size(tiny_model, sampler, steps):
     source, _, mask = phantom_pair()
-    runs = [harmonize_volume(tiny_model, source, mask, sampler=sampler, steps=steps, seed=7,
-                             batch_size=b, device="cpu", progress=False, noise="independent")
-            for b in (1, 3, 16)]
-    again = harmonize_volume(tiny_model, source, mask, sampler=sampler, steps=steps, seed=7,
-                             batch_size=1, device="cpu", progress=False, noise="independent")
+    runs = [
+        harmonize_volume(
+            tiny_model,
+            source,
+            mask,
+            sampler=sampler,
+            steps=steps,
+            seed=7,
+            batch_size=b,
+            device="cpu",
+            progress=False,
+            noise="independent",
+        )
+        for b in (1, 3, 16)
+    ]
+    again = harmonize_volume(
+        tiny_model,
+        source,
+        mask,
+        sampler=sampler,
+        steps=steps,
+        seed=7,
+        batch_size=1,
+        device="cpu",
+        progress=False,
+        noise="independent",
+    )
     for out in runs[1:] + [again]:
         assert np.array_equal(runs[0], out)
-    other = harmonize_volume(tiny_model, source, mask, sampler=sampler, steps=steps, seed=8,
-                             batch_size=3, device="cpu", progress=False, noise="independent")
+    other = harmonize_volume(
+        tiny_model,
+        source,
+        mask,
+        sampler=sampler,
+        steps=steps,
+        seed=8,
+        batch_size=3,
+        device="cpu",
+        progress=False,
+        noise="independent",
+    )
     assert not np.array_equal(runs[0], other)
 
 
@@ -52,10 +84,12 @@ def test_output_geometry_mask_and_range(tiny_model):
 def test_ensemble_is_deterministic_and_differs(tiny_model):
     source, _, mask = phantom_pair()
     one = harmonize_volume(tiny_model, source, mask, steps=4, device="cpu", progress=False)
-    two = harmonize_volume(tiny_model, source, mask, steps=4, ensemble=2, device="cpu",
-                           progress=False)
-    two_again = harmonize_volume(tiny_model, source, mask, steps=4, ensemble=2, device="cpu",
-                                 batch_size=2, progress=False)
+    two = harmonize_volume(
+        tiny_model, source, mask, steps=4, ensemble=2, device="cpu", progress=False
+    )
+    two_again = harmonize_volume(
+        tiny_model, source, mask, steps=4, ensemble=2, device="cpu", batch_size=2, progress=False
+    )
     assert np.array_equal(two, two_again)
     assert not np.array_equal(one, two)
 
@@ -94,8 +128,13 @@ def test_oracle_recovers_clean_slice(sampler, steps, prediction_type):
     x0 = torch.from_numpy(target[1:2, None]) * 2 - 1  # (1, 1, 17, 13) in [-1, 1]
     source = torch.zeros_like(x0)
     scheduler = sampling_scheduler(schedule_config(prediction_type), sampler)
-    out = sample(Oracle(x0, prediction_type), scheduler, source, steps=steps,
-                 generators=slice_generators(0, 0, [0]))
+    out = sample(
+        Oracle(x0, prediction_type),
+        scheduler,
+        source,
+        steps=steps,
+        generators=slice_generators(0, 0, [0]),
+    )
     assert torch.allclose(out, x0, atol=1e-3), float((out - x0).abs().max())
 
 
@@ -139,5 +178,6 @@ def test_context_slices_model_runs(tmp_path):
     out = harmonize_volume(model, source, mask, steps=3, device="cpu", progress=False)
     loaded = load_model_folder(save_model_folder(model, tmp_path / "m"))
     assert loaded.context_slices == 1
-    assert np.array_equal(out, harmonize_volume(loaded, source, mask, steps=3, device="cpu",
-                                                progress=False))
+    assert np.array_equal(
+        out, harmonize_volume(loaded, source, mask, steps=3, device="cpu", progress=False)
+    )

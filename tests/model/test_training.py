@@ -24,9 +24,22 @@ def overfit(tmp_path_factory):
     source, target, mask = phantom_pair((3, 20, 18))
     mask[[0, 2]] = False  # one slice pair
     out = tmp_path_factory.mktemp("overfit")
-    result = train([source], [target], [mask], out / "model", iterations=400, batch_size=4,
-                   lr=3e-3, ema_decay=0.99, sloppy=True, device="cpu", precision="fp32",
-                   val_fraction=0, checkpoint_every=1000, progress=False)
+    result = train(
+        [source],
+        [target],
+        [mask],
+        out / "model",
+        iterations=400,
+        batch_size=4,
+        lr=3e-3,
+        ema_decay=0.99,
+        sloppy=True,
+        device="cpu",
+        precision="fp32",
+        val_fraction=0,
+        checkpoint_every=1000,
+        progress=False,
+    )
     return result, source, target, mask
 
 
@@ -36,8 +49,9 @@ def test_tiny_network_overfits_one_slice_pair(overfit):
     assert first / last >= 10, (first, last)
     model = load_model_folder(result.model_dir)  # the export is the EMA model
     assert model.meta["iterations"] == 400
-    out = harmonize_volume(model, source, mask, steps=10, device="cpu", precision="fp32",
-                           progress=False)
+    out = harmonize_volume(
+        model, source, mask, steps=10, device="cpu", precision="fp32", progress=False
+    )
     mse_original = np.mean((source[mask] - target[mask]) ** 2)
     mse_model = np.mean((out[mask] - target[mask]) ** 2)
     assert mse_model < 0.5 * mse_original, (mse_model, mse_original)
@@ -45,26 +59,40 @@ def test_tiny_network_overfits_one_slice_pair(overfit):
 
 def test_bf16_sampling_matches_fp32(overfit):
     result, source, _, mask = overfit
-    fp32 = harmonize_volume(result.model, source, mask, steps=10, device="cpu",
-                            precision="fp32", progress=False)
-    bf16 = harmonize_volume(result.model, source, mask, steps=10, device="cpu",
-                            precision="bf16", progress=False)
+    fp32 = harmonize_volume(
+        result.model, source, mask, steps=10, device="cpu", precision="fp32", progress=False
+    )
+    bf16 = harmonize_volume(
+        result.model, source, mask, steps=10, device="cpu", precision="bf16", progress=False
+    )
     assert np.abs(fp32 - bf16)[mask].mean() < 0.02
 
 
 def test_resume_continues_exactly(tmp_path):
     source, target, mask = phantom_pair((6, 16, 16))
-    kwargs = dict(batch_size=2, lr=1e-3, sloppy=True, device="cpu", precision="fp32",
-                  val_fraction=0.2, checkpoint_every=3, progress=False)
+    kwargs = dict(
+        batch_size=2,
+        lr=1e-3,
+        sloppy=True,
+        device="cpu",
+        precision="fp32",
+        val_fraction=0.2,
+        checkpoint_every=3,
+        progress=False,
+    )
     straight = train([source], [target], [mask], tmp_path / "a", iterations=6, **kwargs)
     train([source], [target], [mask], tmp_path / "b", iterations=3, **kwargs)
     assert (tmp_path / "b.work" / CHECKPOINT).is_file()
-    resumed = train([source], [target], [mask], tmp_path / "b", iterations=6, resume=True,
-                    **kwargs)
+    resumed = train(
+        [source], [target], [mask], tmp_path / "b", iterations=6, resume=True, **kwargs
+    )
     assert resumed.losses == straight.losses
     assert resumed.val_losses == straight.val_losses and straight.val_losses
-    for (name, a), b in zip(straight.model.net.state_dict().items(),
-                            resumed.model.net.state_dict().values(), strict=True):
+    for (name, a), b in zip(
+        straight.model.net.state_dict().items(),
+        resumed.model.net.state_dict().values(),
+        strict=True,
+    ):
         assert torch.equal(a, b), name
 
 
@@ -76,14 +104,31 @@ def test_learning_rate_constant_then_linear_decay():
 
 def test_constant_run_resumed_with_decay_matches_straight_decayed_run(tmp_path):
     source, target, mask = phantom_pair((6, 16, 16))
-    kwargs = dict(batch_size=2, lr=1e-2, sloppy=True, device="cpu", precision="fp32",
-                  val_fraction=0, checkpoint_every=4, progress=False)
-    straight = train([source], [target], [mask], tmp_path / "a", iterations=7,
-                     lr_decay_iterations=3, **kwargs)
+    kwargs = dict(
+        batch_size=2,
+        lr=1e-2,
+        sloppy=True,
+        device="cpu",
+        precision="fp32",
+        val_fraction=0,
+        checkpoint_every=4,
+        progress=False,
+    )
+    straight = train(
+        [source], [target], [mask], tmp_path / "a", iterations=7, lr_decay_iterations=3, **kwargs
+    )
     constant = train([source], [target], [mask], tmp_path / "c", iterations=7, **kwargs)
     train([source], [target], [mask], tmp_path / "b", iterations=4, **kwargs)
-    annealed = train([source], [target], [mask], tmp_path / "b", iterations=7,
-                     lr_decay_iterations=3, resume=True, **kwargs)
+    annealed = train(
+        [source],
+        [target],
+        [mask],
+        tmp_path / "b",
+        iterations=7,
+        lr_decay_iterations=3,
+        resume=True,
+        **kwargs,
+    )
     assert annealed.losses == straight.losses
     assert annealed.losses[:5] == constant.losses[:5] and annealed.losses != constant.losses
     assert annealed.model.meta["training"]["lr_decay_iterations"] == 3
@@ -95,9 +140,13 @@ def test_torchrun_two_ranks_identical_weights(tmp_path):
         torchrun = shutil.which("torchrun")
     worker = Path(__file__).with_name("ddp_worker.py")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2",
-                           str(worker), str(tmp_path)], env=env, capture_output=True,
-                          text=True, timeout=180)
+    proc = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", str(worker), str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     sha0, sha1 = ((tmp_path / f"rank{r}.sha256").read_text() for r in (0, 1))
     assert sha0 == sha1
@@ -108,10 +157,22 @@ def test_torchrun_two_ranks_identical_weights(tmp_path):
 
 def test_validation_holds_out_whole_volumes(tmp_path):
     pairs = [phantom_pair((6, 16, 16), seed=s) for s in range(3)]
-    result = train([p[0] for p in pairs], [p[1] for p in pairs], [p[2] for p in pairs],
-                   tmp_path / "m", iterations=2, batch_size=2, sloppy=True, device="cpu",
-                   precision="fp32", val_fraction=0.34, checkpoint_every=2, patch_size=8,
-                   context_slices=1, progress=False)
+    result = train(
+        [p[0] for p in pairs],
+        [p[1] for p in pairs],
+        [p[2] for p in pairs],
+        tmp_path / "m",
+        iterations=2,
+        batch_size=2,
+        sloppy=True,
+        device="cpu",
+        precision="fp32",
+        val_fraction=0.34,
+        checkpoint_every=2,
+        patch_size=8,
+        context_slices=1,
+        progress=False,
+    )
     data = result.model.meta["training_data"]
     per_volume = int(pairs[0][2].any(axis=(1, 2)).sum())
     assert data["val_slices"] == per_volume and data["train_slices"] == 2 * per_volume
@@ -121,19 +182,46 @@ def test_validation_holds_out_whole_volumes(tmp_path):
 
 def test_fine_tuning_starts_from_the_given_model(tmp_path):
     source, target, mask = phantom_pair((6, 16, 16))
-    kwargs = dict(batch_size=2, lr=1e-3, device="cpu", precision="fp32", val_fraction=0,
-                  checkpoint_every=100, progress=False)
-    base = train([source], [target], [mask], tmp_path / "base", iterations=3, sloppy=True,
-                 context_slices=1, **kwargs).model
+    kwargs = dict(
+        batch_size=2,
+        lr=1e-3,
+        device="cpu",
+        precision="fp32",
+        val_fraction=0,
+        checkpoint_every=100,
+        progress=False,
+    )
+    base = train(
+        [source],
+        [target],
+        [mask],
+        tmp_path / "base",
+        iterations=3,
+        sloppy=True,
+        context_slices=1,
+        **kwargs,
+    ).model
     base.scheduler_config["dpm_last_timestep"] = 20  # a sampling setting, kept by fine-tuning
     # a zero learning rate keeps the weights: the start is exactly the base model
-    same = train([source], [target], [mask], tmp_path / "same", iterations=2, lr=0.0,
-                 init_from=base, **{k: v for k, v in kwargs.items() if k != "lr"}).model
-    for (name, a), b in zip(base.net.state_dict().items(), same.net.state_dict().values(),
-                            strict=True):
+    same = train(
+        [source],
+        [target],
+        [mask],
+        tmp_path / "same",
+        iterations=2,
+        lr=0.0,
+        init_from=base,
+        **{k: v for k, v in kwargs.items() if k != "lr"},
+    ).model
+    for (name, a), b in zip(
+        base.net.state_dict().items(), same.net.state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b), name
-    tuned = load_model_folder(train([source], [target], [mask], tmp_path / "tuned",
-                                    iterations=2, init_from=base, **kwargs).model_dir)
+    tuned = load_model_folder(
+        train(
+            [source], [target], [mask], tmp_path / "tuned", iterations=2, init_from=base, **kwargs
+        ).model_dir
+    )
     assert tuned.context_slices == 1 and tuned.network_config == base.network_config
     assert tuned.scheduler_config == base.scheduler_config
     assert tuned.meta["fine_tuned_from"]["weights_sha256"] == base.weights_sha256
@@ -143,11 +231,28 @@ def test_fine_tuning_starts_from_the_given_model(tmp_path):
     assert tuned.weights_sha256 != base.weights_sha256
     # resuming the fine-tuning from the base run's checkpoint is refused
     with pytest.raises(ValueError, match="started from random weights"):
-        train([source], [target], [mask], tmp_path / "base", iterations=4, init_from=base,
-              resume=True, **kwargs)
+        train(
+            [source],
+            [target],
+            [mask],
+            tmp_path / "base",
+            iterations=4,
+            init_from=base,
+            resume=True,
+            **kwargs,
+        )
     with pytest.raises(ValueError, match="fine-tune the 1.5T->3T model"):
-        train([source], [target], [mask], tmp_path / "other", iterations=1, init_from=base,
-              source_field=3.0, target_field=1.5, **kwargs)
+        train(
+            [source],
+            [target],
+            [mask],
+            tmp_path / "other",
+            iterations=1,
+            init_from=base,
+            source_field=3.0,
+            target_field=1.5,
+            **kwargs,
+        )
 
 
 def test_lesion_masks_are_cut_with_the_same_patch_as_the_slices():
@@ -157,8 +262,9 @@ def test_lesion_masks_are_cut_with_the_same_patch_as_the_slices():
     lesion = np.zeros_like(mask)
     lesion[2:4, 10:13, 8:11] = True
     marked = np.where(lesion, 0.123, target)  # the lesion, visible in the target
-    pairs = extract_slice_pairs([source, source], [marked, target], [mask, mask],
-                                lesions=[lesion, None])
+    pairs = extract_slice_pairs(
+        [source, source], [marked, target], [mask, mask], lesions=[lesion, None]
+    )
     assert pairs.lesion.shape == pairs.target.shape
     assert int(pairs.lesion.sum()) == int(lesion.sum())  # the second pair has none
     gen = torch.Generator().manual_seed(0)
@@ -186,8 +292,20 @@ def test_lesion_weight_counts_lesion_pixels_more():
 
     @torch.no_grad()
     def loss(weight):
-        return float(_loss(lambda x, _: net(x), scheduler, "epsilon", src, tgt, t, noise,
-                           torch.device("cpu"), torch.float32, weight))
+        return float(
+            _loss(
+                lambda x, _: net(x),
+                scheduler,
+                "epsilon",
+                src,
+                tgt,
+                t,
+                noise,
+                torch.device("cpu"),
+                torch.float32,
+                weight,
+            )
+        )
 
     assert _pixel_weight(lesion, 1.0) is None and _pixel_weight(None, 10.0) is None
     weight = _pixel_weight(lesion, 10.0)
@@ -196,5 +314,10 @@ def test_lesion_weight_counts_lesion_pixels_more():
     assert everywhere == pytest.approx(3 * plain, rel=1e-5)
     assert loss(weight) > plain
     with pytest.raises(ValueError, match="lesion_weight"):
-        train([src[0, 0].numpy()[None]], [tgt[0, 0].numpy()[None]], [np.ones((1, 8, 8), bool)],
-              "unused", lesion_weight=0.5)
+        train(
+            [src[0, 0].numpy()[None]],
+            [tgt[0, 0].numpy()[None]],
+            [np.ones((1, 8, 8), bool)],
+            "unused",
+            lesion_weight=0.5,
+        )

@@ -67,8 +67,13 @@ class Stage:
 
 def read_dockerfile(path: Path = DOCKERFILE) -> tuple[dict[str, str], list[Stage]]:
     """Global ARGs and the stages, with continuation lines joined and comments dropped."""
-    text = re.sub(r"\\\n", " ", "\n".join(
-        line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")))
+    text = re.sub(
+        r"\\\n",
+        " ",
+        "\n".join(
+            line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")
+        ),
+    )
     global_args: dict[str, str] = {}
     stages: list[Stage] = []
     for line in text.splitlines():

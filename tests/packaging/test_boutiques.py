@@ -24,13 +24,17 @@ NOT_INPUTS = (argparse._HelpAction, argparse._VersionAction)
 
 
 def _actions() -> dict[str, argparse.Action]:
-    return {action.dest: action for action in build_parser()._actions
-            if not isinstance(action, NOT_INPUTS)}
+    return {
+        action.dest: action
+        for action in build_parser()._actions
+        if not isinstance(action, NOT_INPUTS)
+    }
 
 
 def test_bosh_validate():
-    result = subprocess.run([tool("bosh"), "validate", str(BOUTIQUES)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [tool("bosh"), "validate", str(BOUTIQUES)], capture_output=True, text=True
+    )
     assert result.returncode == 0 and result.stdout.strip() == "OK", result.stdout + result.stderr
 
 
@@ -56,7 +60,8 @@ def test_each_input_matches_its_option():
             assert all(action.type(str(choice)) == choice for choice in item["value-choices"])
         if "default-value" in item:
             assert item["default-value"] == (
-                str(action.default) if isinstance(action.default, Path) else action.default), dest
+                str(action.default) if isinstance(action.default, Path) else action.default
+            ), dest
         if item.get("integer"):
             assert action.type(str(item.get("minimum", 1))) >= item.get("minimum", 1), dest
             with pytest.raises(argparse.ArgumentTypeError):
@@ -65,7 +70,8 @@ def test_each_input_matches_its_option():
 
 def test_error_codes_and_version():
     assert {e["code"]: e["description"] for e in DESCRIPTOR["error-codes"]} == {
-        code: text for code, text in EXIT_CODES.items() if code}
+        code: text for code, text in EXIT_CODES.items() if code
+    }
     assert DESCRIPTOR["tool-version"] == harmonize_bids.__version__
     assert DESCRIPTOR["container-image"]["type"] == "docker"
 
@@ -73,11 +79,27 @@ def test_error_codes_and_version():
 def _bosh_launch(descriptor: Path, invocation: dict, cwd: Path) -> subprocess.CompletedProcess:
     invocation_file = cwd / "invocation.json"
     invocation_file.write_text(json.dumps(invocation))
-    env = {**os.environ, "NIPYPE_NO_ET": "1",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    return subprocess.run([tool("bosh"), "exec", "launch", "--no-container",
-                           "--skip-data-collection", str(descriptor), str(invocation_file)],
-                          capture_output=True, text=True, cwd=cwd, env=env, timeout=900)
+    env = {
+        **os.environ,
+        "NIPYPE_NO_ET": "1",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    return subprocess.run(
+        [
+            tool("bosh"),
+            "exec",
+            "launch",
+            "--no-container",
+            "--skip-data-collection",
+            str(descriptor),
+            str(invocation_file),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=900,
+    )
 
 
 def _section(stdout: str, title: str) -> list[str]:
@@ -100,28 +122,52 @@ def test_descriptor_tests_give_their_exit_codes(tmp_path):
 
 @pytest.mark.slow
 def test_bosh_launch_runs_the_participant_level(tmp_path):
-    bids = make_bids(tmp_path / "bids", {
-        "sub-01/ses-A/anat/sub-01_ses-A_T1w.nii.gz": SIDECAR_15,
-        "sub-01/ses-B/anat/sub-01_ses-B_T1w.nii.gz": SIDECAR_3})
+    bids = make_bids(
+        tmp_path / "bids",
+        {
+            "sub-01/ses-A/anat/sub-01_ses-A_T1w.nii.gz": SIDECAR_15,
+            "sub-01/ses-B/anat/sub-01_ses-B_T1w.nii.gz": SIDECAR_3,
+        },
+    )
     model = tiny_model(tmp_path, seed=2)
     plugin = linear_plugin(tmp_path)
     out = tmp_path / "out"
-    result = _bosh_launch(BOUTIQUES, {
-        "bids_dir": str(bids), "output_dir": str(out), "analysis_level": "participant",
-        "participant_label": ["01"], "model": str(model), "skull_strip": "none",
-        "work_dir": str(tmp_path / "work"), "use_plugin": str(plugin), "sloppy": True,
-    }, tmp_path)
+    result = _bosh_launch(
+        BOUTIQUES,
+        {
+            "bids_dir": str(bids),
+            "output_dir": str(out),
+            "analysis_level": "participant",
+            "participant_label": ["01"],
+            "model": str(model),
+            "skull_strip": "none",
+            "work_dir": str(tmp_path / "work"),
+            "use_plugin": str(plugin),
+            "sloppy": True,
+        },
+        tmp_path,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert _section(result.stdout, "Missing files") == []
-    found = {line.split(" (")[1].split(",")[0]: Path(line.split(" (")[0])
-             for line in _section(result.stdout, "Output files")}
-    assert {"dataset_description", "citation", "reports", "harmonized_t1w", "preproc_t1w",
-            "brain_mask"} <= set(found)
+    found = {
+        line.split(" (")[1].split(",")[0]: Path(line.split(" (")[0])
+        for line in _section(result.stdout, "Output files")
+    }
+    assert {
+        "dataset_description",
+        "citation",
+        "reports",
+        "harmonized_t1w",
+        "preproc_t1w",
+        "brain_mask",
+    } <= set(found)
     assert "harmonized_t1w_nosession" not in found  # this dataset has sessions
     assert found["harmonized_t1w"].name.endswith("_desc-harmonized_T1w.nii.gz")
     assert found["harmonized_t1w"].is_relative_to(out)
     harmonized = sorted(out.glob("sub-01/ses-*/anat/*_desc-harmonized_T1w.nii.gz"))
     assert [path.name for path in harmonized] == [
-        "sub-01_ses-A_desc-harmonized_T1w.nii.gz", "sub-01_ses-B_desc-harmonized_T1w.nii.gz"]
+        "sub-01_ses-A_desc-harmonized_T1w.nii.gz",
+        "sub-01_ses-B_desc-harmonized_T1w.nii.gz",
+    ]
     description = json.loads((out / "dataset_description.json").read_text())
     assert description["DatasetType"] == "derivative"

@@ -13,8 +13,12 @@ from harmonize_bids.bids import _container
 
 
 def _hadolint(path, cwd=REPO):
-    return subprocess.run([tool("hadolint"), "--config", str(REPO / ".hadolint.yaml"),
-                           "--no-color", str(path)], capture_output=True, text=True, cwd=cwd)
+    return subprocess.run(
+        [tool("hadolint"), "--config", str(REPO / ".hadolint.yaml"), "--no-color", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+    )
 
 
 def test_hadolint_is_clean():
@@ -61,9 +65,15 @@ def test_runtime_stage_contract():
     assert json.loads(runtime.all("ENTRYPOINT")[-1]) == ["harmonize-bids"]
     # The offline smoke check at build time: version, validator, deepbet weights, template.
     offline = [run for run in runtime.all("RUN") if run.startswith("--network=none")]
-    assert offline and all(part in offline[0] for part in (
-        "harmonize-bids --version", "bids-validator-deno --version", "BrainExtraction",
-        "load_template"))
+    assert offline and all(
+        part in offline[0]
+        for part in (
+            "harmonize-bids --version",
+            "bids-validator-deno --version",
+            "BrainExtraction",
+            "load_template",
+        )
+    )
 
 
 def test_labels_and_version_match_the_package():
@@ -88,8 +98,11 @@ def test_one_image_name_everywhere():
 def test_the_image_environment_is_what_the_app_records(monkeypatch):
     _, stages = read_dockerfile()
     env, args = stages[-1].env(), stages[-1].args()
-    tag = env["HARMONIZE_BIDS_CONTAINER_TAG"].replace("${IMAGE}", args["IMAGE"]).replace(
-        "${VERSION}", args["VERSION"])
+    tag = (
+        env["HARMONIZE_BIDS_CONTAINER_TAG"]
+        .replace("${IMAGE}", args["IMAGE"])
+        .replace("${VERSION}", args["VERSION"])
+    )
     monkeypatch.setenv("HARMONIZE_BIDS_CONTAINER_TYPE", env["HARMONIZE_BIDS_CONTAINER_TYPE"])
     monkeypatch.setenv("HARMONIZE_BIDS_CONTAINER_TAG", tag)
     assert _container() == {"Type": "docker", "Tag": tag}
@@ -103,18 +116,28 @@ def _ignored(path: str, patterns: list[str]) -> bool:
     for pattern in patterns:
         negate = pattern.startswith("!")
         pattern = pattern.removeprefix("!").rstrip("/")
-        if any(fnmatch.fnmatch(c, pattern) or (pattern.startswith("**/") and fnmatch.fnmatch(
-                c.split("/")[-1], pattern[3:])) for c in candidates):
+        if any(
+            fnmatch.fnmatch(c, pattern)
+            or (pattern.startswith("**/") and fnmatch.fnmatch(c.split("/")[-1], pattern[3:]))
+            for c in candidates
+        ):
             ignored = not negate
     return ignored
 
 
 def test_dockerignore_lets_the_copied_sources_in():
-    patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+    patterns = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     _, stages = read_dockerfile()
-    sources = [word for copy in stages[0].all("COPY") if not copy.startswith("--from")
-               for word in copy.split()[:-1]]
+    sources = [
+        word
+        for copy in stages[0].all("COPY")
+        if not copy.startswith("--from")
+        for word in copy.split()[:-1]
+    ]
     assert sources
     for source in sources:
         assert (REPO / source).exists(), source

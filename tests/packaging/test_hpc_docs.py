@@ -22,11 +22,13 @@ README = REPO / "README.md"
 @pytest.mark.parametrize("name", ["nipype_multiproc.yml", "nipype_slurm.yml"])
 def test_plugin_files_name_real_nipype_settings(name):
     settings = _load_plugin_settings(HPC / name)
-    module = importlib.import_module(
-        f"nipype.pipeline.plugins.{settings['plugin'].lower()}")
+    module = importlib.import_module(f"nipype.pipeline.plugins.{settings['plugin'].lower()}")
     plugin_class = getattr(module, f"{settings['plugin']}Plugin")
-    source = "".join(inspect.getsource(cls) for cls in plugin_class.__mro__
-                     if cls.__module__.startswith("nipype."))
+    source = "".join(
+        inspect.getsource(cls)
+        for cls in plugin_class.__mro__
+        if cls.__module__.startswith("nipype.")
+    )
     for key in settings["plugin_args"]:  # every setting is one nipype reads
         assert f'"{key}"' in source or f"'{key}'" in source, key
     assert f"--use-plugin docs/hpc/{name}" in README.read_text()
@@ -36,11 +38,23 @@ def _dry_run(tmp_path: Path, task: int, **env) -> subprocess.CompletedProcess:
     bids = tmp_path / "bids"
     bids.mkdir(exist_ok=True)
     (bids / "participants.tsv").write_text("participant_id\tage\nsub-01\t30\nsub-02\t41\n")
-    return subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, env={
-        "PATH": os.environ["PATH"], "HOME": str(tmp_path), "USER": "tester",
-        "BIDS_DIR": str(bids), "OUTPUT_DIR": str(tmp_path / "out"),
-        "WORK_ROOT": str(tmp_path / "work"), "SLURM_ARRAY_TASK_ID": str(task),
-        "SLURM_CPUS_PER_TASK": "4", "DRY_RUN": "1", **env})
+    return subprocess.run(
+        ["bash", str(SCRIPT)],
+        capture_output=True,
+        text=True,
+        env={
+            "PATH": os.environ["PATH"],
+            "HOME": str(tmp_path),
+            "USER": "tester",
+            "BIDS_DIR": str(bids),
+            "OUTPUT_DIR": str(tmp_path / "out"),
+            "WORK_ROOT": str(tmp_path / "work"),
+            "SLURM_ARRAY_TASK_ID": str(task),
+            "SLURM_CPUS_PER_TASK": "4",
+            "DRY_RUN": "1",
+            **env,
+        },
+    )
 
 
 def test_array_task_runs_its_own_participant_with_its_own_work_dir(tmp_path):
@@ -51,8 +65,9 @@ def test_array_task_runs_its_own_participant_with_its_own_work_dir(tmp_path):
     assert "--nv" not in command
     assert f"-B {tmp_path}/work/sub-02:/work" in command
     assert f"-B {tmp_path}/out:/out" in command and f"-B {tmp_path}/bids:/data:ro" in command
-    assert re.search(r" /data /out participant --participant-label 02 -w /work --nprocs 4 ",
-                     command)
+    assert re.search(
+        r" /data /out participant --participant-label 02 -w /work --nprocs 4 ", command
+    )
     assert not (tmp_path / "out").exists()  # a dry run creates nothing
 
 

@@ -45,9 +45,13 @@ class Install:
     def translate(self, text: str) -> str:
         """An image path or ${ARG} in the Dockerfile, as it is in this environment."""
         args = RUNTIME.args()
-        for old, new in (("/opt/venv", str(self.venv)), ("/opt/templateflow",
-                         str(self.templateflow)), ("/home/harmonize", str(self.home)),
-                         ("${IMAGE}", args["IMAGE"]), ("${VERSION}", args["VERSION"])):
+        for old, new in (
+            ("/opt/venv", str(self.venv)),
+            ("/opt/templateflow", str(self.templateflow)),
+            ("/home/harmonize", str(self.home)),
+            ("${IMAGE}", args["IMAGE"]),
+            ("${VERSION}", args["VERSION"]),
+        ):
             text = text.replace(old, new)
         return text
 
@@ -68,13 +72,25 @@ def install(tmp_path_factory) -> Install:
         for name in paths:
             target = source / name
             if (REPO / name).is_dir():
-                shutil.copytree(REPO / name, target,
-                                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                shutil.copytree(
+                    REPO / name, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+                )
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(REPO / name, target)
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir",
-          str(setup.root / "wheels"), str(source)])
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--quiet",
+            "--wheel-dir",
+            str(setup.root / "wheels"),
+            str(source),
+        ]
+    )
     (setup.wheel,) = (setup.root / "wheels").glob("harmonize_bids-*.whl")
 
     _run([sys.executable, "-m", "venv", str(setup.venv)])
@@ -82,11 +98,16 @@ def install(tmp_path_factory) -> Install:
     # on modules the run never imports.
     pip = [str(setup.venv / "bin/python"), "-m", "pip", "install", "--quiet", "--no-compile"]
     # torch from local disk only: never let a test pull a multi-GB CUDA build.
-    local = subprocess.run([*pip, "--no-index", "--no-deps", f"torch=={torch_version}"],
-                           capture_output=True, text=True)
+    local = subprocess.run(
+        [*pip, "--no-index", "--no-deps", f"torch=={torch_version}"],
+        capture_output=True,
+        text=True,
+    )
     if local.returncode != 0:
-        pytest.skip(f"torch=={torch_version} is not on this machine's local wheel paths "
-                    "(pip find-links); not downloading a CUDA build for a test")
+        pytest.skip(
+            f"torch=={torch_version} is not on this machine's local wheel paths "
+            "(pip find-links); not downloading a CUDA build for a test"
+        )
     _run([*pip, f"torch=={torch_version}", str(setup.wheel)])
     setup.home.mkdir()
     return setup
@@ -95,15 +116,19 @@ def install(tmp_path_factory) -> Install:
 def test_wheel_ships_the_package_data(install):
     names = set(zipfile.ZipFile(install.wheel).namelist())
     data = REPO / "harmonize_bids" / "data"
-    shipped = {str(path.relative_to(REPO)) for path in data.rglob("*")
-               if path.is_file() and "__pycache__" not in path.parts}
+    shipped = {
+        str(path.relative_to(REPO))
+        for path in data.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
     assert shipped and shipped <= names, sorted(shipped - names)
     assert not any(name.startswith(("tests/", "benchmarks/")) for name in names)
 
 
 def test_installed_torch_is_the_pinned_one(install):
-    version = _run([str(install.venv / "bin/python"), "-c",
-                    "import torch; print(torch.__version__)"]).stdout.strip()
+    version = _run(
+        [str(install.venv / "bin/python"), "-c", "import torch; print(torch.__version__)"]
+    ).stdout.strip()
     assert version.split("+")[0] == BUILDER.args()["TORCH_VERSION"]
 
 
@@ -131,24 +156,48 @@ def test_the_dockerfile_offline_check_passes(install, templateflow):
 
 def test_participant_run_offline_with_the_image_environment(install, templateflow, tmp_path):
     offline = networking_off_prefix()
-    bids = make_bids(tmp_path / "bids", {
-        "sub-01/ses-A/anat/sub-01_ses-A_T1w.nii.gz": SIDECAR_15,
-        "sub-01/ses-B/anat/sub-01_ses-B_T1w.nii.gz": SIDECAR_3})
+    bids = make_bids(
+        tmp_path / "bids",
+        {
+            "sub-01/ses-A/anat/sub-01_ses-A_T1w.nii.gz": SIDECAR_15,
+            "sub-01/ses-B/anat/sub-01_ses-B_T1w.nii.gz": SIDECAR_3,
+        },
+    )
     model = tiny_model(tmp_path, seed=3)
     plugin = linear_plugin(tmp_path)
     out = tmp_path / "out"
     # deepbet (the default skull stripper) runs: its weights must be in the install.
     result = subprocess.run(
-        [*offline, str(install.venv / "bin/harmonize-bids"), str(bids), str(out),
-         "participant", "-w", str(tmp_path / "work"), "--model", str(model), "--sloppy",
-         "--use-plugin", str(plugin), "--nprocs", "1"],
-        capture_output=True, text=True, env=install.env(), cwd=tmp_path, timeout=900)
+        [
+            *offline,
+            str(install.venv / "bin/harmonize-bids"),
+            str(bids),
+            str(out),
+            "participant",
+            "-w",
+            str(tmp_path / "work"),
+            "--model",
+            str(model),
+            "--sloppy",
+            "--use-plugin",
+            str(plugin),
+            "--nprocs",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env=install.env(),
+        cwd=tmp_path,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     for session in ("A", "B"):
         stem = out / f"sub-01/ses-{session}/anat/sub-01_ses-{session}"
         assert Path(f"{stem}_desc-harmonized_T1w.nii.gz").is_file()
     description = json.loads((out / "dataset_description.json").read_text())
     assert description["GeneratedBy"][0]["Container"] == {
-        "Type": "docker", "Tag": install.translate(RUNTIME.env()["HARMONIZE_BIDS_CONTAINER_TAG"])}
+        "Type": "docker",
+        "Tag": install.translate(RUNTIME.env()["HARMONIZE_BIDS_CONTAINER_TAG"]),
+    }
     # TemplateFlow used the image's pre-filled home and did not unpack a new one in HOME.
     assert not (install.home / ".cache" / "templateflow").exists()

@@ -22,8 +22,9 @@ def _sections() -> dict[str, str]:
 
 
 def test_spython_recipe_parses_and_converts():
-    result = subprocess.run([tool("spython"), "recipe", str(SINGULARITY_DEF)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [tool("spython"), "recipe", str(SINGULARITY_DEF)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     dockerfile = result.stdout
     assert "ENV HARMONIZE_BIDS_CONTAINER_TYPE=singularity" in dockerfile
@@ -50,8 +51,12 @@ def _bin_path() -> str:
 
 def test_environment_section_gives_a_writable_matplotlib_folder(tmp_path):
     script = _sections()["environment"] + '\nenv\n'
-    result = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
-                            env={"TMPDIR": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        ["sh", "-c", script],
+        capture_output=True,
+        text=True,
+        env={"TMPDIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr
     env = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
     assert env["HARMONIZE_BIDS_CONTAINER_TYPE"] == "singularity"
@@ -62,8 +67,11 @@ def test_environment_section_gives_a_writable_matplotlib_folder(tmp_path):
 def test_runscript_and_test_sections_run_the_app():
     for section in ("runscript", "test"):
         argv = ["--version"] if section == "runscript" else []
-        result = subprocess.run(["sh", "-c", _sections()[section], "sh", *argv],
-                                capture_output=True, text=True,
-                                env={"PATH": _bin_path(), "NIPYPE_NO_ET": "1"})
+        result = subprocess.run(
+            ["sh", "-c", _sections()[section], "sh", *argv],
+            capture_output=True,
+            text=True,
+            env={"PATH": _bin_path(), "NIPYPE_NO_ET": "1"},
+        )
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == f"harmonize-bids {harmonize_bids.__version__}"

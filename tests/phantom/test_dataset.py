@@ -24,8 +24,9 @@ def test_top_level_files(tiny_phantom):
     assert desc['BIDSVersion'] == '1.10.0' and desc['DatasetType'] == 'raw'
     assert desc['License'] and desc['GeneratedBy'][0]['Name']
     assert (tiny_phantom / 'README').is_file()
-    rows = [r.split('\t') for r in (tiny_phantom / 'participants.tsv').read_text().split('\n')
-            if r]
+    rows = [
+        r.split('\t') for r in (tiny_phantom / 'participants.tsv').read_text().split('\n') if r
+    ]
     assert rows[0] == ['participant_id', 'age', 'sex', 'group']
     assert [r[3] for r in rows[1:]] == ['HC', 'MS']
     meta = json.loads((tiny_phantom / 'participants.json').read_text())
@@ -38,8 +39,9 @@ def test_top_level_files(tiny_phantom):
 
 @pytest.mark.parametrize('ses', SESSIONS)
 def test_sidecar_units(tiny_phantom, ses):
-    side = json.loads((tiny_phantom / f'sub-01/ses-{ses}/anat/sub-01_ses-{ses}_T1w.json')
-                      .read_text())
+    side = json.loads(
+        (tiny_phantom / f'sub-01/ses-{ses}/anat/sub-01_ses-{ses}_T1w.json').read_text()
+    )
     assert side['MagneticFieldStrength'] == SESSIONS[ses]
     assert side['Manufacturer'] == 'Siemens' and side['ManufacturersModelName']
     assert side['MRAcquisitionType'] == '3D' and side['PulseSequenceType'] == 'MPRAGE'
@@ -75,9 +77,15 @@ def test_ground_truth_aligned(tiny_phantom, sub, ses):
 
 
 def test_sessions_have_different_pose(tiny_phantom):
-    a, b = (np.asarray(nib.load(tiny_phantom / f'derivatives/phantom/sub-01/ses-{s}/anat/'
-                                f'sub-01_ses-{s}_desc-brain_mask.nii.gz').dataobj)
-            for s in SESSIONS)
+    a, b = (
+        np.asarray(
+            nib.load(
+                tiny_phantom / f'derivatives/phantom/sub-01/ses-{s}/anat/'
+                f'sub-01_ses-{s}_desc-brain_mask.nii.gz'
+            ).dataobj
+        )
+        for s in SESSIONS
+    )
     assert a.shape == b.shape and not np.array_equal(a, b)
 
 
@@ -102,10 +110,25 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
 
 
 def test_cli_returns_zero(tmp_path):
-    assert main([str(tmp_path / 'cli'), '--subjects', '1', '--seed', '1', '--size', 'tiny',
-                 '--lesions']) == 0
-    assert (tmp_path / 'cli/derivatives/phantom/sub-01/ses-3T/anat/'
-            'sub-01_ses-3T_label-lesion_mask.nii.gz').is_file()
+    assert (
+        main(
+            [
+                str(tmp_path / 'cli'),
+                '--subjects',
+                '1',
+                '--seed',
+                '1',
+                '--size',
+                'tiny',
+                '--lesions',
+            ]
+        )
+        == 0
+    )
+    assert (
+        tmp_path / 'cli/derivatives/phantom/sub-01/ses-3T/anat/'
+        'sub-01_ses-3T_label-lesion_mask.nii.gz'
+    ).is_file()
     assert main([str(tmp_path / 'bad'), '--subjects', '0']) == 1
 
 
@@ -115,8 +138,9 @@ VALIDATOR = shutil.which('bids-validator-deno', path=str(Path(sys.executable).pa
 @pytest.mark.skipif(VALIDATOR is None, reason='bids-validator-deno not installed')
 @pytest.mark.parametrize('sub', ['', 'derivatives/phantom'])
 def test_bids_validator(tiny_phantom, sub):
-    res = subprocess.run([VALIDATOR, '--json', str(tiny_phantom / sub)],
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [VALIDATOR, '--json', str(tiny_phantom / sub)], capture_output=True, text=True, timeout=120
+    )
     issues = json.loads(res.stdout)['issues']['issues']
     errors = [i for i in issues if i.get('severity') == 'error']
     assert not errors, errors[:3]

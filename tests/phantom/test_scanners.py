@@ -39,8 +39,10 @@ def test_every_drawn_protocol_fits_and_looks_like_a_t1w_scan(distribution):
         for scanner in site.scanners.values():
             protocol = scanner.protocol
             assert protocol.timing_problem() is None
-            s = {t: abs(float(tissue_signal(site.tissues[t], protocol)))
-                 for t in ('csf', 'gm', 'wm')}
+            s = {
+                t: abs(float(tissue_signal(site.tissues[t], protocol)))
+                for t in ('csf', 'gm', 'wm')
+            }
             assert s['csf'] < s['gm'] < s['wm']
             assert GM_WM_RATIO[0] <= s['gm'] / s['wm'] <= GM_WM_RATIO[1]
             assert s['csf'] / s['wm'] <= MAX_CSF_WM_RATIO
@@ -97,19 +99,27 @@ def test_vendor_sidecars_name_their_repetition_time():
 
 
 def test_sites_and_shared_pose_in_a_dataset(tmp_path):
-    root = write_phantom_dataset(tmp_path / 'ds', n_subjects=3, seed=2, size='tiny',
-                                 scanners='core', subjects_per_site=2, same_pose=True)
+    root = write_phantom_dataset(
+        tmp_path / 'ds',
+        n_subjects=3,
+        seed=2,
+        size='tiny',
+        scanners='core',
+        subjects_per_site=2,
+        same_pose=True,
+    )
     rows = [r.split('\t') for r in (root / 'participants.tsv').read_text().split('\n') if r]
     assert rows[0][-1] == 'site' and [r[-1] for r in rows[1:]] == ['0', '0', '1']
 
     def truth(sub, ses):
-        path = (root / f'derivatives/phantom/sub-{sub}/ses-{ses}/anat/'
-                f'sub-{sub}_ses-{ses}_dseg.json')
+        path = root / f'derivatives/phantom/sub-{sub}/ses-{ses}/anat/sub-{sub}_ses-{ses}_dseg.json'
         return json.loads(path.read_text())['PhantomTruth']
 
     for sub in ('01', '02', '03'):
-        assert truth(sub, '1p5T')['pose_rotation_xyz_deg'] == truth(sub, '3T')[
-            'pose_rotation_xyz_deg']
+        assert (
+            truth(sub, '1p5T')['pose_rotation_xyz_deg']
+            == truth(sub, '3T')['pose_rotation_xyz_deg']
+        )
     assert truth('01', '3T')['scanner'] == truth('02', '3T')['scanner']
     assert truth('01', '3T')['scanner'] != truth('03', '3T')['scanner']
     assert truth('01', '3T')['distribution'] == 'core'

@@ -12,9 +12,17 @@ from harmonize_bids.phantom.tissues import TISSUES
 def test_protocols_match_paper_table4():
     p15, p3 = PROTOCOLS[1.5], PROTOCOLS[3.0]
     assert (p15.repetition_time, p15.inversion_time, p15.echo_time, p15.flip_angle) == (
-        2080.0, 1100.0, 3.1, 15.0)
+        2080.0,
+        1100.0,
+        3.1,
+        15.0,
+    )
     assert (p3.repetition_time, p3.inversion_time, p3.echo_time, p3.flip_angle) == (
-        2300.0, 900.0, 2.94, 9.0)
+        2300.0,
+        900.0,
+        2.94,
+        9.0,
+    )
     assert p15.model == 'Magnetom Avanto' and p3.model.startswith('Magnetom Skyra')
 
 

@@ -22,10 +22,18 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run", "--disable-default-apps",
-                  "--hide-scrollbars", "--mute-audio")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-default-apps",
+    "--hide-scrollbars",
+    "--mute-audio",
+)
 
 
 def find_or_install_chromium() -> str:
@@ -35,12 +43,16 @@ def find_or_install_chromium() -> str:
         if found:
             return found
     if shutil.which("apt-get") is None or os.geteuid() != 0:
-        pytest.skip("chromium is not installed and cannot be (needs root and apt-get): "
-                    "apt-get install -y chromium")
+        pytest.skip(
+            "chromium is not installed and cannot be (needs root and apt-get): "
+            "apt-get install -y chromium"
+        )
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "install", "-y", "-q", "chromium"],
-                    ["apt-get", "update", "-q"],
-                    ["apt-get", "install", "-y", "-q", "chromium"]):
+    for command in (
+        ["apt-get", "install", "-y", "-q", "chromium"],
+        ["apt-get", "update", "-q"],
+        ["apt-get", "install", "-y", "-q", "chromium"],
+    ):
         result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
         if command[1] == "install" and result.returncode == 0:
             break
@@ -55,14 +67,17 @@ class _WebSocket:
 
     def __init__(self, url: str, timeout: float = 60.0) -> None:
         assert url.startswith("ws://"), url
-        host_port, _, path = url[len("ws://"):].partition("/")
+        host_port, _, path = url[len("ws://") :].partition("/")
         host, _, port = host_port.partition(":")
         self.sock = socket.create_connection((host, int(port)), timeout=timeout)
         key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall((f"GET /{path} HTTP/1.1\r\nHost: {host_port}\r\n"
-                           "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-                           ).encode())
+        self.sock.sendall(
+            (
+                f"GET /{path} HTTP/1.1\r\nHost: {host_port}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
         response = b""
         while b"\r\n\r\n" not in response:
             chunk = self.sock.recv(4096)
@@ -132,9 +147,17 @@ class Browser:
 
     def __init__(self, executable: str, profile: Path) -> None:
         self.process = subprocess.Popen(
-            [executable, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-             "--remote-debugging-port=0", "--window-size=1200,900", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                executable,
+                *CHROMIUM_FLAGS,
+                f"--user-data-dir={profile}",
+                "--remote-debugging-port=0",
+                "--window-size=1200,900",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 60
         while not port_file.is_file() or len(port_file.read_text().split()) < 2:
@@ -162,8 +185,9 @@ class Browser:
                 return message.get("result", {})
             events.append(message)
 
-    def open(self, path: Path, screenshot: Path | None = None,
-             timeout: float = 60.0) -> PageResult:
+    def open(
+        self, path: Path, screenshot: Path | None = None, timeout: float = 60.0
+    ) -> PageResult:
         ws = self._page_socket()
         events: list[dict] = []
         try:
@@ -175,17 +199,32 @@ class Browser:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"{path} did not finish loading")
                 events.append(json.loads(ws.receive()))
-            found = self._call(ws, events, "Runtime.evaluate", returnByValue=True,
-                               expression="JSON.stringify({title: document.title, images: "
-                               "Array.from(document.images).map(i => ({src: i.src, complete: "
-                               "i.complete, naturalWidth: i.naturalWidth}))})")
+            found = self._call(
+                ws,
+                events,
+                "Runtime.evaluate",
+                returnByValue=True,
+                expression="JSON.stringify({title: document.title, images: "
+                "Array.from(document.images).map(i => ({src: i.src, complete: "
+                "i.complete, naturalWidth: i.naturalWidth}))})",
+            )
             page = json.loads(found["result"]["value"])
             if screenshot is not None:
                 size = self._call(ws, events, "Page.getLayoutMetrics")["cssContentSize"]
-                shot = self._call(ws, events, "Page.captureScreenshot", format="png",
-                                  captureBeyondViewport=True,
-                                  clip={"x": 0, "y": 0, "width": size["width"],
-                                        "height": size["height"], "scale": 1})
+                shot = self._call(
+                    ws,
+                    events,
+                    "Page.captureScreenshot",
+                    format="png",
+                    captureBeyondViewport=True,
+                    clip={
+                        "x": 0,
+                        "y": 0,
+                        "width": size["width"],
+                        "height": size["height"],
+                        "scale": 1,
+                    },
+                )
                 screenshot.parent.mkdir(parents=True, exist_ok=True)
                 screenshot.write_bytes(base64.b64decode(shot["data"]))
         finally:
@@ -193,10 +232,12 @@ class Browser:
         result = PageResult(images=page["images"], title=page["title"])
         for event in events:
             method, params = event.get("method"), event.get("params", {})
-            if method == "Runtime.consoleAPICalled" and params.get("type") in ("error",
-                                                                               "assert"):
-                result.errors.append(" ".join(str(a.get("value", a.get("description")))
-                                              for a in params.get("args", [])))
+            if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
+                result.errors.append(
+                    " ".join(
+                        str(a.get("value", a.get("description"))) for a in params.get("args", [])
+                    )
+                )
             elif method == "Runtime.exceptionThrown":
                 result.errors.append(params["exceptionDetails"].get("text", "exception"))
             elif method == "Log.entryAdded" and params["entry"]["level"] == "error":

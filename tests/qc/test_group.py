@@ -36,6 +36,7 @@ def _error_lines(capsys) -> list[str]:
 
 # ------------------------------------------------------------------------ fast tests
 
+
 def test_group_without_participant_outputs_is_exit_66(tmp_path, capsys):
     bids = make_bids(tmp_path / "bids", {"sub-01/anat/sub-01_T1w.nii.gz": SIDECAR_15})
     out = tmp_path / "out"
@@ -47,8 +48,10 @@ def test_group_without_participant_outputs_is_exit_66(tmp_path, capsys):
     anat = out / "sub-01/anat"
     anat.mkdir(parents=True)
     for name in ("desc-preproc_T1w", "desc-brain_mask", "desc-harmonized_T1w"):
-        nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)),
-                 anat / f"sub-01_{name}.nii.gz")
+        nib.save(
+            nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)),
+            anat / f"sub-01_{name}.nii.gz",
+        )
     assert _run(bids, out, "group", "--participant-label", "02") == 66
     (err,) = _error_lines(capsys)
     assert "--participant-label 02" in err and "sub-01" in err
@@ -59,21 +62,25 @@ def test_group_without_participant_outputs_is_exit_66(tmp_path, capsys):
 
 def test_raw_sidecar_follows_inheritance_without_images(tmp_path):
     (tmp_path / "sub-01/ses-A/anat").mkdir(parents=True)
-    (tmp_path / "T1w.json").write_text(json.dumps({"MagneticFieldStrength": 3,
-                                                   "Manufacturer": "Siemens"}))
-    (tmp_path / "sub-01/sub-01_acq-fast_T1w.json").write_text(json.dumps(
-        {"MagneticFieldStrength": 2.89}))  # another acquisition: must not apply
-    (tmp_path / "sub-01/ses-A/sub-01_ses-A_T1w.json").write_text(json.dumps(
-        {"MagneticFieldStrength": 1.5}))
-    (tmp_path / "sub-01/ses-A/anat/sub-01_ses-A_run-1_T1w.json").write_text(json.dumps(
-        {"EchoTime": 0.003}))
+    (tmp_path / "T1w.json").write_text(
+        json.dumps({"MagneticFieldStrength": 3, "Manufacturer": "Siemens"})
+    )
+    (tmp_path / "sub-01/sub-01_acq-fast_T1w.json").write_text(
+        json.dumps({"MagneticFieldStrength": 2.89})
+    )  # another acquisition: must not apply
+    (tmp_path / "sub-01/ses-A/sub-01_ses-A_T1w.json").write_text(
+        json.dumps({"MagneticFieldStrength": 1.5})
+    )
+    (tmp_path / "sub-01/ses-A/anat/sub-01_ses-A_run-1_T1w.json").write_text(
+        json.dumps({"EchoTime": 0.003})
+    )
     meta = raw_sidecar(tmp_path, {"sub": "01", "ses": "A", "run": "1"})
-    assert meta == {"MagneticFieldStrength": 1.5, "Manufacturer": "Siemens",
-                    "EchoTime": 0.003}
+    assert meta == {"MagneticFieldStrength": 1.5, "Manufacturer": "Siemens", "EchoTime": 0.003}
     assert raw_sidecar(tmp_path, {"sub": "01", "ses": "B"})["MagneticFieldStrength"] == 3
 
 
 # ------------------------------------------------------------------- end to end (tiny)
+
 
 def _small_head(field: float, *, shift: int, seed: int) -> np.ndarray:
     """A skull-stripped 1 mm 'brain' (ellipsoids: WM core, GM shell, CSF ventricles) in
@@ -106,21 +113,38 @@ def group_run(tmp_path_factory):
     bids = make_bids(root / "bids", {})
     for number, subject in enumerate(("01", "02")):
         for session, field, sidecar in (("1p5T", 1.5, SIDECAR_15), ("3T", 3.0, SIDECAR_3)):
-            write_image(bids / f"sub-{subject}/ses-{session}/anat/"
-                        f"sub-{subject}_ses-{session}_T1w.nii.gz", sidecar=sidecar,
-                        data=_small_head(field, shift=number + (field == 3.0),
-                                         seed=number * 2 + (field == 3.0)).astype(np.int16))
+            write_image(
+                bids / f"sub-{subject}/ses-{session}/anat/sub-{subject}_ses-{session}_T1w.nii.gz",
+                sidecar=sidecar,
+                data=_small_head(
+                    field, shift=number + (field == 3.0), seed=number * 2 + (field == 3.0)
+                ).astype(np.int16),
+            )
     (bids / "participants.tsv").write_text("participant_id\nsub-01\nsub-02\n")
     model = tiny_model(root)
     plugin = linear_plugin(root)
     out = root / "out"
-    assert _run(bids, out, "participant", "-w", root / "work", "--model", model, "--sloppy",
-                "--skull-strip", "none", "--use-plugin", plugin) == 0
+    assert (
+        _run(
+            bids,
+            out,
+            "participant",
+            "-w",
+            root / "work",
+            "--model",
+            model,
+            "--sloppy",
+            "--skull-strip",
+            "none",
+            "--use-plugin",
+            plugin,
+        )
+        == 0
+    )
     sidecars_only = root / "bids_sidecars"
     shutil.copytree(bids, sidecars_only, ignore=shutil.ignore_patterns("*.nii.gz", "*.nii"))
     assert not list(sidecars_only.rglob("*.nii*"))
-    assert _run(sidecars_only, out, "group", "--sloppy", "-w", root / "work",
-                "--nprocs", "2") == 0
+    assert _run(sidecars_only, out, "group", "--sloppy", "-w", root / "work", "--nprocs", "2") == 0
     return {"bids": bids, "out": out, "model": model, "work": root / "work"}
 
 
@@ -129,7 +153,11 @@ def test_group_tables(group_run):
     out = group_run["out"]
     rows = _read_tsv(out / "group_T1w.tsv")
     assert [(r["participant_id"], r["session_id"]) for r in rows] == [
-        ("01", "1p5T"), ("01", "3T"), ("02", "1p5T"), ("02", "3T")]
+        ("01", "1p5T"),
+        ("01", "3T"),
+        ("02", "1p5T"),
+        ("02", "3T"),
+    ]
     sha = json.loads((group_run["model"] / "model.json").read_text())["weights_sha256"]
     for row in rows:
         applied = row["session_id"] == "1p5T"
@@ -139,8 +167,11 @@ def test_group_tables(group_run):
         assert row["model_sha256"] == (sha if applied else "n/a")
         if applied:
             assert row["sampler"] != "n/a" and int(row["steps"]) > 0 and row["seed"] == "0"
-        volumes = [float(row[f"{t}_volume_{k}_mm3"]) for t in ("csf", "gm", "wm")
-                   for k in ("preproc", "harmonized")]
+        volumes = [
+            float(row[f"{t}_volume_{k}_mm3"])
+            for t in ("csf", "gm", "wm")
+            for k in ("preproc", "harmonized")
+        ]
         assert all(v > 0 for v in volumes)
         assert float(row["ahd_preproc"]) > 0 and float(row["ahd_harmonized"]) > 0
         assert 0.2 < float(row["through_plane_preproc"]) < 5
@@ -153,7 +184,11 @@ def test_group_tables(group_run):
     assert set(columns) == set(rows[0])
     paired = _read_tsv(out / "group_T1w_paired.tsv")
     assert [(r["participant_id"], r["method"]) for r in paired] == [
-        ("01", "Original"), ("01", "Harmonized"), ("02", "Original"), ("02", "Harmonized")]
+        ("01", "Original"),
+        ("01", "Harmonized"),
+        ("02", "Original"),
+        ("02", "Harmonized"),
+    ]
     html = (out / "group_T1w.html").read_text()
     assert 'href="sub-01.html#sub-01_ses-1p5T"' in html
     for figure in ("histograms.png", "tissue_volumes.png", "sub-02_ses-3T_thumbnail.png"):
@@ -165,6 +200,7 @@ def test_group_tables(group_run):
 
 def _hd95(a: np.ndarray, b: np.ndarray, spacing) -> float:
     """Symmetric 95th-percentile surface distance, written out with scipy."""
+
     def edges(x):
         return x ^ ndimage.binary_erosion(x)
 
@@ -194,8 +230,9 @@ def test_paired_original_row_matches_an_independent_computation(group_run):
     mask = load("1p5T", "brain_mask")[0] > 0
     # The registration the group level used (kept in the work dir; ANTs' multi-threaded
     # metric is not bitwise reproducible across runs); the metrics are recomputed here.
-    registered_img = nib.load(registered_target_path(group_run["work"], "sub-02_ses-1p5T",
-                                                     "sub-02_ses-3T", sloppy=True))
+    registered_img = nib.load(
+        registered_target_path(group_run["work"], "sub-02_ses-1p5T", "sub-02_ses-3T", sloppy=True)
+    )
     assert np.allclose(registered_img.affine, source_affine)
     registered = np.asanyarray(registered_img.dataobj, dtype=np.float32)
     assert registered.shape == source.shape and registered[mask].std() > 0
@@ -211,12 +248,18 @@ def test_paired_original_row_matches_an_independent_computation(group_run):
         expected[f"{tissue}_volume_difference_mm3"] = abs(int(x.sum()) - int(y.sum())) * voxel
         expected[f"dice_{tissue}"] = 2 * (x & y).sum() / (x.sum() + y.sum())
         expected[f"hd95_{tissue}_mm"] = _hd95(x, y, spacing)
-    row = next(r for r in _read_tsv(out / "group_T1w_paired.tsv")
-               if r["participant_id"] == "02" and r["method"] == "Original")
+    row = next(
+        r
+        for r in _read_tsv(out / "group_T1w_paired.tsv")
+        if r["participant_id"] == "02" and r["method"] == "Original"
+    )
     for key, value in expected.items():
         assert float(row[key]) == pytest.approx(value, rel=1e-6, abs=1e-9), key
-    harmonized = next(r for r in _read_tsv(out / "group_T1w_paired.tsv")
-                      if r["participant_id"] == "02" and r["method"] == "Harmonized")
+    harmonized = next(
+        r
+        for r in _read_tsv(out / "group_T1w_paired.tsv")
+        if r["participant_id"] == "02" and r["method"] == "Harmonized"
+    )
     assert float(harmonized["mse"]) != float(row["mse"])
 
 
@@ -236,9 +279,11 @@ def test_reports_render_in_chromium(group_run, browser, tmp_path):
 
 def test_browser_check_catches_a_missing_image(browser, tmp_path):
     page = tmp_path / "broken.html"
-    page.write_text('<!DOCTYPE html><html><head><link rel="icon" href="data:,"></head>'
-                    '<body><img src="nowhere.png"><script>console.error("boom")</script>'
-                    "</body></html>")
+    page.write_text(
+        '<!DOCTYPE html><html><head><link rel="icon" href="data:,"></head>'
+        '<body><img src="nowhere.png"><script>console.error("boom")</script>'
+        "</body></html>"
+    )
     result = browser.open(page)
     assert result.images[0]["naturalWidth"] == 0
     assert any("boom" in error for error in result.errors)

@@ -33,7 +33,7 @@ def test_mse_is_the_mean_inside_the_mask():
     a = np.zeros(mask.shape)
     b = np.where(mask, 0.1, 5.0)  # differences outside the mask must not count
     b[5, 5, 5] = 0.5
-    expected = ((mask.sum() - 1) * 0.1 ** 2 + 0.5 ** 2) / mask.sum()
+    expected = ((mask.sum() - 1) * 0.1**2 + 0.5**2) / mask.sum()
     assert metrics.mse(a, b, mask) == pytest.approx(expected, rel=1e-12)
     with pytest.raises(ValueError, match="empty"):
         metrics.mse(a, b, np.zeros_like(mask))
@@ -58,7 +58,8 @@ def test_ahd_to_reference_rescales_the_reference():
     h = np.array([10.0, 30.0, 0.0])
     assert metrics.ahd_to_reference(h, h * 7) == 0
     assert metrics.ahd_to_reference(h, np.array([1.0, 0.0, 1.0])) == pytest.approx(
-        abs(10 - 20) + 30 + 20)
+        abs(10 - 20) + 30 + 20
+    )
     with pytest.raises(ValueError):
         metrics.ahd_to_reference(h, np.zeros(3))
 

@@ -12,9 +12,15 @@ from harmonize_bids.workflows.outputs import derivative_name
 
 
 def _image(session: str, field: float, run: str | None = None) -> T1wImage:
-    return T1wImage(path=Path(f"/data/sub-01/ses-{session}/anat/sub-01_ses-{session}_T1w.nii.gz"),
-                    subject="01", session=session, acquisition=None, run=run,
-                    field_strength=field, field_origin="sidecar")
+    return T1wImage(
+        path=Path(f"/data/sub-01/ses-{session}/anat/sub-01_ses-{session}_T1w.nii.gz"),
+        subject="01",
+        session=session,
+        acquisition=None,
+        run=run,
+        field_strength=field,
+        field_origin="sidecar",
+    )
 
 
 def _build(images, tmp_path, model_dir=True):
@@ -22,10 +28,21 @@ def _build(images, tmp_path, model_dir=True):
         model_dir = tmp_path / "model"
         model_dir.mkdir(exist_ok=True)
     return init_harmonize_bids_wf(
-        images=images, bids_dir=Path("/data"), output_dir=tmp_path / "out",
-        work_dir=tmp_path / "work", target_field=3.0, model_dir=model_dir,
-        skull_strip="deepbet", sampler="ddim", steps=20, ensemble=1, seed=0, device="cpu",
-        omp_nthreads=1, sloppy=True)
+        images=images,
+        bids_dir=Path("/data"),
+        output_dir=tmp_path / "out",
+        work_dir=tmp_path / "work",
+        target_field=3.0,
+        model_dir=model_dir,
+        skull_strip="deepbet",
+        sampler="ddim",
+        steps=20,
+        ensemble=1,
+        seed=0,
+        device="cpu",
+        omp_nthreads=1,
+        sloppy=True,
+    )
 
 
 def test_graph_order_and_harmonize_only_off_target(tmp_path):
@@ -36,8 +53,13 @@ def test_graph_order_and_harmonize_only_off_target(tmp_path):
     assert f"{off}.harmonize" in names
     assert f"{on}.harmonize" not in names
     for wf in (off, on):
-        for step in ("conform", "skull_stripping", "bias_correction", "resample_t1w",
-                     "clip_scale"):
+        for step in (
+            "conform",
+            "skull_stripping",
+            "bias_correction",
+            "resample_t1w",
+            "clip_scale",
+        ):
             assert f"{wf}.t1w_preproc_wf.{step}" in names
         for sink in ("ds_t1w_preproc", "ds_brain_mask", "ds_harmonized"):
             assert f"{wf}.ds_outputs_wf.{sink}" in names
@@ -48,8 +70,12 @@ def test_graph_order_and_harmonize_only_off_target(tmp_path):
     preproc = workflow.get_node("t1w_sub_01_ses_A_wf.t1w_preproc_wf")
     order = [node.name for node in preproc._graph.nodes()]
     edges = {(u.name, v.name) for u, v in preproc._graph.edges()}
-    assert {("conform", "skull_stripping"), ("skull_stripping", "bias_correction"),
-            ("bias_correction", "resample_t1w"), ("resample_t1w", "clip_scale")} <= edges
+    assert {
+        ("conform", "skull_stripping"),
+        ("skull_stripping", "bias_correction"),
+        ("bias_correction", "resample_t1w"),
+        ("resample_t1w", "clip_scale"),
+    } <= edges
     assert "clip_scale" in order
     assert "diffusion model" in workflow.visit_desc()
 
@@ -69,4 +95,5 @@ def test_names_are_unique_and_match_sinks():
     a, b = _image("A", 1.5, run="1"), _image("A", 1.5, run="2")
     assert image_workflow_name(a) != image_workflow_name(b)
     assert derivative_name(a, desc="preproc", suffix="T1w") == (
-        "sub-01/ses-A/anat/sub-01_ses-A_run-1_desc-preproc_T1w.nii.gz")
+        "sub-01/ses-A/anat/sub-01_ses-A_run-1_desc-preproc_T1w.nii.gz"
+    )
