@@ -1,0 +1,50 @@
+"""The choices a user makes, each named once: fields, directions, samplers, skull strippers.
+
+Light on purpose (no heavy imports), so the command line can offer them without loading
+torch or nipype.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Field strengths the app knows, in Tesla.
+SUPPORTED_FIELDS = (1.5, 3.0)
+#: ``ddpm`` the paper's 1000 ancestral steps; ``ddim`` / ``dpm`` deterministic few-step.
+SAMPLERS = ("ddpm", "ddim", "dpm")
+DEFAULT_SAMPLER = "dpm"
+DEFAULT_STEPS = 10
+SKULL_STRIP_METHODS = ("deepbet", "hdbet", "none")
+#: How a training pair's target is brought onto its source grid (training_data).
+REGISTRATIONS = ("syn", "none")
+
+
+def field_label(field_strength: float) -> str:
+    """``1.5 -> '1p5T'``, ``3.0 -> '3T'``: the field in names (sessions, folders)."""
+    return f"{field_strength:g}T".replace(".", "p")
+
+
+@dataclass(frozen=True)
+class Direction:
+    """A harmonization direction: from ``source`` to ``target`` field (Tesla)."""
+
+    source: float
+    target: float
+
+    @property
+    def label(self) -> str:
+        """For people and records: ``'1.5T->3T'``."""
+        return f"{self.source:g}T->{self.target:g}T"
+
+    @property
+    def slug(self) -> str:
+        """For file and folder names: ``'1p5T-to-3T'`` (the bundled model folders)."""
+        return f"{field_label(self.source)}-to-{field_label(self.target)}"
+
+    @classmethod
+    def from_slug(cls, slug: str) -> Direction:
+        source, target = slug.split("-to-")
+        return cls(*(float(part.removesuffix("T").replace("p", ".")) for part in (source, target)))
+
+    def __str__(self) -> str:
+        return self.label
