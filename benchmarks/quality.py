@@ -420,7 +420,7 @@ def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
 
 def cached_output(cache: Path, direction: str, subject: str, method: str) -> np.ndarray:
     """The one uncalibrated output of ``method`` a ``--save-images`` run cached (for
-    docs/experiments scripts); exits naming the folder if there is none or several."""
+    research/experiments scripts); exits naming the folder if there is none or several."""
     found = [
         path
         for path in sorted((cache / direction / subject).glob(f"{_slug(method)}_*.npy"))
@@ -438,7 +438,7 @@ def with_cached_original(
     results: dict[str, list[dict]], cache: Path, direction: str
 ) -> dict[str, list[dict]]:
     """An experiment's per-method results, preceded by the cached Original rows of the
-    same subjects (for docs/experiments scripts that re-measure cached outputs)."""
+    same subjects (for research/experiments scripts that re-measure cached outputs)."""
     subjects = sorted(row["subject"] for row in next(iter(results.values())))
     for name, rows in results.items():
         if sorted(row["subject"] for row in rows) != subjects:

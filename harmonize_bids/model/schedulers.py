@@ -15,7 +15,7 @@ Why t = 50: with trailing spacing the 10th call is at t = 99, and its clean-imag
 smooths fine texture away. Ending at t = 50 (the same 10 calls) lowered the 1.5 T -> 3 T
 histogram distance (AHD) on six held-out whole volumes from 0.210 to 0.190 x Original, with
 every other quality bar held; ending 3 T -> 1.5 T at t = 20 lowered its AHD from 0.224 to
-0.209 x (docs/model_selection.md).
+0.209 x (research/model_selection.md).
 
 Images live in [-1, 1] inside the network; the predicted clean image is clipped to
 [-1, 1] at every step (``clip_sample`` for DDPM/DDIM, static thresholding at 1.0 for

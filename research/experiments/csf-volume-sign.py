@@ -1,6 +1,6 @@
 """Which way the harmonized CSF volume misses the target's, and why (cached outputs).
 
-See docs/experiments/csf-volume-sign.md. Usage, in the folder of a quality.py run:
+See research/experiments/csf-volume-sign.md. Usage, in the folder of a quality.py run:
 
     python csf-volume-sign.py DIRECTION HELDOUT_BIDS HELDOUT_WORK CACHE [--smooth SIGMA]
         [--output-name NAME]

@@ -1,6 +1,6 @@
 """Screen of dpm timestep schedules on a central sagittal slab, or on the whole brain.
 
-See docs/experiments/sampler-schedule-screen.md. Usage:
+See research/experiments/sampler-schedule-screen.md. Usage:
 
     python sampler-schedule-screen.py DIRECTION VARIANT STEPS HELDOUT_BIDS HELDOUT_WORK
         [sub-01,sub-02] [--brain CACHE]

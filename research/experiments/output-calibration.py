@@ -148,7 +148,7 @@ def store(args: argparse.Namespace) -> None:
                 "steps": 10,
                 "seed": 0,
                 "fitted_from": "quality.py --save-images cached outputs (float16), by "
-                "docs/experiments/output-calibration.py store",
+                "research/experiments/output-calibration.py store",
             }
         },
     )

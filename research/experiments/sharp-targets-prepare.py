@@ -1,6 +1,6 @@
 """3 T -> 1.5 T training pairs with the target resampled by a windowed sinc, not linearly.
 
-See docs/experiments/sharp-targets.md. Usage:
+See research/experiments/sharp-targets.md. Usage:
 
     python sharp-targets-prepare.py SRC_WORK DST_WORK sub-01 [sub-02 ...]
 
