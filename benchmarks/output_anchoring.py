@@ -48,7 +48,7 @@ def _peaks(image: np.ndarray, cores: dict[str, np.ndarray]) -> dict[str, list[fl
 def measure_subject(record: dict, args: argparse.Namespace, model) -> dict[str, dict]:
     """Raw and anchored output of one subject, measured against its target (cached)."""
     from harmonize_bids.image.intensity import anchor_white_matter, white_matter_level
-    from harmonize_bids.model.sampling import harmonize_volume
+    from harmonize_bids.model.sampling import sample_volume
 
     sub, direction = record["subject"], args.direction
     stem = args.cache / f"{direction}_{sub}"
@@ -62,7 +62,7 @@ def measure_subject(record: dict, args: argparse.Namespace, model) -> dict[str, 
         raw = np.load(raw_file).astype(np.float32)
     else:
         start = time.perf_counter()
-        raw = harmonize_volume(
+        raw = sample_volume(
             model, source, mask, sampler="dpm", steps=args.steps, seed=0, progress=False
         )
         np.save(raw_file, raw)  # float32: float16 steps (5e-4) move voxels across AHD bins
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from harmonize_bids.model.folder import load_model_folder
-    from harmonize_bids.participant import bundled_model_dir
+    from harmonize_bids.model.folder import bundled_model_dir
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("heldout_bids", type=Path)

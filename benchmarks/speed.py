@@ -49,7 +49,7 @@ def run_one(sampler: str, steps: int, precision: str, slices: int | None) -> Non
     """Child process: harmonize once, print a JSON line."""
     import torch
 
-    from harmonize_bids.model import harmonize_volume, new_model
+    from harmonize_bids.model import sample_volume, new_model
 
     volume, mask = load_volume()
     if slices:  # a central slab only (for the precision comparison)
@@ -59,7 +59,7 @@ def run_one(sampler: str, steps: int, precision: str, slices: int | None) -> Non
         mask &= keep
     model = new_model("default", seed=0)
     start, cpu_start = time.perf_counter(), time.process_time()
-    out = harmonize_volume(
+    out = sample_volume(
         model,
         volume,
         mask,

@@ -21,10 +21,9 @@ def software_versions() -> dict[str, str]:
     return versions
 
 
-def harmonization_record(
-    *, model: Any, sampler: str, steps: int, ensemble: int, seed: int, device: str
-) -> dict[str, Any]:
-    """The harmonized sidecar's `Harmonization` object for an applied model."""
+def harmonization_record(*, model: Any, settings: Any, reference: Any = None) -> dict[str, Any]:
+    """The harmonized sidecar's `Harmonization` object for an applied model
+    (``settings``: an InferenceSettings; ``reference``: the TargetReference it used)."""
     meta = model.meta
     return {
         "ModelApplied": True,
@@ -34,23 +33,26 @@ def harmonization_record(
         "ModelPath": str(model.path) if model.path is not None else None,
         "SourceFieldStrength": meta.get("source_field"),
         "TargetFieldStrength": meta.get("target_field"),
-        "Sampler": sampler,
-        "Steps": steps,
+        "Sampler": settings.sampler,
+        "Steps": settings.steps,
         "NoiseSchedule": dict(model.scheduler_config),
-        "EnsembleSize": ensemble,
-        "Seed": seed,
-        "Device": device,
+        "EnsembleSize": settings.ensemble,
+        "Seed": settings.seed,
+        "Device": settings.device,
         "WhiteMatterLevel": model.preprocessing.get("white_matter_level"),
-        "OutputCalibration": (
-            None
-            if model.calibration is None
-            else {
-                "Method": "mean quantile correction",
-                "Pairs": model.calibration.pairs,
-                "SHA256": model.calibration.sha256,
-            }
-        ),
+        "TargetReference": None if reference is None else reference_record(reference),
         "SoftwareVersions": software_versions(),
+    }
+
+
+def reference_record(reference: Any) -> dict[str, Any]:
+    """What the sidecar says about the target-field reference an output was matched to."""
+    return {
+        "Origin": reference.origin,
+        "MagneticFieldStrength": reference.field_strength,
+        "Images": len(reference.sources),
+        "Sources": reference.sources,
+        "SHA256": reference.sha256,
     }
 
 

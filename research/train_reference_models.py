@@ -22,9 +22,13 @@ import nibabel as nib
 import numpy as np
 
 from harmonize_bids.image.reference import brain_quantiles, match_to_reference, pool_quantiles
-from harmonize_bids.model.folder import load_model_folder
-from harmonize_bids.model.training import train
-from harmonize_bids.participant import bundled_model_dir
+from harmonize_bids.model.folder import bundled_model_dir, load_model_folder, new_model
+from harmonize_bids.model.training import (
+    PairedVolumes,
+    TrainingSchedule,
+    fine_tuning_start,
+    train,
+)
 from harmonize_bids.phantom import truth_file
 
 LOGGER = logging.getLogger("train_reference_models")
@@ -140,40 +144,50 @@ def main() -> None:
     data = [tuple(Path(p) for p in item.split(":")) for item in args.data]
     volumes = collect(data, args.direction)
     LOGGER.info("%d training pairs", len(volumes["subjects"]))
-    init = None
-    if args.init_from != "none":
+    name = args.direction.replace(".", "p")
+    if args.init_from == "none":
+        model = new_model(
+            reference_channel=True,
+            source_field=source_field,
+            target_field=target_field,
+            name=name,
+            seed=args.seed,
+        )
+    else:
         init_dir = (
             bundled_model_dir(source_field, target_field)
             if args.init_from == "bundled"
             else Path(args.init_from)
         )
         init = load_model_folder(init_dir, source_field=source_field, target_field=target_field)
-        # Per-phantom settings of the paper-phantom models do not carry over.
-        init.calibration = None
+        # A per-phantom sampler ending of the paper-phantom models does not carry over.
         init.scheduler_config.pop("dpm_last_timestep", None)
-    train(
-        volumes["sources"],
-        volumes["targets"],
-        volumes["masks"],
-        args.model_dir,
-        work_dir=args.model_dir.with_name(args.model_dir.name + ".work"),
+        model = fine_tuning_start(init, source_field, target_field, name, reference_channel=True)
+    schedule = TrainingSchedule(
         iterations=args.iterations,
         batch_size=args.batch_size,
         lr=args.lr,
         lr_decay_iterations=args.lr_decay_iterations,
-        precision="auto",
-        seed=args.seed,
-        resume=args.resume,
-        checkpoint_every=args.checkpoint_every,
         patch_size=args.patch_size,
-        source_field=source_field,
-        target_field=target_field,
-        name=args.direction.replace(".", "p"),
-        init_from=init,
-        lesions=volumes["lesions"],
         lesion_weight=args.lesion_weight,
-        matched=volumes["matched"],
         contrast_augmentation=args.contrast_augmentation,
+        checkpoint_every=args.checkpoint_every,
+        seed=args.seed,
+    )
+    volumes_in = PairedVolumes(
+        volumes["sources"],
+        volumes["targets"],
+        volumes["masks"],
+        lesions=volumes["lesions"],
+        matched=volumes["matched"],
+    )
+    train(
+        volumes_in,
+        model,
+        args.model_dir,
+        schedule,
+        work_dir=args.model_dir.with_name(args.model_dir.name + ".work"),
+        resume=args.resume,
         training_data={
             "dataset": "harmonize_bids randomized-scanner phantom (core sites)",
             "phantoms": [str(bids.name) for bids, _ in data],

@@ -11,9 +11,8 @@ import pytest
 
 from harmonize_bids.cli.run import main
 from harmonize_bids.cli.train import parse_args as parse_train_args
-from harmonize_bids.model.folder import load_model_folder
+from harmonize_bids.model.folder import BUNDLED_MODELS, bundled_model_dir, load_model_folder
 from harmonize_bids.model.schedulers import sampling_scheduler
-from harmonize_bids.participant import BUNDLED_MODELS, bundled_model_dir
 
 DIRECTIONS = [(1.5, 3.0), (3.0, 1.5)]
 MAX_TOTAL_BYTES = 50 * 1024 * 1024

@@ -8,7 +8,7 @@ from bidsfactory import tiny_model
 
 import harmonize_bids.model.sampling as sampling
 from harmonize_bids.image import white_matter_level
-from harmonize_bids.interfaces.harmonize import harmonize_anchored
+from harmonize_bids.inference import InferenceSettings, harmonize
 from harmonize_bids.model.folder import load_model_folder
 
 
@@ -27,9 +27,10 @@ def test_a_dark_sample_is_put_back_on_the_white_matter_scale(tmp_path, monkeypat
         calls.append(kwargs)
         return volume_ * np.float32(0.96)
 
-    monkeypatch.setattr(sampling, "harmonize_volume", dark_sampler)
-    out = harmonize_anchored(model, volume, mask, steps=3, seed=5)
-    assert calls == [{"steps": 3, "seed": 5}]
+    monkeypatch.setattr(sampling, "sample_volume", dark_sampler)
+    settings = InferenceSettings.resolve(model, steps=3, seed=5, device="cpu")
+    out = harmonize(model, volume, mask, settings).image
+    assert [(call["steps"], call["seed"]) for call in calls] == [(3, 5)]
     assert white_matter_level(volume * 0.96, mask) == pytest.approx(0.96 * level, abs=0.003)
     assert white_matter_level(out, mask) == pytest.approx(level, abs=0.003)
     assert out[(labels == 2) & mask].mean() == pytest.approx(level, abs=0.005)

@@ -96,3 +96,14 @@ class TargetReference:
         return cls(
             field_strength, quantiles, list(doc.get('Sources', [])), str(doc.get('Origin', 'file'))
         )
+
+
+def read_reference(path) -> TargetReference:
+    """A reference JSON file; raises ValueError naming the file and the problem."""
+    import json
+    from pathlib import Path
+
+    try:
+        return TargetReference.from_json(json.loads(Path(path).read_text()))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f'{path} is not a usable target-field reference: {exc}') from None

@@ -1,4 +1,4 @@
-"""The diffusion-model harmonization step as a nipype interface over harmonize_bids.model."""
+"""The diffusion-model harmonization step as a nipype interface over harmonize_bids.inference."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from ..choices import SAMPLERS
+
 
 class _HarmonizeInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True, desc="preprocessed source image in [0, 1]")
@@ -19,8 +21,9 @@ class _HarmonizeInputSpec(BaseInterfaceInputSpec):
     model_dir = Directory(exists=True, mandatory=True, desc="model folder")
     source_field = traits.Float(mandatory=True, desc="field strength of the input (T)")
     target_field = traits.Float(mandatory=True, desc="field strength to map to (T)")
-    sampler = traits.Enum("ddpm", "ddim", "dpm", desc="sampler; default: dpm")
-    steps = traits.Int(desc="sampling steps; default: 10 (dpm, ddim), 1000 (ddpm)")
+    reference_file = File(exists=True, desc="target-field reference (JSON)")
+    sampler = traits.Enum(*SAMPLERS, desc="sampler; default: the app's")
+    steps = traits.Int(desc="sampling steps; default: the sampler's")
     ensemble = traits.Int(1, usedefault=True, desc="samples averaged")
     seed = traits.Int(0, usedefault=True, desc="random seed")
     device = traits.Str("auto", usedefault=True, desc="auto, cpu, cuda, cuda:N, mps")
@@ -33,24 +36,6 @@ class _HarmonizeOutputSpec(TraitedSpec):
     provenance = traits.Dict(desc="the sidecar's Harmonization object")
 
 
-def harmonize_anchored(model, volume, mask, **sampling):
-    """:func:`~harmonize_bids.model.sampling.harmonize_volume`, then the output's white
-    matter anchored at the model's ``white_matter_level``, the scale of every preprocessed
-    image (a sampler that leaves the tissue a little dark or bright does not shift it),
-    then the model's output calibration, if its folder has one.
-    """
-    from ..image.intensity import anchor_white_matter
-    from ..model.sampling import harmonize_volume
-
-    harmonized = harmonize_volume(model, volume, mask, **sampling)
-    anchored = anchor_white_matter(
-        harmonized, mask, level=float(model.preprocessing["white_matter_level"])
-    )
-    if model.calibration is None:
-        return anchored
-    return model.calibration.apply(anchored, mask)
-
-
 class Harmonize(SimpleInterface):
     """Translate a preprocessed volume to the target field's contrast, slice by slice."""
 
@@ -58,14 +43,11 @@ class Harmonize(SimpleInterface):
     output_spec = _HarmonizeOutputSpec
 
     def _run_interface(self, runtime):
-        import nibabel as nib
-        import numpy as np
         import torch
 
-        from ..model.device import resolve_device
+        from ..image.reference import read_reference
+        from ..inference import InferenceSettings, harmonize_file
         from ..model.folder import load_model_folder
-        from ..model.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS
-        from ..provenance import harmonization_record
 
         torch.set_num_threads(self.inputs.num_threads)
         model = load_model_folder(
@@ -73,40 +55,27 @@ class Harmonize(SimpleInterface):
             source_field=self.inputs.source_field,
             target_field=self.inputs.target_field,
         )
-        sampler = self.inputs.sampler if isdefined(self.inputs.sampler) else DEFAULT_SAMPLER
-        steps = self.inputs.steps if isdefined(self.inputs.steps) else None
-        if steps is None:
-            steps = (
-                model.scheduler_config["num_train_timesteps"]
-                if sampler == "ddpm"
-                else DEFAULT_STEPS
-            )
-        image = nib.load(self.inputs.in_file)
-        volume = np.asanyarray(image.dataobj, dtype=np.float32)
-        mask = np.asanyarray(nib.load(self.inputs.mask_file).dataobj) > 0
-        device = resolve_device(self.inputs.device)
-        harmonized = harmonize_anchored(
+        settings = InferenceSettings.resolve(
             model,
-            volume,
-            mask,
-            sampler=sampler,
-            steps=steps,
+            sampler=self.inputs.sampler if isdefined(self.inputs.sampler) else None,
+            steps=self.inputs.steps if isdefined(self.inputs.steps) else None,
             ensemble=self.inputs.ensemble,
             seed=self.inputs.seed,
-            device=device,
-            progress=False,
+            device=self.inputs.device,
         )
-        out = nib.Nifti1Image(harmonized.astype(np.float32), image.affine, image.header)
-        out.set_data_dtype(np.float32)
+        reference = (
+            read_reference(self.inputs.reference_file)
+            if isdefined(self.inputs.reference_file)
+            else None
+        )
         out_file = f"{runtime.cwd}/harmonized.nii.gz"
-        out.to_filename(out_file)
-        self._results["out_file"] = out_file
-        self._results["provenance"] = harmonization_record(
-            model=model,
-            sampler=sampler,
-            steps=steps,
-            ensemble=self.inputs.ensemble,
-            seed=self.inputs.seed,
-            device=str(device),
+        self._results["provenance"] = harmonize_file(
+            self.inputs.in_file,
+            self.inputs.mask_file,
+            out_file,
+            model,
+            settings,
+            reference=reference,
         )
+        self._results["out_file"] = out_file
         return runtime

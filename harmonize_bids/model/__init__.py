@@ -1,19 +1,21 @@
 """Conditional diffusion model for 1.5 T <-> 3 T T1w contrast harmonization (torch only).
 
-Public API (plain numpy arrays in, plain numpy arrays out)::
+The network and its loops on plain numpy arrays. To harmonize an image as the app does
+(white matter anchored, the study reference applied), use
+:func:`harmonize_bids.inference.harmonize`; ``sample_volume`` here is the raw sampler::
 
-    from harmonize_bids.model import load_model_folder, harmonize_volume, train
+    from harmonize_bids.model import load_model_folder, sample_volume, train
 
     model = load_model_folder("1p5T-to-3T", source_field=1.5, target_field=3.0)
-    out = harmonize_volume(model, volume, mask, sampler="dpm", steps=10, seed=0)
+    raw = sample_volume(model, volume, mask, sampler="dpm", steps=10, seed=0)
 
     train(sources, targets, masks, "models/1p5T-to-3T", work_dir="work/",
           iterations=300_000, source_field=1.5, target_field=3.0)
 
 Modules: ``network`` (UNet2DModel configs), ``schedulers`` (diffusers schedules and
-samplers), ``sampling`` (slice batching, volume harmonization), ``folder`` (model folder
-I/O), ``data`` (paired slice dataset), ``training`` (training loop, EMA, checkpoints,
-DDP), ``device`` (device and precision selection).
+samplers), ``slicing`` (volumes to network slices and back), ``sampling`` (volume
+sampling), ``folder`` (model folder I/O), ``data`` (paired slice dataset), ``training``
+(training loop, EMA, checkpoints, DDP), ``device`` (device and precision selection).
 """
 
 from .folder import (
@@ -24,7 +26,7 @@ from .folder import (
     new_model,
     save_model_folder,
 )
-from .sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, harmonize_volume
+from .sampling import DEFAULT_SAMPLER, DEFAULT_STEPS, sample_volume
 
 
 def __getattr__(name: str) -> object:
@@ -43,7 +45,7 @@ __all__ = [
     "FORMAT_VERSION",
     "HarmonizationModel",
     "ModelFolderError",
-    "harmonize_volume",
+    "sample_volume",
     "load_model_folder",
     "new_model",
     "save_model_folder",

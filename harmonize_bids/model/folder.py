@@ -8,7 +8,6 @@
       preprocessing.json     what the input must look like (spacing, orientation, ...)
       model.json             direction, fields, training data, metrics, weights_sha256
       model.safetensors      weights
-      calibration.json       optional output calibration (output_calibration.py)
 
 :func:`load_model_folder` rebuilds a :class:`HarmonizationModel` from the folder and
 refuses (:class:`ModelFolderError`, one line naming the file and the fix) a missing or
@@ -34,13 +33,15 @@ from diffusers import UNet2DModel
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from ..atomic import replace_folder
+from ..choices import Direction
 from .network import build_network, network_config, pad_multiple
-from .output_calibration import FILE as CALIBRATION_FILE
-from .output_calibration import OutputCalibration
 from .schedulers import dpm_timesteps, schedule_config
 
 #: 2: preprocessing.json may set ``reference_channel`` (older readers would misuse it).
 FORMAT_VERSION = 2
+#: The model folders shipped in the package, one per direction (``1p5T-to-3T``, ...).
+BUNDLED_MODELS = Path(__file__).parents[1] / "data" / "models"
 CONFIG_FILES = ("config.json", "scheduler_config.json", "preprocessing.json", "model.json")
 WEIGHTS_FILE = "model.safetensors"
 
@@ -67,7 +68,13 @@ class ModelFolderError(ValueError):
 
 def format_direction(source_field: float, target_field: float) -> str:
     """``1.5, 3.0 -> '1.5T->3T'``."""
-    return f"{source_field:g}T->{target_field:g}T"
+    return Direction(source_field, target_field).label
+
+
+def bundled_model_dir(source_field: float, target_field: float) -> Path | None:
+    """The model folder shipped with the package for a direction, if there is one."""
+    folder = BUNDLED_MODELS / Direction(source_field, target_field).slug
+    return folder if (folder / "model.json").is_file() else None
 
 
 @dataclass
@@ -80,7 +87,6 @@ class HarmonizationModel:
     preprocessing: dict[str, Any]
     meta: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
-    calibration: OutputCalibration | None = None
 
     @property
     def slice_axis(self) -> int:
@@ -138,7 +144,7 @@ def new_model(
     direction = format_direction(source_field, target_field)
     meta = {
         "format_version": FORMAT_VERSION,
-        "name": name or direction.replace("->", "-to-").replace(".", "p"),
+        "name": name or Direction(source_field, target_field).slug,
         "version": "0.0.0",
         "direction": direction,
         "source_field": float(source_field),
@@ -190,15 +196,7 @@ def save_model_folder(
         for name, doc in documents.items():
             (tmp / name).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
         (tmp / WEIGHTS_FILE).write_bytes(weights)
-        if model.calibration is not None:
-            (tmp / CALIBRATION_FILE).write_text(json.dumps(model.calibration.to_json()) + "\n")
-        old = None
-        if path.exists():
-            old = path.parent / f".{path.name}.old-{os.getpid()}"
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_folder(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -306,17 +304,4 @@ def load_model_folder(
         {**DEFAULT_PREPROCESSING, **docs["preprocessing.json"]},
         meta,
         path,
-        _read_calibration(path / CALIBRATION_FILE),
     )
-
-
-def _read_calibration(path: Path) -> OutputCalibration | None:
-    if not path.exists():
-        return None
-    try:
-        return OutputCalibration.from_json(_read_json(path))
-    except ValueError as exc:
-        raise ModelFolderError(
-            f"{path} cannot be used: {exc} Re-run "
-            "harmonize-bids-train --calibrate or delete the file."
-        ) from None

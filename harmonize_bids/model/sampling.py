@@ -1,6 +1,6 @@
 """Sampling: slices -> target contrast, and whole volumes slice by slice.
 
-:func:`harmonize_volume` is the entry point for inference.  It cuts the volume into
+:func:`sample_volume` is the entry point for inference.  It cuts the volume into
 slices along the model's slice axis (sagittal = axis 0 for RAS+ arrays), crops every
 slice to the in-plane bounding box of the brain mask over the whole volume (padded to the
 network's multiple, zeros around), skips slices without brain, samples them in batches
@@ -172,7 +172,7 @@ def choose_batch_size(
     return max(1, min(_CPU_MAX_BATCH, budget // per))
 
 
-def harmonize_volume(
+def sample_volume(
     model: HarmonizationModel,
     volume: np.ndarray,
     mask: np.ndarray,

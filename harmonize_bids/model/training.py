@@ -1,9 +1,11 @@
 """Training on arrays: paired slices, AdamW, EMA, validation, checkpoints, resume, DDP.
 
-:func:`train` takes lists of preprocessed, co-registered float32 volumes in [0, 1]
-(RAS+, 1 mm, skull stripped) with their brain masks and writes a model folder holding
-the EMA weights.  Full training state (network, EMA, optimizer, iteration, losses) is
-checkpointed to ``work_dir`` every ``checkpoint_every`` iterations; ``resume=True``
+:func:`train` takes :class:`PairedVolumes` (preprocessed, co-registered float32 volumes
+in [0, 1], RAS+, 1 mm, skull stripped, with their brain masks), a starting model
+(:func:`~harmonize_bids.model.folder.new_model` or :func:`fine_tuning_start`) and a
+:class:`TrainingSchedule`, and writes a model folder holding the EMA weights.  Full
+training state (network, EMA, optimizer, iteration, losses) is checkpointed to
+``work_dir`` every ``checkpoint_every`` iterations; ``resume=True``
 continues bit-exactly because every iteration's randomness (slice choice, patch corner,
 timesteps, noise) comes from a generator seeded from ``(seed, rank, iteration)`` and the
 learning rate is a function of the iteration alone (constant, then optionally a linear
@@ -21,7 +23,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,53 @@ from .schedulers import training_scheduler
 LOGGER = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
 _VAL_SLICES = 64
+
+
+@dataclass(frozen=True)
+class TrainingSchedule:
+    """How to optimise: everything about a run except the data and the starting model.
+
+    ``iterations`` optimizer steps of ``batch_size`` slices per process (random square
+    patches of ``patch_size``, rounded down to the network's multiple, or whole brain-box
+    slices); AdamW at ``lr``, falling linearly towards zero over the last
+    ``lr_decay_iterations``; lesion pixels count ``lesion_weight`` times in the loss;
+    the source slices of each sample are raised to a power exp(U(-a, a)) with
+    ``a = contrast_augmentation``; ``val_fraction`` of the volumes (or slices, with one
+    volume) are held out for a validation loss every ``val_every`` steps (default: each
+    checkpoint).
+    """
+
+    iterations: int = 300_000
+    batch_size: int = 4
+    lr: float = 1e-4
+    lr_decay_iterations: int = 0
+    weight_decay: float = 0.0
+    ema_decay: float = 0.9999
+    grad_clip: float = 1.0
+    patch_size: int | None = None
+    lesion_weight: float = 1.0
+    contrast_augmentation: float = 0.0
+    checkpoint_every: int = 1000
+    val_fraction: float = 0.1
+    val_every: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.lesion_weight < 1.0:
+            raise ValueError(f"lesion_weight must be at least 1, got {self.lesion_weight}.")
+
+
+@dataclass
+class PairedVolumes:
+    """Training pairs: per-subject source volumes, co-registered targets, brain masks,
+    optional lesion masks (None for a pair without) and, for a reference-conditioned
+    model, each source matched to its target-field reference."""
+
+    sources: Sequence[np.ndarray]
+    targets: Sequence[np.ndarray]
+    masks: Sequence[np.ndarray]
+    lesions: Sequence[np.ndarray | None] | None = None
+    matched: Sequence[np.ndarray] | None = None
 
 
 @dataclass
@@ -202,6 +251,7 @@ def _pixel_weight(lesion: torch.Tensor | None, lesion_weight: float) -> torch.Te
 
 
 @torch.no_grad()
+@torch.no_grad()
 def _validate(
     net: torch.nn.Module,
     scheduler: Any,
@@ -223,178 +273,156 @@ def _validate(
         chunk = idx[start : start + batch_size]
         src, tgt, _ = pairs.batch(chunk)
         noise = torch.randn(tgt.shape, generator=gen)
-        loss = _loss(
-            net,
-            scheduler,
-            prediction_type,
-            src,
-            tgt,
-            steps[start : start + len(chunk)],
-            noise,
-            device,
-            dtype,
-        )
+        t = steps[start : start + len(chunk)]
+        loss = _loss(net, scheduler, prediction_type, src, tgt, t, noise, device, dtype)
         total += float(loss) * len(chunk)
     return total / len(idx)
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    from ..atomic import write_with
+
+    write_with(path, lambda partial: torch.save(state, partial))
+
+
+@dataclass
+class _Process:
+    """Where this process trains: device, precision and its place among DDP ranks."""
+
+    device: torch.device
+    dtype: torch.dtype
+    rank: int = 0
+    world: int = 1
+    created_group: bool = False
+
+    @classmethod
+    def start(cls, device: str | torch.device, precision: str) -> _Process:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        dev = resolve_device(device)
+        created = False
+        if world > 1 and not dist.is_initialized():
+            if dev.type == "cuda":
+                dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+                torch.cuda.set_device(dev)
+            dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+            created = True
+        distributed = dist.is_available() and dist.is_initialized()
+        return cls(
+            dev,
+            resolve_precision(dev, precision),
+            dist.get_rank() if distributed else 0,
+            dist.get_world_size() if distributed else 1,
+            created,
+        )
+
+    def finish(self) -> None:
+        if self.created_group:
+            dist.barrier()
+            dist.destroy_process_group()
+
+
+def _patch(
+    schedule: TrainingSchedule, model: HarmonizationModel, frame: tuple[int, int]
+) -> tuple[int, int] | None:
+    if schedule.patch_size is None:
+        return None
+    side = max(model.multiple, schedule.patch_size // model.multiple * model.multiple)
+    return (min(side, frame[0]), min(side, frame[1]))
+
+
+def _start_sha256(model: HarmonizationModel) -> str | None:
+    return (model.meta.get("fine_tuned_from") or {}).get("weights_sha256")
+
+
+def _restore(
+    path: Path, model: HarmonizationModel, net, optimizer, ema, device: torch.device
+) -> tuple[int, float, list, list]:
+    """Load a checkpoint into the network, optimizer and EMA (refusing a foreign one);
+    returns the iteration, wall time and loss histories it carried."""
+    state = torch.load(path, map_location=device, weights_only=True)
+    if state["network_config"] != model.network_config:
+        raise ValueError(
+            f"{path} was written for another network config; "
+            "use a fresh work directory or resume=False."
+        )
+    start_sha256 = _start_sha256(model)
+    if state.get("init_sha256") != start_sha256:
+        raise ValueError(
+            f"{path} was written by a run that started from "
+            f"{state.get('init_sha256') or 'random weights'}, not from "
+            f"{start_sha256 or 'random weights'}; use a fresh work directory "
+            "or resume=False."
+        )
+    net.load_state_dict(state["net"])
+    optimizer.load_state_dict(state["optimizer"])
+    ema.load_state_dict(state["ema"])
+    LOGGER.info("Resumed from %s at iteration %d.", path, int(state["iteration"]))
+    return (
+        int(state["iteration"]),
+        float(state["wall_time_s"]),
+        list(state["losses"]),
+        [tuple(v) for v in state["val_losses"]],
+    )
 
 
 def train(
-    sources: Sequence[np.ndarray],
-    targets: Sequence[np.ndarray],
-    masks: Sequence[np.ndarray],
+    volumes: PairedVolumes,
+    model: HarmonizationModel,
     model_dir: str | os.PathLike[str],
+    schedule: TrainingSchedule,
     *,
     work_dir: str | os.PathLike[str] | None = None,
-    iterations: int = 300_000,
-    batch_size: int = 4,
-    lr: float = 1e-4,
-    lr_decay_iterations: int = 0,
-    weight_decay: float = 0.0,
-    ema_decay: float = 0.9999,
+    resume: bool = False,
     device: str | torch.device = "auto",
     precision: str = "auto",
-    seed: int = 0,
-    resume: bool = False,
-    checkpoint_every: int = 1000,
-    val_fraction: float = 0.1,
-    val_every: int | None = None,
-    patch_size: int | None = None,
-    sloppy: bool = False,
-    network: str | dict[str, Any] | None = None,
-    prediction_type: str = "v_prediction",
-    context_slices: int = 0,
-    source_field: float = 1.5,
-    target_field: float = 3.0,
-    name: str | None = None,
     training_data: dict[str, Any] | None = None,
-    grad_clip: float = 1.0,
-    init_from: HarmonizationModel | None = None,
-    lesions: Sequence[np.ndarray | None] | None = None,
-    lesion_weight: float = 1.0,
-    matched: Sequence[np.ndarray] | None = None,
-    contrast_augmentation: float = 0.0,
     progress: bool = True,
 ) -> TrainResult:
-    """Train a harmonization model on paired volumes and export it to ``model_dir``.
+    """Train ``model`` on ``volumes`` following ``schedule``; export it to ``model_dir``.
 
-    Parameters
-    ----------
-    sources, targets, masks : per-subject source-field volumes, co-registered target-field
-        volumes (float32 [0, 1], RAS+, 1 mm) and boolean brain masks.
-    model_dir : the model folder to write (EMA weights), replaced atomically.
-    work_dir : checkpoints go here (default: ``<model_dir>.work``).
-    iterations : total optimizer steps (also the target when resuming).
-    batch_size : slices per step per process.
-    lr, lr_decay_iterations : AdamW rate, constant except over the last
-        ``lr_decay_iterations`` steps, where it falls linearly towards zero.
-    patch_size : train on random square patches of this size (rounded down to the
-        network's multiple) instead of whole brain-box slices.
-    sloppy : the tiny test network (ignored when ``network`` is given).
-    prediction_type : ``'epsilon'`` (paper), ``'v_prediction'`` or ``'sample'``.
-    context_slices : neighbouring source slices on each side given as extra channels.
-    source_field, target_field : Tesla; recorded as the direction in model.json.
-    training_data : free-form description recorded in model.json.
-    init_from : fine-tune this model (e.g. a bundled one): its network, schedule,
-        preprocessing and weights are the starting point (``network``, ``sloppy``,
-        ``prediction_type`` and ``context_slices`` are then ignored); its direction must
-        be this run's.  model.json records it under ``fine_tuned_from``.
-    lesions, lesion_weight : optional boolean lesion masks on the sources' grid (None for a
-        pair without lesions); the training loss counts lesion pixels ``lesion_weight``
-        times (lesions are a tiny share of the brain). The validation loss is unweighted.
-    matched : each source matched to its target-field reference (the other subjects'
-        target-field scans); given, the model gets a reference channel.
-    contrast_augmentation : raise each training sample's source slices to a power
-        exp(U(-a, a)) (0: off); the matched channel is left as it is.
+    ``model`` is the starting point: :func:`~harmonize_bids.model.folder.new_model` or
+    :func:`fine_tuning_start`. A reference-conditioned model needs ``volumes.matched``.
+    Checkpoints go to ``work_dir`` (default ``<model_dir>.work``); ``resume`` continues
+    from the last one. ``training_data`` is recorded in model.json.
     """
-    if lesion_weight < 1.0:
-        raise ValueError(f"lesion_weight must be at least 1, got {lesion_weight}.")
+    if model.reference_channel != (volumes.matched is not None):
+        raise ValueError(
+            "a model with a reference channel trains on matched sources, and "
+            "only such a model does."
+        )
     t_start = time.monotonic()
     model_dir = Path(model_dir)
     work = (
         Path(work_dir) if work_dir is not None else model_dir.with_name(model_dir.name + ".work")
     )
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    dev = resolve_device(device)
-    created_group = False
-    if world > 1 and not dist.is_initialized():
-        if dev.type == "cuda":
-            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-            torch.cuda.set_device(dev)
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-        created_group = True
-    distributed = dist.is_available() and dist.is_initialized()
-    rank = dist.get_rank() if distributed else 0
-    world = dist.get_world_size() if distributed else 1
-    dtype = resolve_precision(dev, precision)
-
-    reference = matched is not None
-    if init_from is not None:
-        if init_from.reference_channel and not reference:
-            raise ValueError(f"{init_from.path} has a reference channel: give matched sources.")
-        model = fine_tuning_start(init_from, source_field, target_field, name, reference)
-    else:
-        model = new_model(
-            network or ("sloppy" if sloppy else "default"),
-            prediction_type=prediction_type,
-            context_slices=context_slices,
-            reference_channel=reference,
-            source_field=source_field,
-            target_field=target_field,
-            name=name,
-            seed=seed,
-        )
+    proc = _Process.start(device, precision)
     pairs = extract_slice_pairs(
-        sources,
-        targets,
-        masks,
+        volumes.sources,
+        volumes.targets,
+        volumes.masks,
         axis=model.slice_axis,
         context_slices=model.context_slices,
         multiple=model.multiple,
-        lesions=lesions,
-        matched=matched,
+        lesions=volumes.lesions,
+        matched=volumes.matched,
     )
-    train_idx, val_idx = _split(pairs, val_fraction, seed)
-    patch = None
-    if patch_size is not None:
-        side = max(model.multiple, patch_size // model.multiple * model.multiple)
-        patch = (min(side, pairs.frame[0]), min(side, pairs.frame[1]))
+    train_idx, val_idx = _split(pairs, schedule.val_fraction, schedule.seed)
+    patch = _patch(schedule, model, pairs.frame)
     scheduler = training_scheduler(model.scheduler_config)
-    net = model.net.to(dev).train()
-    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
-    ema = EMAModel(net.parameters(), decay=ema_decay)
-    ema.to(dev)
+    net = model.net.to(proc.device).train()
+    optimizer = torch.optim.AdamW(
+        net.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay
+    )
+    ema = EMAModel(net.parameters(), decay=schedule.ema_decay)
+    ema.to(proc.device)
     losses: list[float] = []
     val_losses: list[tuple[int, float]] = []
     start, wall_before = 0, 0.0
     ckpt_path = work / CHECKPOINT
-    start_sha256 = init_from.weights_sha256 if init_from is not None else None
     if resume and ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location=dev, weights_only=True)
-        if state["network_config"] != model.network_config:
-            raise ValueError(
-                f"{ckpt_path} was written for another network config; "
-                "use a fresh work directory or resume=False."
-            )
-        if state.get("init_sha256") != start_sha256:
-            raise ValueError(
-                f"{ckpt_path} was written by a run that started from "
-                f"{state.get('init_sha256') or 'random weights'}, not from "
-                f"{start_sha256 or 'random weights'}; use a fresh work directory "
-                "or resume=False."
-            )
-        net.load_state_dict(state["net"])
-        optimizer.load_state_dict(state["optimizer"])
-        ema.load_state_dict(state["ema"])
-        start, wall_before = int(state["iteration"]), float(state["wall_time_s"])
-        losses, val_losses = list(state["losses"]), [tuple(v) for v in state["val_losses"]]
-        LOGGER.info("Resumed from %s at iteration %d.", ckpt_path, start)
+        start, wall_before, losses, val_losses = _restore(
+            ckpt_path, model, net, optimizer, ema, proc.device
+        )
     elif resume:
         LOGGER.info("No checkpoint at %s; starting from scratch.", ckpt_path)
     LOGGER.info(
@@ -405,20 +433,21 @@ def train(
         len(val_idx),
         pairs.frame,
         patch,
-        world,
-        batch_size,
-        str(dtype).removeprefix("torch."),
-        dev,
+        proc.world,
+        schedule.batch_size,
+        str(proc.dtype).removeprefix("torch."),
+        proc.device,
     )
 
     ddp = net
-    if distributed:
+    if proc.world > 1:
         ddp = torch.nn.parallel.DistributedDataParallel(
-            net, device_ids=[dev.index] if dev.type == "cuda" else None
+            net, device_ids=[proc.device.index] if proc.device.type == "cuda" else None
         )
-    val_every = val_every or checkpoint_every
+    val_every = schedule.val_every or schedule.checkpoint_every
     num_train = scheduler.config.num_train_timesteps
     train_t = torch.as_tensor(train_idx)
+    source_channels = 2 * model.context_slices + 1
 
     def snapshot(iteration: int) -> dict[str, Any]:
         return {
@@ -430,26 +459,32 @@ def train(
             "losses": losses,
             "val_losses": [list(v) for v in val_losses],
             "network_config": model.network_config,
-            "init_sha256": start_sha256,
+            "init_sha256": _start_sha256(model),
             "rng": {
                 "scheme": "per-iteration generator from (seed, rank, iteration)",
-                "seed": seed,
+                "seed": schedule.seed,
             },
         }
 
     bar = tqdm(
-        total=iterations, initial=start, unit="it", desc="train", disable=not progress or rank != 0
+        total=schedule.iterations,
+        initial=start,
+        unit="it",
+        desc="train",
+        disable=not progress or proc.rank != 0,
     )
     try:
-        for it in range(start, iterations):
-            gen = torch.Generator().manual_seed(_derived_seed(seed, rank, it))
-            idx = train_t[torch.randint(len(train_t), (batch_size,), generator=gen)]
+        for it in range(start, schedule.iterations):
+            gen = torch.Generator().manual_seed(_derived_seed(schedule.seed, proc.rank, it))
+            idx = train_t[torch.randint(len(train_t), (schedule.batch_size,), generator=gen)]
             src, tgt, lesion = pairs.batch(idx, patch=patch, generator=gen)
-            src = _augment_contrast(src, 2 * model.context_slices + 1, contrast_augmentation, gen)
-            t = torch.randint(0, num_train, (batch_size,), generator=gen)
+            src = _augment_contrast(src, source_channels, schedule.contrast_augmentation, gen)
+            t = torch.randint(0, num_train, (schedule.batch_size,), generator=gen)
             noise = torch.randn(tgt.shape, generator=gen)
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(it, iterations, lr, lr_decay_iterations)
+                group["lr"] = learning_rate(
+                    it, schedule.iterations, schedule.lr, schedule.lr_decay_iterations
+                )
             loss = _loss(
                 ddp,
                 scheduler,
@@ -458,21 +493,22 @@ def train(
                 tgt,
                 t,
                 noise,
-                dev,
-                dtype,
-                _pixel_weight(lesion, lesion_weight),
+                proc.device,
+                proc.dtype,
+                _pixel_weight(lesion, schedule.lesion_weight),
             )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if grad_clip:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+            if schedule.grad_clip:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), schedule.grad_clip)
             optimizer.step()
             ema.step(net.parameters())
             losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
             done = it + 1
-            if rank == 0 and len(val_idx) and (done % val_every == 0 or done == iterations):
+            last = done == schedule.iterations
+            if proc.rank == 0 and len(val_idx) and (done % val_every == 0 or last):
                 ema.store(net.parameters())
                 ema.copy_to(net.parameters())
                 net.eval()
@@ -482,10 +518,10 @@ def train(
                     model.prediction_type,
                     pairs,
                     val_idx,
-                    batch_size,
-                    seed,
-                    dev,
-                    dtype,
+                    schedule.batch_size,
+                    schedule.seed,
+                    proc.device,
+                    proc.dtype,
                 )
                 net.train()
                 ema.restore(net.parameters())
@@ -496,7 +532,7 @@ def train(
                     float(np.mean(losses[-100:])),
                     val,
                 )
-            if rank == 0 and (done % checkpoint_every == 0 or done == iterations):
+            if proc.rank == 0 and (done % schedule.checkpoint_every == 0 or last):
                 _save_checkpoint(ckpt_path, snapshot(done))
     finally:
         bar.close()
@@ -504,44 +540,82 @@ def train(
     ema.copy_to(net.parameters())
     net.eval().to("cpu")
     wall = wall_before + time.monotonic() - t_start
-    meta = {
-        "iterations": iterations,
+    meta = _training_record(
+        model,
+        schedule,
+        pairs,
+        volumes,
+        train_idx,
+        val_idx,
+        patch,
+        losses,
+        val_losses,
+        wall,
+        proc,
+        training_data,
+    )
+    if proc.rank == 0:
+        save_model_folder(model, model_dir, meta=meta)
+        LOGGER.info(
+            "Wrote model folder %s (%d iterations, %.0f s).", model_dir, schedule.iterations, wall
+        )
+    else:
+        model.meta.update(meta)
+    proc.finish()
+    return TrainResult(model, model_dir, schedule.iterations, losses, val_losses)
+
+
+def _training_record(
+    model,
+    schedule,
+    pairs,
+    volumes,
+    train_idx,
+    val_idx,
+    patch,
+    losses,
+    val_losses,
+    wall,
+    proc,
+    training_data,
+) -> dict[str, Any]:
+    """What model.json records about a finished run."""
+    lesions = volumes.lesions or []
+    options = {
+        k: v
+        for k, v in asdict(schedule).items()
+        if k
+        not in (
+            "iterations",
+            "checkpoint_every",
+            "val_every",
+            "val_fraction",
+            "patch_size",
+            "grad_clip",
+        )
+    }
+    return {
+        "iterations": schedule.iterations,
         "wall_time_s": round(wall, 1),
-        **_totals(model.meta.get("fine_tuned_from"), iterations, wall),
+        **_totals(model.meta.get("fine_tuned_from"), schedule.iterations, wall),
         "metrics": {
             "train_loss_last100": float(np.mean(losses[-100:])) if losses else None,
             "val_loss": val_losses[-1][1] if val_losses else None,
         },
         "training_data": {
             **(training_data or {}),
-            "pairs": len(sources),
+            "pairs": len(volumes.sources),
             "train_slices": int(len(train_idx)),
             "val_slices": int(len(val_idx)),
             "frame": list(pairs.frame),
-            "lesion_masks": sum(m is not None for m in lesions or []),
+            "lesion_masks": sum(m is not None for m in lesions),
             "lesion_voxels": int(pairs.lesion.sum()) if pairs.lesion is not None else 0,
         },
         "training": {
-            "batch_size": batch_size,
-            "processes": world,
-            "lr": lr,
-            "lr_decay_iterations": lr_decay_iterations,
-            "weight_decay": weight_decay,
-            "ema_decay": ema_decay,
-            "seed": seed,
+            **options,
+            "processes": proc.world,
             "patch": list(patch) if patch else None,
-            "precision": str(dtype),
+            "precision": str(proc.dtype),
             "optimizer": "AdamW",
-            "lesion_weight": lesion_weight,
-            "contrast_augmentation": contrast_augmentation,
         },
     }
-    if rank == 0:
-        save_model_folder(model, model_dir, meta=meta)
-        LOGGER.info("Wrote model folder %s (%d iterations, %.0f s).", model_dir, iterations, wall)
-    else:
-        model.meta.update(meta)
-    if created_group:
-        dist.barrier()
-        dist.destroy_process_group()
-    return TrainResult(model, model_dir, iterations, losses, val_losses)

@@ -85,7 +85,7 @@ def test_init_from_must_be_a_model_of_the_direction(travelling_dataset, tmp_path
 
 def test_init_from_bundled_is_the_packaged_model_of_the_direction():
     from harmonize_bids.cli.train import initial_model, parse_args
-    from harmonize_bids.participant import bundled_model_dir
+    from harmonize_bids.model.folder import bundled_model_dir
 
     options = parse_args(
         ["bids", "model", "--source-field", "3", "--target-field", "1.5", "--init-from", "bundled"]

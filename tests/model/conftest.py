@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import numpy as np
 import pytest
 import torch
+
+from harmonize_bids.model.folder import new_model
+from harmonize_bids.model.training import (
+    PairedVolumes,
+    TrainingSchedule,
+    fine_tuning_start,
+    train,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -25,3 +35,47 @@ def phantom_pair(
     target = np.where(mask, np.where(wm, 0.9, 0.35), 0.0)
     source = np.where(mask, source + 0.02 * rng.standard_normal(shape), 0.0)
     return source.astype(np.float32), target.astype(np.float32), mask
+
+
+_SCHEDULE_KEYS = {f.name for f in fields(TrainingSchedule)}
+
+
+def train_on_arrays(
+    sources,
+    targets,
+    masks,
+    model_dir,
+    *,
+    sloppy=False,
+    network=None,
+    prediction_type="v_prediction",
+    context_slices=0,
+    source_field=1.5,
+    target_field=3.0,
+    name=None,
+    init_from=None,
+    lesions=None,
+    matched=None,
+    **options,
+):
+    """train() with its pieces built from keyword options: the network (``sloppy``,
+    ``network``, ... or ``init_from``), the schedule and the paired volumes."""
+    schedule = TrainingSchedule(
+        **{k: options.pop(k) for k in list(options) if k in _SCHEDULE_KEYS}
+    )
+    reference = matched is not None
+    if init_from is not None:
+        model = fine_tuning_start(init_from, source_field, target_field, name, reference)
+    else:
+        model = new_model(
+            network or ("sloppy" if sloppy else "default"),
+            prediction_type=prediction_type,
+            context_slices=context_slices,
+            reference_channel=reference,
+            source_field=source_field,
+            target_field=target_field,
+            name=name,
+            seed=schedule.seed,
+        )
+    volumes = PairedVolumes(sources, targets, masks, lesions=lesions, matched=matched)
+    return train(volumes, model, model_dir, schedule, **options)

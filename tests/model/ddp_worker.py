@@ -14,15 +14,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from harmonize_bids.model.training import train  # noqa: E402
-from tests.model.conftest import phantom_pair  # noqa: E402
+from tests.model.conftest import phantom_pair, train_on_arrays  # noqa: E402
 
 
 def main() -> None:
     torch.set_num_threads(1)
     out = Path(sys.argv[1])
     source, target, mask = phantom_pair((6, 16, 16))
-    result = train(
+    result = train_on_arrays(
         [source],
         [target],
         [mask],

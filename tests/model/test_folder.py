@@ -10,9 +10,9 @@ import pytest
 from harmonize_bids.model import (
     FORMAT_VERSION,
     ModelFolderError,
-    harmonize_volume,
     load_model_folder,
     new_model,
+    sample_volume,
     save_model_folder,
 )
 
@@ -50,8 +50,8 @@ def test_save_load_same_outputs(folder):
     source, _, mask = phantom_pair()
     kwargs = dict(steps=4, seed=2, device="cpu", progress=False)
     assert np.array_equal(
-        harmonize_volume(model, source, mask, **kwargs),
-        harmonize_volume(loaded, source, mask, **kwargs),
+        sample_volume(model, source, mask, **kwargs),
+        sample_volume(loaded, source, mask, **kwargs),
     )
 
 

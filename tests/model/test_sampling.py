@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from harmonize_bids.model import harmonize_volume, new_model
+from harmonize_bids.model import new_model, sample_volume
 from harmonize_bids.model.sampling import sample, slice_generators
 from harmonize_bids.model.schedulers import (
     DPM_LAST_TIMESTEP,
@@ -27,7 +27,7 @@ def tiny_model():
 def test_same_seed_same_volume_any_batch_size(tiny_model, sampler, steps):
     source, _, mask = phantom_pair()
     runs = [
-        harmonize_volume(
+        sample_volume(
             tiny_model,
             source,
             mask,
@@ -41,7 +41,7 @@ def test_same_seed_same_volume_any_batch_size(tiny_model, sampler, steps):
         )
         for b in (1, 3, 16)
     ]
-    again = harmonize_volume(
+    again = sample_volume(
         tiny_model,
         source,
         mask,
@@ -55,7 +55,7 @@ def test_same_seed_same_volume_any_batch_size(tiny_model, sampler, steps):
     )
     for out in runs[1:] + [again]:
         assert np.array_equal(runs[0], out)
-    other = harmonize_volume(
+    other = sample_volume(
         tiny_model,
         source,
         mask,
@@ -73,7 +73,7 @@ def test_same_seed_same_volume_any_batch_size(tiny_model, sampler, steps):
 def test_output_geometry_mask_and_range(tiny_model):
     source, _, mask = phantom_pair((9, 23, 19))  # odd in-plane sizes, not multiples of 2
     mask[:2] = False  # empty slices are skipped
-    out = harmonize_volume(tiny_model, source, mask, steps=4, device="cpu", progress=False)
+    out = sample_volume(tiny_model, source, mask, steps=4, device="cpu", progress=False)
     assert out.shape == source.shape and out.dtype == np.float32
     assert np.all(out[~mask] == 0)
     assert out.min() >= 0 and out.max() <= 1
@@ -83,11 +83,11 @@ def test_output_geometry_mask_and_range(tiny_model):
 
 def test_ensemble_is_deterministic_and_differs(tiny_model):
     source, _, mask = phantom_pair()
-    one = harmonize_volume(tiny_model, source, mask, steps=4, device="cpu", progress=False)
-    two = harmonize_volume(
+    one = sample_volume(tiny_model, source, mask, steps=4, device="cpu", progress=False)
+    two = sample_volume(
         tiny_model, source, mask, steps=4, ensemble=2, device="cpu", progress=False
     )
-    two_again = harmonize_volume(
+    two_again = sample_volume(
         tiny_model, source, mask, steps=4, ensemble=2, device="cpu", batch_size=2, progress=False
     )
     assert np.array_equal(two, two_again)
@@ -175,9 +175,9 @@ def test_context_slices_model_runs(tmp_path):
     model = new_model("sloppy", context_slices=1)
     assert model.net.config.in_channels == 4
     source, _, mask = phantom_pair((7, 18, 14))
-    out = harmonize_volume(model, source, mask, steps=3, device="cpu", progress=False)
+    out = sample_volume(model, source, mask, steps=3, device="cpu", progress=False)
     loaded = load_model_folder(save_model_folder(model, tmp_path / "m"))
     assert loaded.context_slices == 1
     assert np.array_equal(
-        out, harmonize_volume(loaded, source, mask, steps=3, device="cpu", progress=False)
+        out, sample_volume(loaded, source, mask, steps=3, device="cpu", progress=False)
     )

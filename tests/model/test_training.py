@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from harmonize_bids.model import harmonize_volume, load_model_folder
-from harmonize_bids.model.training import CHECKPOINT, learning_rate, train
+from harmonize_bids.model import load_model_folder, sample_volume
+from harmonize_bids.model.training import CHECKPOINT, learning_rate
 
-from .conftest import phantom_pair
+from .conftest import phantom_pair, train_on_arrays
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def overfit(tmp_path_factory):
     source, target, mask = phantom_pair((3, 20, 18))
     mask[[0, 2]] = False  # one slice pair
     out = tmp_path_factory.mktemp("overfit")
-    result = train(
+    result = train_on_arrays(
         [source],
         [target],
         [mask],
@@ -49,7 +49,7 @@ def test_tiny_network_overfits_one_slice_pair(overfit):
     assert first / last >= 10, (first, last)
     model = load_model_folder(result.model_dir)  # the export is the EMA model
     assert model.meta["iterations"] == 400
-    out = harmonize_volume(
+    out = sample_volume(
         model, source, mask, steps=10, device="cpu", precision="fp32", progress=False
     )
     mse_original = np.mean((source[mask] - target[mask]) ** 2)
@@ -59,10 +59,10 @@ def test_tiny_network_overfits_one_slice_pair(overfit):
 
 def test_bf16_sampling_matches_fp32(overfit):
     result, source, _, mask = overfit
-    fp32 = harmonize_volume(
+    fp32 = sample_volume(
         result.model, source, mask, steps=10, device="cpu", precision="fp32", progress=False
     )
-    bf16 = harmonize_volume(
+    bf16 = sample_volume(
         result.model, source, mask, steps=10, device="cpu", precision="bf16", progress=False
     )
     assert np.abs(fp32 - bf16)[mask].mean() < 0.02
@@ -80,10 +80,10 @@ def test_resume_continues_exactly(tmp_path):
         checkpoint_every=3,
         progress=False,
     )
-    straight = train([source], [target], [mask], tmp_path / "a", iterations=6, **kwargs)
-    train([source], [target], [mask], tmp_path / "b", iterations=3, **kwargs)
+    straight = train_on_arrays([source], [target], [mask], tmp_path / "a", iterations=6, **kwargs)
+    train_on_arrays([source], [target], [mask], tmp_path / "b", iterations=3, **kwargs)
     assert (tmp_path / "b.work" / CHECKPOINT).is_file()
-    resumed = train(
+    resumed = train_on_arrays(
         [source], [target], [mask], tmp_path / "b", iterations=6, resume=True, **kwargs
     )
     assert resumed.losses == straight.losses
@@ -114,12 +114,12 @@ def test_constant_run_resumed_with_decay_matches_straight_decayed_run(tmp_path):
         checkpoint_every=4,
         progress=False,
     )
-    straight = train(
+    straight = train_on_arrays(
         [source], [target], [mask], tmp_path / "a", iterations=7, lr_decay_iterations=3, **kwargs
     )
-    constant = train([source], [target], [mask], tmp_path / "c", iterations=7, **kwargs)
-    train([source], [target], [mask], tmp_path / "b", iterations=4, **kwargs)
-    annealed = train(
+    constant = train_on_arrays([source], [target], [mask], tmp_path / "c", iterations=7, **kwargs)
+    train_on_arrays([source], [target], [mask], tmp_path / "b", iterations=4, **kwargs)
+    annealed = train_on_arrays(
         [source],
         [target],
         [mask],
@@ -157,7 +157,7 @@ def test_torchrun_two_ranks_identical_weights(tmp_path):
 
 def test_validation_holds_out_whole_volumes(tmp_path):
     pairs = [phantom_pair((6, 16, 16), seed=s) for s in range(3)]
-    result = train(
+    result = train_on_arrays(
         [p[0] for p in pairs],
         [p[1] for p in pairs],
         [p[2] for p in pairs],
@@ -191,7 +191,7 @@ def test_fine_tuning_starts_from_the_given_model(tmp_path):
         checkpoint_every=100,
         progress=False,
     )
-    base = train(
+    base = train_on_arrays(
         [source],
         [target],
         [mask],
@@ -203,7 +203,7 @@ def test_fine_tuning_starts_from_the_given_model(tmp_path):
     ).model
     base.scheduler_config["dpm_last_timestep"] = 20  # a sampling setting, kept by fine-tuning
     # a zero learning rate keeps the weights: the start is exactly the base model
-    same = train(
+    same = train_on_arrays(
         [source],
         [target],
         [mask],
@@ -218,7 +218,7 @@ def test_fine_tuning_starts_from_the_given_model(tmp_path):
     ):
         assert torch.equal(a, b), name
     tuned = load_model_folder(
-        train(
+        train_on_arrays(
             [source], [target], [mask], tmp_path / "tuned", iterations=2, init_from=base, **kwargs
         ).model_dir
     )
@@ -231,7 +231,7 @@ def test_fine_tuning_starts_from_the_given_model(tmp_path):
     assert tuned.weights_sha256 != base.weights_sha256
     # resuming the fine-tuning from the base run's checkpoint is refused
     with pytest.raises(ValueError, match="started from random weights"):
-        train(
+        train_on_arrays(
             [source],
             [target],
             [mask],
@@ -242,7 +242,7 @@ def test_fine_tuning_starts_from_the_given_model(tmp_path):
             **kwargs,
         )
     with pytest.raises(ValueError, match="fine-tune the 1.5T->3T model"):
-        train(
+        train_on_arrays(
             [source],
             [target],
             [mask],
@@ -314,7 +314,7 @@ def test_lesion_weight_counts_lesion_pixels_more():
     assert everywhere == pytest.approx(3 * plain, rel=1e-5)
     assert loss(weight) > plain
     with pytest.raises(ValueError, match="lesion_weight"):
-        train(
+        train_on_arrays(
             [src[0, 0].numpy()[None]],
             [tgt[0, 0].numpy()[None]],
             [np.ones((1, 8, 8), bool)],

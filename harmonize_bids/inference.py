@@ -1,0 +1,142 @@
+"""The one inference entry: a preprocessed T1w in, the harmonized image the app writes out.
+
+    from harmonize_bids.inference import InferenceSettings, harmonize
+    from harmonize_bids.model import load_model_folder
+
+    model = load_model_folder(folder, source_field=1.5, target_field=3.0)
+    result = harmonize(model, volume, mask, InferenceSettings.resolve(model), reference=ref)
+    result.image, result.provenance   # float32 array, the sidecar's Harmonization object
+
+Sampling (:mod:`harmonize_bids.model.sampling`) maps the volume slice by slice; the
+output's white matter is then anchored at the model's ``white_matter_level`` (the scale of
+every preprocessed image). A reference-conditioned model also sees the source histogram-matched to the
+study's target-field reference (:mod:`harmonize_bids.image.reference`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .choices import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
+from .image.reference import TargetReference
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How to sample, resolved once: every field is a concrete value."""
+
+    sampler: str = DEFAULT_SAMPLER
+    steps: int = DEFAULT_STEPS
+    ensemble: int = 1
+    seed: int = 0
+    device: str = "cpu"
+    precision: str = "auto"
+
+    @classmethod
+    def resolve(
+        cls,
+        model: Any,
+        *,
+        sampler: str | None = None,
+        steps: int | None = None,
+        ensemble: int = 1,
+        seed: int = 0,
+        device: str = "auto",
+        precision: str = "auto",
+    ) -> InferenceSettings:
+        """Defaults filled in for ``model``: the default sampler, all of the model's
+        timesteps for ``ddpm``, ``auto`` device resolved to the one that will run."""
+        from .model.device import resolve_device
+
+        sampler = sampler or DEFAULT_SAMPLER
+        if sampler not in SAMPLERS:
+            raise ValueError(f"Unknown sampler {sampler!r}; choose one of {SAMPLERS}.")
+        if steps is None:
+            steps = (
+                int(model.scheduler_config["num_train_timesteps"])
+                if sampler == "ddpm"
+                else DEFAULT_STEPS
+            )
+        return cls(
+            sampler, int(steps), int(ensemble), int(seed), str(resolve_device(device)), precision
+        )
+
+
+@dataclass
+class Harmonized:
+    """A harmonized volume and the record of how it was made."""
+
+    image: np.ndarray
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def harmonize(
+    model: Any,
+    volume: np.ndarray,
+    mask: np.ndarray,
+    settings: InferenceSettings,
+    *,
+    reference: TargetReference | None = None,
+    progress: bool = False,
+) -> Harmonized:
+    """Harmonize one preprocessed volume (RAS+, 1 mm, [0, 1], skull stripped).
+
+    ``reference`` is required by a reference-conditioned model and ignored otherwise.
+    """
+    from .image.intensity import anchor_white_matter
+    from .image.reference import match_to_reference
+    from .model.sampling import sample_volume
+    from .provenance import harmonization_record
+
+    mask = np.asarray(mask) > 0
+    matched = None
+    if model.reference_channel:
+        if reference is None:
+            raise ValueError(f"{model.path or 'this model'} needs a target-field reference.")
+        matched = match_to_reference(volume, mask, reference.quantiles)
+    sampled = sample_volume(
+        model,
+        volume,
+        mask,
+        sampler=settings.sampler,
+        steps=settings.steps,
+        ensemble=settings.ensemble,
+        seed=settings.seed,
+        device=settings.device,
+        precision=settings.precision,
+        progress=progress,
+        matched=matched,
+    )
+    image = anchor_white_matter(
+        sampled, mask, level=float(model.preprocessing["white_matter_level"])
+    )
+    provenance = harmonization_record(
+        model=model, settings=settings, reference=reference if model.reference_channel else None
+    )
+    return Harmonized(image, provenance)
+
+
+def harmonize_file(
+    in_file: str,
+    mask_file: str,
+    out_file: str,
+    model: Any,
+    settings: InferenceSettings,
+    *,
+    reference: TargetReference | None = None,
+) -> dict[str, Any]:
+    """:func:`harmonize` on NIfTI files; writes ``out_file`` (float32, the input's grid)
+    and returns the provenance."""
+    import nibabel as nib
+
+    image = nib.load(in_file)
+    volume = np.asanyarray(image.dataobj, dtype=np.float32)
+    mask = np.asanyarray(nib.load(mask_file).dataobj) > 0
+    result = harmonize(model, volume, mask, settings, reference=reference)
+    out = nib.Nifti1Image(result.image.astype(np.float32), image.affine, image.header)
+    out.set_data_dtype(np.float32)
+    out.to_filename(out_file)
+    return result.provenance
