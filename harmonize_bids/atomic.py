@@ -69,6 +69,14 @@ def create_once(target: str | os.PathLike[str], text: str) -> bool:
         os.unlink(partial)
 
 
+def move_into_place(staged: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Rename a finished file ``staged`` onto ``target`` (same file system) in one step."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staged, target)
+    return target
+
+
 def replace_folder(staged: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
     """Move a finished folder ``staged`` onto ``target``, replacing any old one (the old
     folder is moved aside first, then deleted)."""

@@ -2,6 +2,7 @@
 
 Discovery returns one `T1wImage` per selected T1w file with its field strength read
 from `MagneticFieldStrength` (BIDS inheritance applies) and rounded to 1.5 or 3 T.
+The output dataset (names, descriptions, dataset_description.json) is derivatives.py's.
 """
 
 from __future__ import annotations
@@ -404,93 +405,3 @@ def pair_sessions(
             "--session-label or --bids-filter-file."
         )
     return pairs
-
-
-def write_derivative_description(output_dir: Path, *, bids_dir: Path) -> Path:
-    """Write OUTPUT_DIR/dataset_description.json once, atomically.
-
-    Concurrent participant jobs (an HPC job array) may all try: the first link wins
-    and every reader sees a complete, valid file.
-    """
-    from . import CODE_URL, __version__
-
-    target = output_dir / "dataset_description.json"
-    if target.is_file():
-        return target
-    generated_by = {"Name": "harmonize_bids", "Version": __version__, "CodeURL": CODE_URL}
-    container = _container()
-    if container:
-        generated_by["Container"] = container
-    source_name = _dataset_name(bids_dir)
-    description = {
-        "Name": f"harmonize_bids outputs of {source_name}",
-        "BIDSVersion": "1.10.0",
-        "DatasetType": "derivative",
-        "GeneratedBy": [generated_by],
-        "SourceDatasets": [{"URL": bids_dir.absolute().as_uri()}],
-        "DatasetLinks": {"raw": bids_dir.absolute().as_uri()},
-    }
-    _write_once(target, json.dumps(description, indent=2) + "\n")
-    return target
-
-
-def _dataset_name(bids_dir: Path) -> str:
-    try:
-        return json.loads((bids_dir / "dataset_description.json").read_text())["Name"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return bids_dir.name
-
-
-def _container() -> dict | None:
-    """The container this run is in, when the image told us (Dockerfile/Singularity ENV)."""
-    kind = os.environ.get("HARMONIZE_BIDS_CONTAINER_TYPE")
-    if not kind:
-        return None
-    container = {"Type": kind}
-    if os.environ.get("HARMONIZE_BIDS_CONTAINER_TAG"):
-        container["Tag"] = os.environ["HARMONIZE_BIDS_CONTAINER_TAG"]
-    return container
-
-
-def _write_once(target: Path, text: str) -> None:
-    """Create target with text unless it exists; never exposes a partial file."""
-    import tempfile
-
-    with tempfile.NamedTemporaryFile(
-        "w", dir=target.parent, prefix=f".{target.name}.", delete=False
-    ) as handle:
-        handle.write(text)
-    try:
-        os.link(handle.name, target)
-    except FileExistsError:
-        pass
-    finally:
-        os.unlink(handle.name)
-
-
-def write_atomically(target: Path, text: str) -> Path:
-    """Replace target with text in one rename."""
-    import tempfile
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", dir=target.parent, prefix=f".{target.name}.", delete=False
-    ) as handle:
-        handle.write(text)
-    os.replace(handle.name, target)
-    return target
-
-
-#: What bids-validator-deno must skip in OUTPUT_DIR: reports, figures, logs and the group
-#: tables (`/group` matches the folder itself, which `group/` does not).
-BIDSIGNORE = ("*.html", "logs/", "**/figures", "/group", "group_T1w*")
-
-
-def ensure_bidsignore(output_dir: Path) -> Path:
-    """Add our patterns to OUTPUT_DIR/.bidsignore, keeping any lines already there."""
-    path = output_dir / ".bidsignore"
-    lines = path.read_text().splitlines() if path.is_file() else []
-    missing = [line for line in BIDSIGNORE if line not in lines]
-    if missing:
-        write_atomically(path, "".join(f"{line}\n" for line in [*lines, *missing]))
-    return path

@@ -13,13 +13,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .bids import (
-    T1wImage,
-    create_output_dir,
-    ensure_bidsignore,
-    write_atomically,
-    write_derivative_description,
-)
+from .atomic import write_text
+from .bids import T1wImage, create_output_dir
+from .derivatives import init_output_dataset
 from .errors import MissingInputError
 
 LOGGER = logging.getLogger(__name__)
@@ -92,16 +88,9 @@ def run_participant(
     ``model_dir`` is what :func:`resolve_model` returned for these images and settings.
     """
     from .workflows.base import image_workflow_name, init_harmonize_bids_wf
-    from .workflows.outputs import DESCRIPTIONS
 
     output_dir = create_output_dir(settings.output_dir)
-    write_derivative_description(output_dir, bids_dir=settings.bids_dir)
-    ensure_bidsignore(output_dir)
-    write_atomically(
-        output_dir / "descriptions.tsv",
-        "desc_id\tdescription\n"
-        + "".join(f"desc-{desc}\t{text}\n" for desc, text in DESCRIPTIONS.items()),
-    )
+    init_output_dataset(output_dir, bids_dir=settings.bids_dir)
     workflow = init_harmonize_bids_wf(
         images=images,
         bids_dir=settings.bids_dir,
@@ -118,7 +107,7 @@ def run_participant(
         omp_nthreads=settings.omp_nthreads,
         sloppy=settings.sloppy,
     )
-    write_atomically(output_dir / "logs" / "CITATION.md", citation(workflow))
+    write_text(output_dir / "logs" / "CITATION.md", citation(workflow))
     crash_dir = settings.work_dir / "crash" / time.strftime("%Y%m%d-%H%M%S")
     workflow.config["execution"].update(
         {

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from niworkflows.interfaces.bids import DerivativesDataSink as _NiworkflowsSink
 
+from ..atomic import move_into_place
+from ..derivatives import PATTERNS
+
 STAGING = ".staging"
 
 
 class DerivativesDataSink(_NiworkflowsSink):
-    """Write into OUTPUT_DIR itself (no subfolder) and never leave a truncated file.
+    """Write into OUTPUT_DIR itself (no subfolder), named by the derivatives spec, and
+    never leave a truncated file.
 
     The parent sink writes into a private staging folder inside OUTPUT_DIR (same file
     system), then every file is renamed into place: a reader, a crash or a concurrent
@@ -21,6 +24,7 @@ class DerivativesDataSink(_NiworkflowsSink):
     """
 
     out_path_base = ""
+    _file_patterns = (PATTERNS["derivative"],)
 
     def _run_interface(self, runtime):
         base = Path(self.inputs.base_directory).absolute()
@@ -47,10 +51,7 @@ def _publish(written, staging: Path, base: Path):
     paths = [written] if isinstance(written, str) else list(written)
     final = []
     for staged in map(Path, paths):
-        destination = base / staged.relative_to(staging)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staged, destination)
-        final.append(str(destination))
+        final.append(str(move_into_place(staged, base / staged.relative_to(staging))))
     return final[0] if isinstance(written, str) else final
 
 

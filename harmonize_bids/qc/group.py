@@ -28,7 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..bids import ensure_bidsignore, round_field_strength, strip_prefix, write_atomically
+from ..atomic import write_text
+from ..bids import round_field_strength, strip_prefix
+from ..derivatives import ensure_bidsignore
 from ..errors import HarmonizeBidsError, MissingInputError
 from . import metrics
 
@@ -269,13 +271,13 @@ def run_group(settings: GroupSettings) -> GroupOutputs | None:
     )
     _flag_outliers(rows)
     ensure_bidsignore(output_dir)
-    table = write_atomically(output_dir / TABLE, _tsv(rows, IMAGE_COLUMNS))
-    paired = write_atomically(output_dir / PAIRED_TABLE, _tsv(paired_rows, PAIRED_COLUMNS))
-    write_atomically(
+    table = write_text(output_dir / TABLE, _tsv(rows, IMAGE_COLUMNS))
+    paired = write_text(output_dir / PAIRED_TABLE, _tsv(paired_rows, PAIRED_COLUMNS))
+    write_text(
         output_dir / TABLE.replace(".tsv", ".json"),
         json.dumps(COLUMN_DESCRIPTIONS, indent=2) + "\n",
     )
-    write_atomically(
+    write_text(
         output_dir / PAIRED_TABLE.replace(".tsv", ".json"),
         json.dumps(PAIRED_DESCRIPTIONS, indent=2) + "\n",
     )
@@ -1169,4 +1171,4 @@ def write_group_report(
             "HD95 WM",
         ],
     )
-    return write_atomically(output_dir / REPORT, html)
+    return write_text(output_dir / REPORT, html)

@@ -10,8 +10,9 @@ import nibabel as nib
 import numpy as np
 
 from .. import __version__
-from ..bids import T1wImage, write_atomically
-from ..workflows.outputs import derivative_name, image_stem
+from ..atomic import write_text
+from ..bids import T1wImage
+from ..derivatives import derivative_path, image_stem, subject_figure, subject_report
 from .figures import plot_before_after, plot_histograms, plot_mask_overlay
 
 LOGGER = logging.getLogger(__name__)
@@ -30,10 +31,9 @@ def write_subject_report(
     """Render sub-<subject>.html from the derivatives in OUTPUT_DIR."""
     import jinja2
 
-    figures_dir = output_dir / f"sub-{subject}" / "figures"
     entries = []
     for image in images:
-        stem = image_stem(image)
+        stem = image_stem(image.entities)
         entry = {
             "name": stem,
             "anchor": stem,
@@ -41,7 +41,7 @@ def write_subject_report(
             "error": failed.get(image),
         }
         if entry["error"] is None:
-            entry.update(_image_section(output_dir, image, figures_dir / stem, target_field))
+            entry.update(_image_section(output_dir, image, target_field))
         entries.append(entry)
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True)
     html = environment.get_template("subject.html").render(
@@ -51,35 +51,36 @@ def write_subject_report(
         images=entries,
         methods=methods,
     )
-    return write_atomically(output_dir / f"sub-{subject}.html", html)
+    return write_text(output_dir / subject_report(subject), html)
 
 
-def _image_section(output_dir: Path, image: T1wImage, prefix: Path, target_field: float) -> dict:
-    def load(desc: str, suffix: str) -> np.ndarray:
-        path = output_dir / derivative_name(image, desc=desc, suffix=suffix)
+def _image_section(output_dir: Path, image: T1wImage, target_field: float) -> dict:
+    def load(kind: str) -> np.ndarray:
+        path = output_dir / derivative_path(image.entities, kind)
         return np.asanyarray(nib.load(path).dataobj, dtype=np.float32)
 
-    preproc, harmonized = load("preproc", "T1w"), load("harmonized", "T1w")
-    mask = load("brain", "mask") > 0
-    sidecar = output_dir / derivative_name(image, desc="harmonized", suffix="T1w")
-    record = json.loads(sidecar.with_name(sidecar.name.replace(".nii.gz", ".json")).read_text())[
-        "Harmonization"
-    ]
+    def figure(name: str) -> Path:
+        return output_dir / subject_figure(image.entities, name)
+
+    preproc, harmonized = load("preproc"), load("harmonized")
+    mask = load("mask") > 0
+    sidecar = output_dir / derivative_path(image.entities, "harmonized", extension=".json")
+    record = json.loads(sidecar.read_text())["Harmonization"]
     applied = record.get("ModelApplied", False)
     after_label = f"harmonized to {target_field:g} T" if applied else "unchanged (at target)"
     figures = {
-        "mask": plot_mask_overlay(preproc, mask, prefix.with_name(f"{prefix.name}_mask.png")),
+        "mask": plot_mask_overlay(preproc, mask, figure("mask")),
         "before_after": plot_before_after(
             preproc,
             harmonized,
             mask,
-            prefix.with_name(f"{prefix.name}_beforeafter.png"),
+            figure("beforeafter"),
             labels=(f"input ({image.field_strength:g} T)", after_label),
         ),
         "histogram": plot_histograms(
             {f"input ({image.field_strength:g} T)": preproc, after_label: harmonized},
             mask,
-            prefix.with_name(f"{prefix.name}_histogram.png"),
+            figure("histogram"),
         ),
     }
     return {

@@ -1,4 +1,7 @@
-"""Derivatives of one T1w image: entities, sidecars and the sinks that write them."""
+"""Derivatives of one T1w image: the sinks that write them, with their sidecars.
+
+Names and descriptions come from :mod:`harmonize_bids.derivatives`.
+"""
 
 from __future__ import annotations
 
@@ -7,35 +10,8 @@ from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
 from ..bids import T1wImage
-from ..image.intensity import WHITE_MATTER_LEVEL
+from ..derivatives import KINDS, derivative_path
 from ..interfaces.bids import DerivativesDataSink
-
-#: desc labels used in OUTPUT_DIR, for descriptions.tsv.
-DESCRIPTIONS = {
-    "preproc": "Skull stripped, N4 bias corrected, resampled to 1 mm isotropic, clipped at "
-    "the 0.1/99.9 brain percentiles, scaled to [0, 1] and rescaled to put white "
-    f"matter at {WHITE_MATTER_LEVEL:g}.",
-    "brain": "Brain mask on the grid of the preprocessed T1w.",
-    "harmonized": "The preprocessed T1w in the contrast of the target field strength "
-    "(diffusion-model harmonization), zero outside the brain mask.",
-}
-
-
-def image_stem(image: T1wImage) -> str:
-    """The entity part of the image's file names: sub-01_ses-A[_acq-x][_run-1]."""
-    entities = [
-        ("sub", image.subject),
-        ("ses", image.session),
-        ("acq", image.acquisition),
-        ("run", image.run),
-    ]
-    return "_".join(f"{key}-{value}" for key, value in entities if value is not None)
-
-
-def derivative_name(image: T1wImage, *, desc: str, suffix: str) -> str:
-    """Path of a derivative relative to OUTPUT_DIR, as the sinks write it."""
-    folder = f"sub-{image.subject}/" + (f"ses-{image.session}/" if image.session else "")
-    return f"{folder}anat/{image_stem(image)}_desc-{desc}_{suffix}.nii.gz"
 
 
 def init_ds_outputs_wf(
@@ -49,8 +25,8 @@ def init_ds_outputs_wf(
 
     workflow = Workflow(name=name)
     raw_uri = f"bids:raw:{os.path.relpath(image.path, bids_dir)}"
-    preproc_uri = f"bids::{derivative_name(image, desc='preproc', suffix='T1w')}"
-    mask_uri = f"bids::{derivative_name(image, desc='brain', suffix='mask')}"
+    preproc_uri = f"bids::{derivative_path(image.entities, 'preproc')}"
+    mask_uri = f"bids::{derivative_path(image.entities, 'mask')}"
     inputnode = pe.Node(
         niu.IdentityInterface(fields=["t1w_preproc", "brain_mask", "harmonized", "provenance"]),
         name="inputnode",
@@ -65,11 +41,10 @@ def init_ds_outputs_wf(
     ds_t1w_preproc = pe.Node(
         DerivativesDataSink(
             **sink,
-            desc="preproc",
-            suffix="T1w",
+            **KINDS["preproc"].entities,
             SkullStripped=True,
             Sources=[raw_uri],
-            Description=DESCRIPTIONS["preproc"],
+            Description=KINDS["preproc"].description,
         ),
         name="ds_t1w_preproc",
         run_without_submitting=True,
@@ -77,12 +52,11 @@ def init_ds_outputs_wf(
     ds_brain_mask = pe.Node(
         DerivativesDataSink(
             **sink,
-            desc="brain",
-            suffix="mask",
+            **KINDS["mask"].entities,
             Type="Brain",
             Sources=[raw_uri],
             SpatialReference=preproc_uri,
-            Description=DESCRIPTIONS["brain"],
+            Description=KINDS["mask"].description,
         ),
         name="ds_brain_mask",
         run_without_submitting=True,
@@ -90,11 +64,10 @@ def init_ds_outputs_wf(
     ds_harmonized = pe.Node(
         DerivativesDataSink(
             **sink,
-            desc="harmonized",
-            suffix="T1w",
+            **KINDS["harmonized"].entities,
             SkullStripped=True,
             Sources=[preproc_uri, mask_uri],
-            Description=DESCRIPTIONS["harmonized"],
+            Description=KINDS["harmonized"].description,
         ),
         name="ds_harmonized",
         run_without_submitting=True,

@@ -9,7 +9,7 @@ import subprocess
 from packaging_support import BOUTIQUES, DOCKERFILE, REPO, SINGULARITY_DEF, read_dockerfile, tool
 
 import harmonize_bids
-from harmonize_bids.bids import _container
+from harmonize_bids.derivatives import _container
 
 
 def _hadolint(path, cwd=REPO):

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from harmonize_bids.bids import T1wImage
+from harmonize_bids.derivatives import derivative_path
 from harmonize_bids.workflows.base import image_workflow_name, init_harmonize_bids_wf
-from harmonize_bids.workflows.outputs import derivative_name
 
 
 def _image(session: str, field: float, run: str | None = None) -> T1wImage:
@@ -94,6 +94,6 @@ def test_image_off_target_requires_model(tmp_path):
 def test_names_are_unique_and_match_sinks():
     a, b = _image("A", 1.5, run="1"), _image("A", 1.5, run="2")
     assert image_workflow_name(a) != image_workflow_name(b)
-    assert derivative_name(a, desc="preproc", suffix="T1w") == (
+    assert derivative_path(a.entities, "preproc") == (
         "sub-01/ses-A/anat/sub-01_ses-A_run-1_desc-preproc_T1w.nii.gz"
     )
