@@ -17,6 +17,7 @@ from .atomic import write_text
 from .bids import T1wImage, create_output_dir
 from .derivatives import init_output_dataset
 from .errors import MissingInputError
+from .logs import WORKER_PRELOAD
 
 LOGGER = logging.getLogger(__name__)
 BUNDLED_MODELS = Path(__file__).parent / "data" / "models"
@@ -126,9 +127,7 @@ def run_participant(
         # deadlock; forkserver children start from a clean server process.
         plugin_args.setdefault("mp_context", "forkserver")
         # ... and set up their logging as the command line did (no node chatter).
-        multiprocessing.get_context("forkserver").set_forkserver_preload(
-            ["harmonize_bids.cli.worker_logging"]
-        )
+        multiprocessing.get_context("forkserver").set_forkserver_preload([WORKER_PRELOAD])
         if settings.mem_gb:
             plugin_args.setdefault("memory_gb", settings.mem_gb)
     LOGGER.info(

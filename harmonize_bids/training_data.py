@@ -19,18 +19,23 @@ import nibabel as nib
 import numpy as np
 
 from .bids import TravellingPair
+from .choices import REGISTRATIONS, Direction
 
 LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class PreparedPair:
-    """Preprocessed source, registered target and the source brain mask, one grid."""
+    """Preprocessed source, registered target and the source brain mask, one grid; and the
+    target scan as preprocessed on its own grid, with its mask (for references)."""
 
     subject: str
     source: Path
     target: Path
     mask: Path
+    target_scan: Path
+    target_mask: Path
+    target_name: str = ""  # the raw target image, for records
 
     def load(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """float32 source and target in [0, 1] (zero outside the brain), bool mask."""
@@ -61,11 +66,6 @@ def scaling_problems(pair: PreparedPair, volumes: tuple) -> str | None:
     return None
 
 
-#: How a pair's target is brought onto the source grid: ANTs affine then SyN (the paper),
-#: or scanner coordinates alone (sessions acquired in one position, or aligned already).
-REGISTRATIONS = ("syn", "none")
-
-
 def prepare_pair(
     pair: TravellingPair,
     work_dir: Path,
@@ -85,19 +85,25 @@ def prepare_pair(
         raise ValueError(f"registration must be one of {REGISTRATIONS}, got {registration!r}")
 
     subject_dir = work_dir / f"sub-{pair.subject}"
-    direction = f"{pair.source.field_strength:g}T-to-{pair.target.field_strength:g}T"
-    done = subject_dir / f"pair_{direction}.json"
+    done = pair_record(work_dir, pair)
+    direction = done.stem.removeprefix("pair_")
     inputs = [str(pair.source.path), str(pair.target.path)]
+    source = _preprocessed(pair.source, subject_dir, skull_strip=skull_strip, sloppy=sloppy)
+    target = _preprocessed(pair.target, subject_dir, skull_strip=skull_strip, sloppy=sloppy)
+    scan = {"target_scan": target["preproc"], "target_mask": target["mask"],
+            "target_name": pair.target.path.name}
     if done.is_file():
         recorded = json.loads(done.read_text())
         if recorded["inputs"] == inputs and recorded.get("registration", "syn") == registration:
             LOGGER.info("sub-%s: reusing prepared %s pair", pair.subject, direction)
             return PreparedPair(
-                pair.subject, *(Path(recorded[key]) for key in ("source", "target", "mask"))
+                pair.subject,
+                *(Path(recorded[key]) for key in ("source", "target", "mask")),
+                Path(scan["target_scan"]),
+                Path(scan["target_mask"]),
+                scan["target_name"],
             )
-    source = _preprocessed(pair.source, subject_dir, skull_strip=skull_strip, sloppy=sloppy)
-    target = _preprocessed(pair.target, subject_dir, skull_strip=skull_strip, sloppy=sloppy)
-    out = subject_dir / f"target_{direction}.nii.gz"
+    out = subject_dir / f"target_{direction}.nii.gz"  # direction: the record's slug
     if registration == "none":
         registered = resample_pair(source["preproc"], target["preproc"], out)
     else:
@@ -107,7 +113,13 @@ def prepare_pair(
     # Interpolation and the source's brain mask move the target's white matter a little.
     registered = anchor_white_matter_file(registered, source["mask"], registered)
     prepared = PreparedPair(
-        pair.subject, Path(source["preproc"]), registered, Path(source["mask"])
+        pair.subject,
+        Path(source["preproc"]),
+        registered,
+        Path(source["mask"]),
+        Path(scan["target_scan"]),
+        Path(scan["target_mask"]),
+        scan["target_name"],
     )
     _write_record(
         done,
@@ -120,6 +132,19 @@ def prepare_pair(
         },
     )
     return prepared
+
+
+def pair_record(work_dir: Path, pair: TravellingPair) -> Path:
+    """Where a prepared pair is recorded: ``sub-X/pair_<direction slug>.json``."""
+    direction = Direction(pair.source.field_strength, pair.target.field_strength)
+    return work_dir / f"sub-{pair.subject}" / f"pair_{direction.slug}.json"
+
+
+def load_target_scan(pair: PreparedPair) -> tuple[np.ndarray, np.ndarray, str]:
+    """The pair's target scan on its own grid, its brain mask and its file name."""
+    mask = np.asanyarray(nib.load(pair.target_mask).dataobj) > 0
+    image = np.asanyarray(nib.load(pair.target_scan).dataobj).astype(np.float32)
+    return image, mask, pair.target_name
 
 
 def _preprocessed(image, subject_dir: Path, *, skull_strip: str, sloppy: bool) -> dict:
@@ -191,11 +216,7 @@ def wait_for_pairs(
 
     deadline = time.monotonic() + timeout_s
 
-    def ready(pair: TravellingPair) -> bool:
-        direction = f"{pair.source.field_strength:g}T-to-{pair.target.field_strength:g}T"
-        return (work_dir / f"sub-{pair.subject}" / f"pair_{direction}.json").is_file()
-
-    while not all(ready(pair) for pair in pairs):
+    while not all(pair_record(work_dir, pair).is_file() for pair in pairs):
         if time.monotonic() > deadline:
             raise TimeoutError(f"prepared pairs did not appear in {work_dir}")
         time.sleep(poll_s)

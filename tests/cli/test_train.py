@@ -41,12 +41,19 @@ def test_train_writes_a_loadable_model_and_resumes(travelling_dataset, tmp_path)
     assert model.meta["iterations"] == 2
     assert model.meta["training_data"]["subjects"] == ["sub-01", "sub-02"]
     assert model.meta["training"]["lesion_weight"] == 1.0  # no --lesion-masks: no weighting
+    # the default 4-fold cross-validation, capped at the 2 subjects: one fold each
+    cv = model.meta["training_data"]["cross_validation"]
+    assert cv["folds"] == 2 and set(cv["means"]) == {"Original", "Histogram matching", "Model"}
+    assert "histogram matching" in cv["verdict"]
+    rows = (model_dir / "cross_validation.tsv").read_text().splitlines()
+    assert rows[0].startswith("participant_id\tfold\tmethod\tmse") and len(rows) == 1 + 2 * 3
+    assert "Verdict" in (model_dir / "cross_validation.html").read_text()
     with pytest.raises(ModelFolderError, match="direction"):
         load_model_folder(model_dir, source_field=3.0, target_field=1.5)
     assert _train(*common, "--iterations", "4", "--resume") == 0
     meta = json.loads((model_dir / "model.json").read_text())
     assert meta["iterations"] == 4
-    assert (tmp_path / "model.work" / "pairs" / "sub-01" / "pair_1.5T-to-3T.json").is_file()
+    assert (tmp_path / "model.work" / "pairs" / "sub-01" / "pair_1p5T-to-3T.json").is_file()
     tuned_dir = tmp_path / "tuned"
     assert (
         _train(
@@ -84,13 +91,15 @@ def test_init_from_must_be_a_model_of_the_direction(travelling_dataset, tmp_path
 
 
 def test_init_from_bundled_is_the_packaged_model_of_the_direction():
-    from harmonize_bids.cli.train import initial_model, parse_args
+    from harmonize_bids.cli.train import parse_args
+    from harmonize_bids.choices import Direction
     from harmonize_bids.model.folder import bundled_model_dir
+    from harmonize_bids.training import initial_model
 
     options = parse_args(
         ["bids", "model", "--source-field", "3", "--target-field", "1.5", "--init-from", "bundled"]
     )
-    model = initial_model(options)
+    model = initial_model(options.init_from, Direction(options.source_field, options.target_field))
     assert model.path == bundled_model_dir(3.0, 1.5) and model.direction == "3T->1.5T"
 
 
@@ -120,7 +129,7 @@ def test_pairs_with_a_broken_intensity_scale_are_left_out(travelling_dataset, tm
 
     # sub-02's target as if something brighter than white matter had set its scale
     def darken_target(subject: str) -> None:
-        record = json.loads((work / "pairs" / subject / "pair_1.5T-to-3T.json").read_text())
+        record = json.loads((work / "pairs" / subject / "pair_1p5T-to-3T.json").read_text())
         image = nib.load(record["target"])
         darkened = np.asanyarray(image.dataobj) * 0.5
         nib.save(nib.Nifti1Image(darkened.astype(np.float32), image.affine), record["target"])
@@ -166,7 +175,7 @@ def test_train_usage_errors(travelling_dataset, tmp_path, capsys):
 
 def test_model_json_records_phantom_seeds(tmp_path):
     from harmonize_bids.bids import discover_t1w, load_layout, pair_sessions
-    from harmonize_bids.cli.train import describe_training_data
+    from harmonize_bids.training import describe_training_data
     from harmonize_bids.phantom import write_phantom_dataset
 
     bids = write_phantom_dataset(
@@ -243,51 +252,3 @@ def test_find_lesion_mask_without_sessions(tmp_path):
     anat.mkdir(parents=True)
     (anat / "sub-07_space-T1w_label-lesion_mask.nii.gz").touch()
     assert find_lesion_mask(tmp_path, image) == anat / "sub-07_space-T1w_label-lesion_mask.nii.gz"
-
-
-def test_calibrate_stores_an_output_calibration_in_the_model(tmp_path, capsys):
-    dataset = make_bids(
-        tmp_path / "calib",
-        {
-            f"sub-{s}/ses-{ses}/anat/sub-{s}_ses-{ses}_T1w.nii.gz": sidecar
-            for s in ("01", "02", "03")
-            for ses, sidecar in (("A", SIDECAR_15), ("B", SIDECAR_3))
-        },
-    )
-    model_dir = tmp_path / "model"
-    common = [
-        "--source-field",
-        "1.5",
-        "--target-field",
-        "3",
-        "--sloppy",
-        "--skull-strip",
-        "none",
-        "-w",
-        tmp_path / "work",
-    ]
-    assert (
-        _train(
-            dataset,
-            model_dir,
-            *common,
-            "--iterations",
-            "1",
-            "--batch-size",
-            "2",
-            "--participant-label",
-            "01",
-            "02",
-        )
-        == 0
-    )
-    trained = json.loads((model_dir / "model.json").read_text())
-    assert _train(dataset, model_dir, *common, "--calibrate", "--participant-label", "01") == 66
-    assert "at least 3 pairs" in capsys.readouterr().err
-    assert not (model_dir / "calibration.json").exists()
-    assert _train(dataset, model_dir, *common, "--calibrate") == 0
-    model = load_model_folder(model_dir, source_field=1.5, target_field=3.0)
-    assert model.calibration is not None and model.calibration.pairs == 3
-    assert model.weights_sha256 == trained["weights_sha256"]
-    assert model.meta["iterations"] == trained["iterations"]
-    assert model.meta["output_calibration"]["subjects"] == ["sub-01", "sub-02", "sub-03"]
