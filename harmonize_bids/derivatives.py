@@ -167,10 +167,10 @@ class ImageDerivatives:
     output_dir: Path
     entities: dict[str, str]
     paths: dict[str, Path] = field(default_factory=dict)
+    stem: str = field(init=False, default="")
 
-    @property
-    def stem(self) -> str:
-        return image_stem(self.entities)
+    def __post_init__(self) -> None:
+        self.stem = image_stem(self.entities)
 
     def path(self, kind: str, *, extension: str = ".nii.gz") -> Path:
         """Where the sinks write this image's ``kind`` (present or not)."""

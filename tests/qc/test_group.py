@@ -16,7 +16,6 @@ from bidsfactory import SIDECAR_15, make_bids
 from scipy import ndimage
 
 from harmonize_bids.cli.run import main
-from harmonize_bids.qc.group import raw_sidecar
 
 
 def _run(*argv) -> int:
@@ -58,25 +57,6 @@ def test_group_without_participant_outputs_is_exit_66(tmp_path, capsys):
     assert _run(bids, out, "group", "--session-label", "x") == 66
     assert "Traceback" not in capsys.readouterr().err
     assert not (out / "group_T1w.tsv").exists()
-
-
-def test_raw_sidecar_follows_inheritance_without_images(tmp_path):
-    (tmp_path / "sub-01/ses-A/anat").mkdir(parents=True)
-    (tmp_path / "T1w.json").write_text(
-        json.dumps({"MagneticFieldStrength": 3, "Manufacturer": "Siemens"})
-    )
-    (tmp_path / "sub-01/sub-01_acq-fast_T1w.json").write_text(
-        json.dumps({"MagneticFieldStrength": 2.89})
-    )  # another acquisition: must not apply
-    (tmp_path / "sub-01/ses-A/sub-01_ses-A_T1w.json").write_text(
-        json.dumps({"MagneticFieldStrength": 1.5})
-    )
-    (tmp_path / "sub-01/ses-A/anat/sub-01_ses-A_run-1_T1w.json").write_text(
-        json.dumps({"EchoTime": 0.003})
-    )
-    meta = raw_sidecar(tmp_path, {"sub": "01", "ses": "A", "run": "1"})
-    assert meta == {"MagneticFieldStrength": 1.5, "Manufacturer": "Siemens", "EchoTime": 0.003}
-    assert raw_sidecar(tmp_path, {"sub": "01", "ses": "B"})["MagneticFieldStrength"] == 3
 
 
 # ------------------------------------------------------------------- end to end (tiny)
@@ -213,8 +193,8 @@ def _hd95(a: np.ndarray, b: np.ndarray, spacing) -> float:
 
 @pytest.mark.slow
 def test_paired_original_row_matches_an_independent_computation(group_run):
-    from harmonize_bids.qc.group import registered_target_path
     from harmonize_bids.qc.metrics import segment_tissues
+    from harmonize_bids.qc.paired import registered_target_path
 
     out = group_run["out"]
     anat = out / "sub-02/ses-{}/anat/sub-02_ses-{}_desc-{}.nii.gz"
