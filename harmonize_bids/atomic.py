@@ -14,6 +14,11 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
+# The mode a plain open() gives a new file (mkstemp's temporary files are 0600 otherwise).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
+
 
 @contextmanager
 def staged_file(target: str | os.PathLike[str]):
@@ -24,6 +29,7 @@ def staged_file(target: str | os.PathLike[str]):
     target.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(target.suffixes)
     handle, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix)
+    os.fchmod(handle, _FILE_MODE)
     os.close(handle)
     try:
         yield Path(partial)
@@ -58,6 +64,7 @@ def create_once(target: str | os.PathLike[str], text: str) -> bool:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    os.fchmod(handle, _FILE_MODE)
     with os.fdopen(handle, "w") as stream:
         stream.write(text)
     try:

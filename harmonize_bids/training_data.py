@@ -18,6 +18,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from .atomic import write_text
 from .bids import TravellingPair
 from .choices import REGISTRATIONS, Direction
 
@@ -175,9 +176,7 @@ def _preprocessed(image, subject_dir: Path, *, skull_strip: str, sloppy: bool) -
 
 
 def _write_record(path: Path, record: dict) -> None:
-    partial = path.with_suffix(".tmp")
-    partial.write_text(json.dumps(record, indent=2))
-    partial.replace(path)
+    write_text(path, json.dumps(record, indent=2))
 
 
 def prepare_pairs(
