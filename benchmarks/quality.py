@@ -47,9 +47,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from harmonize_bids.bids import write_atomically
+from harmonize_bids.atomic import write_text
+from harmonize_bids.choices import Direction
 from harmonize_bids.phantom import truth_file
 from harmonize_bids.qc import metrics
+from harmonize_bids.qc.paired import compare_to_target
 
 RECIPE = """\
 harmonize-bids-phantom train --subjects 24 --seed 1000 --size full --lesion-fraction 0.5
@@ -75,8 +77,9 @@ BARS = {"mse": 0.41, "ahd": 0.21, "volume": 0.33, "lesion": 0.15, "through_plane
 
 # ----------------------------------------------------------------------------- inputs
 def _pairs(work: Path, direction: str) -> list[dict]:
+    slug = Direction(*DIRECTIONS[direction]).slug  # as training_data.pair_record names them
     records = []
-    for path in sorted(work.glob(f"pairs/sub-*/pair_{direction}.json")):
+    for path in sorted(work.glob(f"pairs/sub-*/pair_{slug}.json")):
         record = json.loads(path.read_text())
         record["subject"] = path.parent.name
         records.append(record)
@@ -191,17 +194,13 @@ def evaluate(
     reference: dict,
     axis: int,
 ) -> dict:
-    """The paper's metrics against the target, and ours relative to the target's."""
+    """The paper's metrics against the target (the group level's
+    :func:`~harmonize_bids.qc.paired.compare_to_target`, 1 mm grid), and ours relative to
+    the target's."""
     seg = metrics.segment_tissues(image, mask)
-    volumes = metrics.tissue_volumes(seg)
-    target_volumes = metrics.tissue_volumes(target_seg)
     truth_tissue = np.where(truth == LESION_LABEL, metrics.TISSUE_LABELS["WM"], truth) * mask
     result = {
-        "mse": metrics.mse(image, target, mask),
-        "ahd": metrics.ahd(image, target, mask),
-        "volume_diff": {t: abs(volumes[t] - target_volumes[t]) for t in metrics.TISSUES},
-        "dice": metrics.dice(seg, target_seg),
-        "hd95": metrics.hausdorff95(seg, target_seg),
+        **compare_to_target(image, target, mask, target_seg, labels=seg),
         "truth_dice": metrics.dice(seg, truth_tissue),
         "lesion_contrast_ratio": lesion_contrast(image, truth) / reference["lesion_contrast"],
         "through_plane_ratio": (
@@ -216,14 +215,17 @@ def _cached(path: Path, compute):
     if path.is_file():
         return json.loads(path.read_text())
     value = compute()
-    write_atomically(path, json.dumps(value, indent=1))
+    write_text(path, json.dumps(value, indent=1))
     return value
 
 
 def _methods(
     model, peers: Peers, source: np.ndarray, mask: np.ndarray, steps_list: list[int], sampler: str
 ) -> dict[str, Callable[[], np.ndarray]]:
-    from harmonize_bids.interfaces.harmonize import harmonize_anchored
+    from harmonize_bids.inference import InferenceSettings, harmonize
+
+    def ours(settings: InferenceSettings) -> np.ndarray:
+        return harmonize(model, source, mask, settings).image
 
     methods = {
         "Original": lambda: source,
@@ -232,14 +234,7 @@ def _methods(
     }
     for steps in steps_list:
         methods[f"Ours ({sampler}, {steps} steps)"] = partial(
-            harmonize_anchored,
-            model,
-            source,
-            mask,
-            sampler=sampler,
-            steps=steps,
-            seed=0,
-            progress=False,
+            ours, InferenceSettings.resolve(model, sampler=sampler, steps=steps, seed=0)
         )
     return methods
 
@@ -294,25 +289,20 @@ def _sampler_timesteps(model, sampler: str, steps_list: list[int]) -> dict[str, 
 
 
 def _cache_stem(name: str, model: dict | None) -> str:
-    """Cache file stem; "Ours" is keyed by the weights, the sampler's timesteps and the
-    output calibration, so a change of any reruns it. ``model`` is the ``about["model"]``
-    of run_direction."""
+    """Cache file stem; "Ours" is keyed by the weights and the sampler's timesteps, so a
+    change of either reruns it. ``model`` is the ``about["model"]`` of run_direction."""
     stem = _slug(name)
     if not name.startswith("Ours"):
         return stem
     timesteps = json.dumps(model["timesteps"][name]).encode()
-    stem = f"{stem}_{model['weights_sha256'][:12]}_{hashlib.sha256(timesteps).hexdigest()[:8]}"
-    if model.get("calibration_sha256"):
-        stem += f"_cal{model['calibration_sha256'][:8]}"
-    return stem
+    return f"{stem}_{model['weights_sha256'][:12]}_{hashlib.sha256(timesteps).hexdigest()[:8]}"
 
 
 def run_direction(direction: str, args: argparse.Namespace) -> tuple[dict[str, list[dict]], dict]:
     """Per-method lists of per-subject results for one direction, and what was run."""
     import torch
 
-    from harmonize_bids.model.folder import load_model_folder
-    from harmonize_bids.participant import bundled_model_dir
+    from harmonize_bids.model.folder import bundled_model_dir, load_model_folder
 
     torch.set_num_threads(args.threads)
     source_field, target_field = DIRECTIONS[direction]
@@ -340,7 +330,6 @@ def run_direction(direction: str, args: argparse.Namespace) -> tuple[dict[str, l
             "iterations": meta.get("iterations"),
             "iterations_total": meta.get("iterations_total", meta.get("iterations")),
             "weights_sha256": model.weights_sha256,
-            "calibration_sha256": model.calibration and model.calibration.sha256,
             "timesteps": _sampler_timesteps(model, args.sampler, args.steps),
         }
     for record in records:
@@ -528,11 +517,8 @@ def tables(direction: str, summary: dict[str, dict], default: str, about: dict) 
         trained = f"{m['iterations']} iterations"
         if m["iterations_total"] != m["iterations"]:
             trained += f" fine-tuned ({m['iterations_total']} in all)"
-        lines[-1] += f" Model `{m['path']}`: {trained}, weights SHA-256 {m['weights_sha256'][:12]}"
         lines[-1] += (
-            f", output calibration SHA-256 {m['calibration_sha256'][:12]}."
-            if m.get("calibration_sha256")
-            else ", no output calibration."
+            f" Model `{m['path']}`: {trained}, weights SHA-256 {m['weights_sha256'][:12]}."
         )
     lines += [
         "",
@@ -678,20 +664,6 @@ def plot_examples(
     return out_file
 
 
-def record_in_model(model_dir: Path, summary: dict, command: str) -> None:
-    """Write the benchmark figures into model.json (the weights' SHA-256 is unaffected)."""
-    path = model_dir / "model.json"
-    meta = json.loads(path.read_text())
-    meta["benchmark"] = {
-        "command": f"python benchmarks/quality.py {command}",
-        "date": time.strftime("%Y-%m-%d"),
-        **{k: v for k, v in summary.items() if k != "model"},
-        "timesteps": summary["model"]["timesteps"],
-        "calibration_sha256": summary["model"].get("calibration_sha256"),
-    }
-    write_atomically(path, json.dumps(meta, indent=2, sort_keys=True) + "\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     from harmonize_bids.model.sampling import DEFAULT_SAMPLER, DEFAULT_STEPS
     from harmonize_bids.model.schedulers import SAMPLERS
@@ -735,11 +707,6 @@ def main(argv: list[str] | None = None) -> int:
         default="sub-02",
         help="held-out subject shown in --figure (default sub-02)",
     )
-    parser.add_argument(
-        "--record",
-        action="store_true",
-        help="store the figures under 'benchmark' in each model's model.json",
-    )
     args = parser.parse_args(argv)
 
     default = f"Ours ({args.sampler}, {args.steps[0] if args.steps else DEFAULT_STEPS} steps)"
@@ -781,10 +748,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.figure:
         models = {direction: summary.get("model") for direction, summary in summaries.items()}
         plot_examples(args, default, models, args.figure)
-    if args.record:
-        for summary in summaries.values():
-            if "model" in summary:
-                record_in_model(Path(summary["model"]["path"]), summary, command)
     report = "\n".join(text)
     print(report)
     if args.output:
