@@ -123,8 +123,7 @@ def table(rows: dict[str, dict[str, dict]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from harmonize_bids.model.folder import load_model_folder
-    from harmonize_bids.model.folder import bundled_model_dir
+    from harmonize_bids.model.folder import bundled_model_dir, load_model_folder
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("heldout_bids", type=Path)

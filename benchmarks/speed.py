@@ -49,7 +49,7 @@ def run_one(sampler: str, steps: int, precision: str, slices: int | None) -> Non
     """Child process: harmonize once, print a JSON line."""
     import torch
 
-    from harmonize_bids.model import sample_volume, new_model
+    from harmonize_bids.model import new_model, sample_volume
 
     volume, mask = load_volume()
     if slices:  # a central slab only (for the precision comparison)

@@ -345,6 +345,13 @@ def check_output_dir(bids_dir: Path, output_dir: Path) -> None:
         )
 
 
+def check_paths(bids_dir: Path, output_dir: Path) -> None:
+    """BIDS_DIR must exist and OUTPUT_DIR be creatable (:func:`check_output_dir`)."""
+    check_output_dir(bids_dir, output_dir)
+    if not bids_dir.is_dir():
+        raise MissingInputError(f"BIDS_DIR {bids_dir} does not exist or is not a folder.")
+
+
 def create_output_dir(output_dir: Path) -> Path:
     """Create OUTPUT_DIR (after every input check passed, so errors leave nothing)."""
     try:
@@ -405,3 +412,38 @@ def pair_sessions(
             "--session-label or --bids-filter-file."
         )
     return pairs
+
+
+@dataclass(frozen=True)
+class ReferencePlan:
+    """Where one subject's target-field reference comes from: other subjects' scans to
+    pool (raw files and the BIDS URIs records name them by), or an explicit reference
+    file; neither means the model folder's own."""
+
+    images: tuple[Path, ...] = ()
+    sources: tuple[str, ...] = ()
+    file: Path | None = None
+
+
+def reference_scans(
+    candidates: Sequence[T1wImage], *, subject: str, target_field: float, limit: int
+) -> list[T1wImage]:
+    """Up to ``limit`` target-field scans of subjects other than ``subject``.
+
+    Chosen evenly over the candidates sorted by path, so every job of an HPC array that
+    sees the same dataset picks the same scans, whatever order the jobs run in. The
+    subject's own scans never count: in a longitudinal study they carry the change the
+    study measures.
+    """
+    pool = sorted(
+        (
+            image
+            for image in candidates
+            if image.field_strength == target_field and image.subject != subject
+        ),
+        key=lambda image: str(image.path),
+    )
+    if len(pool) <= limit:
+        return pool
+    picks = sorted({round(i * (len(pool) - 1) / max(limit - 1, 1)) for i in range(limit)})
+    return [pool[i] for i in picks]

@@ -9,12 +9,14 @@
 
 Sampling (:mod:`harmonize_bids.model.sampling`) maps the volume slice by slice; the
 output's white matter is then anchored at the model's ``white_matter_level`` (the scale of
-every preprocessed image). A reference-conditioned model also sees the source histogram-matched to the
-study's target-field reference (:mod:`harmonize_bids.image.reference`).
+every preprocessed image). A reference-conditioned model also sees the source
+histogram-matched to the study's target-field reference
+(:mod:`harmonize_bids.image.reference`); without one, the model folder's own.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +24,8 @@ import numpy as np
 
 from .choices import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
 from .image.reference import TargetReference
+
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,11 @@ def harmonize(
     matched = None
     if model.reference_channel:
         if reference is None:
-            raise ValueError(f"{model.path or 'this model'} needs a target-field reference.")
+            LOGGER.warning(
+                "No target-field reference of this study: the model folder's own stands in "
+                "(the sidecar records it)."
+            )
+            reference = default_reference(model)
         matched = match_to_reference(volume, mask, reference.quantiles)
     sampled = sample_volume(
         model,
@@ -117,6 +125,19 @@ def harmonize(
         model=model, settings=settings, reference=reference if model.reference_channel else None
     )
     return Harmonized(image, provenance)
+
+
+def default_reference(model: Any) -> TargetReference:
+    """The model folder's own reference (its training data's target-field scans), for a
+    study without target-field scans of its own."""
+    if model.reference is None:
+        raise ValueError(
+            f"{model.path or 'this model'} needs a target-field reference and its folder has "
+            "no reference.json; give one with --target-reference."
+        )
+    reference = TargetReference.from_json(model.reference)
+    return TargetReference(reference.field_strength, reference.quantiles, reference.sources,
+                           "model default")
 
 
 def harmonize_file(

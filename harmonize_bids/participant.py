@@ -1,7 +1,10 @@
-"""Participant level: build and run the nipype graph, then report what finished.
+"""Participant level: check, discover, plan, build and run the nipype graph, report.
 
-One failing image does not stop the others: nipype runs every branch it can, and the
-run ends with a per-image summary built from the crash files of this run.
+`harmonize-bids ... participant` parses its options into a :class:`ParticipantSettings`
+and calls :func:`run_participant_level`. Every input check happens before anything is
+written. One failing image does not stop the others: nipype runs every branch it can,
+and the run ends with a per-image summary built from the crash files of this run; the
+exit code names the worst problem.
 """
 
 from __future__ import annotations
@@ -14,14 +17,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .atomic import write_text
-from .bids import T1wImage, create_output_dir
+from .bids import (
+    ReferencePlan,
+    T1wImage,
+    ValidationReport,
+    check_paths,
+    create_output_dir,
+    discover_t1w,
+    format_plan,
+    load_layout,
+    reference_scans,
+    validate_bids,
+)
 from .derivatives import init_output_dataset
-from .errors import MissingInputError
+from .errors import (
+    InvalidBIDSError,
+    MissingInputError,
+    NoMatchingImagesError,
+    ProcessingError,
+)
 from .logs import WORKER_PRELOAD
 
 LOGGER = logging.getLogger(__name__)
-BUNDLED_MODELS = Path(__file__).parent / "data" / "models"
 _EXCEPTION_LINE = re.compile(r"^([\w.]*(?:Error|Exception)): (.+)$")
+#: --target-reference values that are not paths.
+REFERENCE_AUTO, REFERENCE_NONE = "auto", "none"
 
 
 @dataclass
@@ -44,6 +64,14 @@ class ParticipantSettings:
     mem_gb: float | None
     plugin: dict | None
     sloppy: bool
+    participant_labels: list[str] = field(default_factory=list)
+    session_labels: list[str] = field(default_factory=list)
+    bids_filters: dict = field(default_factory=dict)
+    source_field: float | None = None
+    skip_bids_validation: bool = False
+    dry_run: bool = False
+    target_reference: str = REFERENCE_AUTO  # "auto", "none" or a path
+    reference_images: int = 4
 
 
 @dataclass
@@ -54,15 +82,99 @@ class RunSummary:
     failed: dict[T1wImage, str] = field(default_factory=dict)
 
 
-def bundled_model_dir(source_field: float, target_field: float) -> Path | None:
-    """The model folder shipped with the package for a direction, if there is one."""
-    folder = BUNDLED_MODELS / f"{source_field:g}T-to-{target_field:g}T".replace(".", "p")
-    return folder if (folder / "model.json").is_file() else None
+def run_participant_level(settings: ParticipantSettings) -> int:
+    """Check every input before anything is written, then run; returns the exit code.
+
+    A problem with one image (invalid file, unknown field strength, failed processing)
+    skips that image; the others still run, and the exit code names the worst problem:
+    1 (processing failed) before 16 (invalid BIDS) before 66 (input missing).
+    """
+    bids_dir, output_dir = settings.bids_dir, settings.output_dir
+    check_paths(bids_dir, output_dir)
+    if settings.skip_bids_validation:
+        LOGGER.info("BIDS validation skipped (--skip-bids-validation)")
+        validation = ValidationReport()
+    else:
+        validation = validate_bids(bids_dir)
+    layout = load_layout(bids_dir)
+    try:
+        found = discover_t1w(
+            layout,
+            participant_labels=settings.participant_labels,
+            session_labels=settings.session_labels,
+            bids_filters=settings.bids_filters,
+            source_field=settings.source_field,
+        )
+    except (MissingInputError, NoMatchingImagesError) as error:
+        if not validation.errors:
+            raise
+        code, where = validation.errors[0]
+        raise InvalidBIDSError(
+            f"{error} The BIDS validator reports {code} at {where}; fix the dataset or pass "
+            "--skip-bids-validation."
+        ) from None
+    problems = {MissingInputError.exit_code: list(found.skipped.values())}
+    images = []
+    for image in found.images:
+        invalid = validation.errors_for(image, bids_dir)
+        if invalid:
+            problems.setdefault(InvalidBIDSError.exit_code, []).append(
+                f"{image.path}: the BIDS validator reports {', '.join(sorted(set(invalid)))}. "
+                "Fix or replace the file, or exclude it with --bids-filter-file."
+            )
+        else:
+            images.append(image)
+    if validation.errors and not any(problems.get(InvalidBIDSError.exit_code, [])):
+        problems[InvalidBIDSError.exit_code] = [
+            f"BIDS validator: {code} at {where} (not a selected T1w; processing goes on)"
+            for code, where in validation.errors
+        ]
+    for reasons in problems.values():
+        for reason in reasons:
+            LOGGER.error("Skipped: %s", reason)
+    if not images:
+        worst = (
+            InvalidBIDSError if problems.get(InvalidBIDSError.exit_code) else MissingInputError
+        )
+        raise worst(
+            "No image left to process: "
+            + next(reason for reasons in problems.values() for reason in reasons)
+        )
+    LOGGER.info(
+        "Plan: %d T1w image(s), target %g T\n%s",
+        len(images),
+        settings.target_field,
+        format_plan(images, bids_dir=bids_dir, target_field=settings.target_field),
+    )
+    model_dir = resolve_model(images, settings)
+    LOGGER.info("Model: %s", model_dir or "none needed (every image is at the target field)")
+    references = plan_references(images, settings, layout, validation, model_dir)
+    if settings.dry_run:
+        LOGGER.info("Dry run: nothing processed, nothing written.")
+        return exit_code(problems)
+    summary = run_participant(images, settings, model_dir, references)
+    LOGGER.info(
+        "Finished %d of %d image(s); outputs in %s", len(summary.finished), len(images),
+        output_dir,
+    )
+    for image, reason in summary.failed.items():
+        LOGGER.error("FAILED %s: %s", image.relative_to(bids_dir), reason)
+    if summary.failed:
+        return ProcessingError.exit_code
+    return exit_code(problems)
+
+
+def exit_code(problems: dict[int, list[str]]) -> int:
+    """The worst of the problems that skipped images: 16 before 66; 0 without any."""
+    for code in (InvalidBIDSError.exit_code, MissingInputError.exit_code):
+        if problems.get(code):
+            return code
+    return 0
 
 
 def resolve_model(images: list[T1wImage], settings: ParticipantSettings) -> Path | None:
     """Check, before any work, that a usable model exists for the direction needed."""
-    from .model.folder import ModelFolderError, load_model_folder
+    from .model.folder import ModelFolderError, bundled_model_dir, load_model_folder
 
     sources = sorted({i.field_strength for i in images} - {settings.target_field})
     if not sources:
@@ -81,13 +193,101 @@ def resolve_model(images: list[T1wImage], settings: ParticipantSettings) -> Path
     return model_dir
 
 
+def plan_references(
+    images: list[T1wImage],
+    settings: ParticipantSettings,
+    layout,
+    validation: ValidationReport,
+    model_dir: Path | None,
+) -> dict[str, ReferencePlan]:
+    """Per subject with an image to harmonize: where its target-field reference comes
+    from (``--target-reference``: auto, none or a file), logged."""
+    subjects = sorted({i.subject for i in images if i.field_strength != settings.target_field})
+    if not subjects or model_dir is None:
+        return {}
+    option = settings.target_reference
+    if option == REFERENCE_NONE:
+        LOGGER.info("Target reference: the model folder's own (--target-reference none)")
+        return {}
+    if option != REFERENCE_AUTO:
+        plan = explicit_reference(Path(option))
+        LOGGER.info("Target reference: %s", option)
+        return {subject: plan for subject in subjects}
+    try:
+        candidates = discover_t1w(
+            layout,
+            session_labels=settings.session_labels,
+            bids_filters=settings.bids_filters,
+            source_field=settings.source_field,
+        ).images
+    except (MissingInputError, NoMatchingImagesError):
+        candidates = []
+    candidates = [i for i in candidates if not validation.errors_for(i, settings.bids_dir)]
+    plans = {}
+    for subject in subjects:
+        scans = reference_scans(
+            candidates,
+            subject=subject,
+            target_field=settings.target_field,
+            limit=settings.reference_images,
+        )
+        if not scans:
+            LOGGER.warning(
+                "sub-%s: the dataset has no %g T scan of another participant; the model "
+                "folder's own reference stands in for this study's scanner (the sidecar "
+                "says so). Give one with --target-reference FILE.",
+                subject,
+                settings.target_field,
+            )
+            continue
+        plans[subject] = ReferencePlan(
+            images=tuple(i.path for i in scans),
+            sources=tuple(f"bids:raw:{i.relative_to(settings.bids_dir)}" for i in scans),
+        )
+        LOGGER.info(
+            "sub-%s: target reference from %d %g T scan(s) of other participants: %s",
+            subject,
+            len(scans),
+            settings.target_field,
+            ", ".join(i.relative_to(settings.bids_dir) for i in scans),
+        )
+    return plans
+
+
+def explicit_reference(path: Path) -> ReferencePlan:
+    """``--target-reference PATH``: a reference JSON, a target-field T1w NIfTI, or a
+    folder of them."""
+    from .image.reference import read_reference
+
+    if path.is_dir():
+        scans = sorted(p for p in path.iterdir() if p.name.endswith((".nii", ".nii.gz")))
+        if not scans:
+            raise MissingInputError(
+                f"--target-reference {path}: the folder holds no .nii or .nii.gz file."
+            )
+        return ReferencePlan(images=tuple(scans), sources=tuple(str(p) for p in scans))
+    if path.name.endswith((".nii", ".nii.gz")):
+        return ReferencePlan(images=(path,), sources=(str(path),))
+    try:
+        if read_reference(path) is None:
+            raise ValueError("it records that no scan was usable")
+    except ValueError as error:
+        raise MissingInputError(f"--target-reference: {error}") from None
+    return ReferencePlan(file=path)
+
+
 def run_participant(
-    images: list[T1wImage], settings: ParticipantSettings, model_dir: Path | None
+    images: list[T1wImage],
+    settings: ParticipantSettings,
+    model_dir: Path | None,
+    references: dict[str, ReferencePlan] | None = None,
 ) -> RunSummary:
     """Preprocess and harmonize each image into OUTPUT_DIR; never raises for one image.
 
-    ``model_dir`` is what :func:`resolve_model` returned for these images and settings.
+    ``model_dir`` and ``references`` are what :func:`resolve_model` and
+    :func:`plan_references` returned for these images and settings.
     """
+    from .model.folder import read_preprocessing
     from .workflows.base import image_workflow_name, init_harmonize_bids_wf
 
     output_dir = create_output_dir(settings.output_dir)
@@ -107,6 +307,8 @@ def run_participant(
         device=settings.device,
         omp_nthreads=settings.omp_nthreads,
         sloppy=settings.sloppy,
+        preprocessing=read_preprocessing(model_dir) if model_dir else None,
+        references=references,
     )
     write_text(output_dir / "logs" / "CITATION.md", citation(workflow))
     crash_dir = settings.work_dir / "crash" / time.strftime("%Y%m%d-%H%M%S")

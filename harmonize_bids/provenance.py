@@ -47,13 +47,16 @@ def harmonization_record(*, model: Any, settings: Any, reference: Any = None) ->
 
 def reference_record(reference: Any) -> dict[str, Any]:
     """What the sidecar says about the target-field reference an output was matched to."""
-    return {
+    record = {
         "Origin": reference.origin,
         "MagneticFieldStrength": reference.field_strength,
         "Images": len(reference.sources),
         "Sources": reference.sources,
         "SHA256": reference.sha256,
     }
+    if reference.origin == "dataset":
+        record["File"] = f"logs/references/{reference.file_name}"
+    return record
 
 
 def passthrough_record(*, field_strength: float) -> dict[str, Any]:

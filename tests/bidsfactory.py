@@ -73,3 +73,19 @@ def linear_plugin(folder: Path) -> Path:
     plugin = folder / "linear.yml"
     plugin.write_text("plugin: Linear\n")
     return plugin
+
+
+def reference_model(folder: Path, *, seed: int = 1) -> Path:
+    """A tiny reference-conditioned 1.5T->3T network with random weights and a default
+    reference (reference.json): tests wiring, never shipped."""
+    from harmonize_bids.image.reference import LEVELS, TargetReference
+    from harmonize_bids.model.folder import new_model, save_model_folder
+
+    model = new_model(
+        "sloppy", reference_channel=True, source_field=1.5, target_field=3.0, seed=seed
+    )
+    quantiles = np.linspace(0.05, 0.95, LEVELS)
+    model.reference = TargetReference(
+        3.0, quantiles, ["training scans"], "model default"
+    ).to_json()
+    return save_model_folder(model, folder / "tiny-reference-1p5T-to-3T")

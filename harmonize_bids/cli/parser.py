@@ -8,12 +8,10 @@ import re
 from pathlib import Path
 
 from .. import __version__
+from ..choices import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS, SKULL_STRIP_METHODS
 from ..errors import UsageError
 
 # Mirrors of harmonize_bids.model's constants (tests check them), so --help needs no torch.
-SAMPLERS = ("ddpm", "ddim", "dpm")
-DEFAULT_SAMPLER, DEFAULT_STEPS = "dpm", 10
-SKULL_STRIP_METHODS = ("deepbet", "hdbet", "none")
 DDPM_STEPS = 1000
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -165,6 +163,24 @@ def build_parser() -> argparse.ArgumentParser:
         type=device,
         default="auto",
         help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N",
+    )
+
+    reference = parser.add_argument_group("study adaptation")
+    reference.add_argument(
+        "--target-reference",
+        default="auto",
+        metavar="{auto,none,PATH}",
+        help="what the target field looks like in this study: auto pools other "
+        "participants' target-field scans of BIDS_DIR (never the participant's own); none "
+        "uses the model's training scanners; PATH a reference JSON (as a run writes into "
+        "its logs), a target-field T1w NIfTI or a folder of them",
+    )
+    reference.add_argument(
+        "--reference-images",
+        type=positive_int,
+        default=4,
+        help="with --target-reference auto: at most this many scans, chosen evenly and the "
+        "same in every job",
     )
 
     preproc = parser.add_argument_group("preprocessing")

@@ -14,12 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..preprocessing import CLIP_PERCENTILES, WHITE_MATTER_LEVEL
 from ._io import PathT, check_same_grid, load_image, save_like
 from .errors import ImageError
 
-#: Where white matter sits on the [0, 1] scale: its mean level (0.810) in the percentile-scaled
-#: training phantom (seed 1000), so anchoring keeps the bundled models' input range.
-WHITE_MATTER_LEVEL = 0.81
 #: Brain voxels the mixture is fitted on (an even subsample of larger brains).
 _MIXTURE_SAMPLES = 150_000
 
@@ -60,8 +58,8 @@ def clip_and_scale_array(
     data: np.ndarray,
     mask: np.ndarray,
     *,
-    lower: float = 0.1,
-    upper: float = 99.9,
+    lower: float = CLIP_PERCENTILES[0],
+    upper: float = CLIP_PERCENTILES[1],
     white_matter: float | None = WHITE_MATTER_LEVEL,
 ) -> np.ndarray:
     """Clip ``data`` at the [lower, upper] percentiles inside ``mask``, scale to [0, 1],
@@ -99,8 +97,8 @@ def clip_and_scale(
     mask_file: PathT,
     out_file: PathT,
     *,
-    lower: float = 0.1,
-    upper: float = 99.9,
+    lower: float = CLIP_PERCENTILES[0],
+    upper: float = CLIP_PERCENTILES[1],
     white_matter: float | None = WHITE_MATTER_LEVEL,
 ) -> Path:
     """File variant of :func:`clip_and_scale_array`; mask and image must share a grid."""

@@ -6,6 +6,7 @@ import logging
 import time
 from pathlib import Path
 
+from ..preprocessing import CLIP_PERCENTILES, SPACING_MM, WHITE_MATTER_LEVEL
 from ._io import PathT
 from .bias import n4_correct
 from .conform import conform
@@ -25,10 +26,15 @@ def preprocess_t1w(
     *,
     skull_strip: str = 'deepbet',
     sloppy: bool = False,
-    spacing: float = 1.0,
+    spacing: float = SPACING_MM,
+    lower: float = CLIP_PERCENTILES[0],
+    upper: float = CLIP_PERCENTILES[1],
+    white_matter: float = WHITE_MATTER_LEVEL,
     num_threads: int | None = None,
 ) -> dict[str, Path]:
-    """Conform, skull-strip, N4, resample to ``spacing`` mm, clip/scale to [0, 1].
+    """Conform, skull-strip, N4, resample to ``spacing`` mm, clip at the ``lower`` /
+    ``upper`` brain percentiles, scale to [0, 1] and anchor white matter at
+    ``white_matter`` (a model folder's preprocessing.json sets these).
 
     Returns paths: ``preproc`` (final [0, 1] image), ``mask`` (brain mask on the
     preproc grid), and the intermediates ``conformed``, ``brain``, ``brain_mask``
@@ -60,7 +66,14 @@ def preprocess_t1w(
         brain_mask, out_dir / f'{stem}_mask.nii.gz', interpolation='nearest', spacing=spacing
     )
     _tick('resample')
-    preproc = clip_and_scale(resampled, mask, out_dir / f'{stem}_preproc.nii.gz')
+    preproc = clip_and_scale(
+        resampled,
+        mask,
+        out_dir / f'{stem}_preproc.nii.gz',
+        lower=lower,
+        upper=upper,
+        white_matter=white_matter,
+    )
     _tick('clip_and_scale')
     LOGGER.info(
         '%s preprocessed: %s', in_file, ', '.join(f'{k} {v:.1f}s' for k, v in times.items())

@@ -69,6 +69,12 @@ class TargetReference:
         return cls(float(field_strength), pool_quantiles(scans), list(sources), origin)
 
     @property
+    def file_name(self) -> str:
+        """Where a participant run publishes it, under OUTPUT_DIR/logs/references/."""
+        field = f'{self.field_strength:g}T'.replace('.', 'p')
+        return f'target-{field}_reference-{self.sha256[:12]}.json'
+
+    @property
     def sha256(self) -> str:
         return hashlib.sha256(np.round(self.quantiles, 6).tobytes()).hexdigest()
 
@@ -98,12 +104,109 @@ class TargetReference:
         )
 
 
-def read_reference(path) -> TargetReference:
-    """A reference JSON file; raises ValueError naming the file and the problem."""
+def read_reference(path) -> TargetReference | None:
+    """A reference JSON file (None when it records that no scan was usable); raises
+    ValueError naming the file and the problem."""
     import json
     from pathlib import Path
 
     try:
-        return TargetReference.from_json(json.loads(Path(path).read_text()))
+        doc = json.loads(Path(path).read_text())
+        if isinstance(doc, dict) and doc.get('Quantiles', 0) is None:
+            return None
+        return TargetReference.from_json(doc)
     except (OSError, ValueError) as exc:
         raise ValueError(f'{path} is not a usable target-field reference: {exc}') from None
+
+
+def scan_quantiles(
+    in_file,
+    cache_dir,
+    *,
+    skull_strip: str = 'deepbet',
+    sloppy: bool = False,
+    spacing: float = 1.0,
+    lower: float = 0.1,
+    upper: float = 99.9,
+    white_matter: float = 0.81,
+) -> np.ndarray:
+    """Brain quantiles of one raw T1w scan, preprocessed as every input is.
+
+    Cached in ``cache_dir`` under the SHA-256 of the file's bytes and the settings, so
+    the jobs of an HPC array sharing a work directory compute each scan once, and a
+    scan's quantiles never depend on which job computed them.
+    """
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from ..atomic import write_text
+    from .pipeline import preprocess_t1w
+
+    settings = {
+        'skull_strip': skull_strip,
+        'sloppy': sloppy,
+        'spacing': spacing,
+        'lower': lower,
+        'upper': upper,
+        'white_matter': white_matter,
+        'levels': LEVELS,
+    }
+    digest = hashlib.sha256(Path(in_file).read_bytes())
+    digest.update(json.dumps(settings, sort_keys=True).encode())
+    cached = Path(cache_dir) / f'{digest.hexdigest()[:32]}.json'
+    if cached.is_file():
+        return np.asarray(json.loads(cached.read_text())['Quantiles'], np.float64)
+    import nibabel as nib
+
+    with tempfile.TemporaryDirectory(dir=cache_dir if Path(cache_dir).is_dir() else None) as tmp:
+        out = preprocess_t1w(
+            in_file,
+            tmp,
+            skull_strip=skull_strip,
+            sloppy=sloppy,
+            spacing=spacing,
+            lower=lower,
+            upper=upper,
+            white_matter=white_matter,
+            num_threads=1,
+        )
+        image = np.asanyarray(nib.load(out['preproc']).dataobj, dtype=np.float32)
+        mask = np.asanyarray(nib.load(out['mask']).dataobj) > 0
+        quantiles = brain_quantiles(image, mask)
+    write_text(
+        cached,
+        json.dumps(
+            {
+                'File': str(in_file),
+                'Settings': settings,
+                'Quantiles': np.round(quantiles, 6).tolist(),
+            }
+        )
+        + '\n',
+    )
+    return np.round(quantiles, 6)
+
+
+def build_reference(
+    images, sources, field_strength: float, cache_dir, **options
+) -> tuple[TargetReference | None, list[str]]:
+    """Pool the scans ``images`` (raw T1w files, named ``sources`` in records) into a
+    reference; a scan that cannot be preprocessed is left out. Returns the reference
+    (None if no scan was usable) and one line per scan left out. ``options`` go to
+    :func:`scan_quantiles`."""
+    import logging
+
+    from .errors import ImageError
+
+    scans, kept, problems = [], [], []
+    for path, source in zip(images, sources, strict=True):
+        try:
+            scans.append(scan_quantiles(path, cache_dir, **options))
+            kept.append(source)
+        except (ImageError, OSError, ValueError) as error:
+            problems.append(f'{source}: {error}')
+            logging.getLogger(__name__).warning('Reference scan left out: %s: %s', source, error)
+    if not scans:
+        return None, problems
+    return TargetReference.pooled(field_strength, scans, kept, 'dataset'), problems

@@ -13,12 +13,13 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from ..choices import SKULL_STRIP_METHODS
 from ._io import PathT, load_image, save_like, zooms_from_affine
 from .errors import ImageError, MissingDependencyError
 
 LOGGER = logging.getLogger(__name__)
 
-METHODS = ('deepbet', 'hdbet', 'none')
+
 #: Below this field of view (mm, smallest axis) an image cannot be a whole human head;
 #: the CNN skull strippers are not meaningful there.
 MIN_HEAD_FOV_MM = 100.0
@@ -159,8 +160,10 @@ def skull_strip(
     they raise ImageError. ``num_threads`` caps torch's CPU threads (process-wide) for
     the CNN methods; ``None`` keeps torch's default (all cores).
     """
-    if method not in METHODS:
-        raise ValueError(f'skull-strip method must be one of {METHODS}, not {method!r}')
+    if method not in SKULL_STRIP_METHODS:
+        raise ValueError(
+            f'skull-strip method must be one of {SKULL_STRIP_METHODS}, not {method!r}'
+        )
     img, data = load_image(in_file)
     if data.ndim != 3:
         raise ImageError(f'{in_file}: expected a 3-D image, got {data.shape}. Run conform first.')

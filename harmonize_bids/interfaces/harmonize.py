@@ -22,6 +22,7 @@ class _HarmonizeInputSpec(BaseInterfaceInputSpec):
     source_field = traits.Float(mandatory=True, desc="field strength of the input (T)")
     target_field = traits.Float(mandatory=True, desc="field strength to map to (T)")
     reference_file = File(exists=True, desc="target-field reference (JSON)")
+    reference_origin = traits.Str(desc="record the reference as coming from here ('file')")
     sampler = traits.Enum(*SAMPLERS, desc="sampler; default: the app's")
     steps = traits.Int(desc="sampling steps; default: the sampler's")
     ensemble = traits.Int(1, usedefault=True, desc="samples averaged")
@@ -43,6 +44,8 @@ class Harmonize(SimpleInterface):
     output_spec = _HarmonizeOutputSpec
 
     def _run_interface(self, runtime):
+        from dataclasses import replace
+
         import torch
 
         from ..image.reference import read_reference
@@ -68,6 +71,8 @@ class Harmonize(SimpleInterface):
             if isdefined(self.inputs.reference_file)
             else None
         )
+        if reference is not None and isdefined(self.inputs.reference_origin):
+            reference = replace(reference, origin=self.inputs.reference_origin)
         out_file = f"{runtime.cwd}/harmonized.nii.gz"
         self._results["provenance"] = harmonize_file(
             self.inputs.in_file,

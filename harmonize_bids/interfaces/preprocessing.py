@@ -10,7 +10,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..image.intensity import WHITE_MATTER_LEVEL
+from ..preprocessing import CLIP_PERCENTILES, WHITE_MATTER_LEVEL
 
 
 class _InFileSpec(BaseInterfaceInputSpec):
@@ -114,8 +114,8 @@ class Resample(SimpleInterface):
 
 class _ClipScaleInputSpec(_InFileSpec):
     mask_file = File(exists=True, mandatory=True, desc="brain mask on the same grid")
-    lower = traits.Float(0.1, usedefault=True, desc="lower percentile inside the brain")
-    upper = traits.Float(99.9, usedefault=True, desc="upper percentile inside the brain")
+    lower = traits.Float(CLIP_PERCENTILES[0], usedefault=True, desc="lower brain percentile")
+    upper = traits.Float(CLIP_PERCENTILES[1], usedefault=True, desc="upper brain percentile")
     white_matter = traits.Float(
         WHITE_MATTER_LEVEL, usedefault=True, desc="level of the white matter after scaling"
     )

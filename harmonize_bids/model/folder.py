@@ -8,6 +8,7 @@
       preprocessing.json     what the input must look like (spacing, orientation, ...)
       model.json             direction, fields, training data, metrics, weights_sha256
       model.safetensors      weights
+      reference.json         default target-field reference (reference-conditioned models)
 
 :func:`load_model_folder` rebuilds a :class:`HarmonizationModel` from the folder and
 refuses (:class:`ModelFolderError`, one line naming the file and the fix) a missing or
@@ -35,6 +36,7 @@ from safetensors.torch import save as st_save
 
 from ..atomic import replace_folder
 from ..choices import Direction
+from ..preprocessing import DEFAULT_PREPROCESSING
 from .network import build_network, network_config, pad_multiple
 from .schedulers import dpm_timesteps, schedule_config
 
@@ -44,22 +46,8 @@ FORMAT_VERSION = 2
 BUNDLED_MODELS = Path(__file__).parents[1] / "data" / "models"
 CONFIG_FILES = ("config.json", "scheduler_config.json", "preprocessing.json", "model.json")
 WEIGHTS_FILE = "model.safetensors"
+REFERENCE_FILE = "reference.json"
 
-#: What a model's input must look like (``preprocessing.json``).
-DEFAULT_PREPROCESSING: dict[str, Any] = {
-    "spacing_mm": [1.0, 1.0, 1.0],
-    "orientation": "RAS",
-    "skull_stripped": True,
-    "bias_corrected": True,
-    "clip_percentiles": [0.1, 99.9],
-    "white_matter_level": 0.81,  # harmonize_bids.image.WHITE_MATTER_LEVEL
-    "scale": [0.0, 1.0],
-    "slice_axis": 0,
-    "slice_plane": "sagittal",
-    "context_slices": 0,
-    "source_masked": True,
-    "reference_channel": False,
-}
 
 
 class ModelFolderError(ValueError):
@@ -87,6 +75,7 @@ class HarmonizationModel:
     preprocessing: dict[str, Any]
     meta: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    reference: dict[str, Any] | None = None  # reference.json: the default target reference
 
     @property
     def slice_axis(self) -> int:
@@ -196,6 +185,8 @@ def save_model_folder(
         for name, doc in documents.items():
             (tmp / name).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
         (tmp / WEIGHTS_FILE).write_bytes(weights)
+        if model.reference is not None:
+            (tmp / REFERENCE_FILE).write_text(json.dumps(model.reference, indent=1) + "\n")
         replace_folder(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -203,6 +194,11 @@ def save_model_folder(
     model.meta = full_meta
     model.path = path
     return path
+
+
+def read_preprocessing(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A model folder's preprocessing.json over the defaults, without loading the network."""
+    return {**DEFAULT_PREPROCESSING, **_read_json(Path(path) / "preprocessing.json")}
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -304,4 +300,5 @@ def load_model_folder(
         {**DEFAULT_PREPROCESSING, **docs["preprocessing.json"]},
         meta,
         path,
+        _read_json(path / REFERENCE_FILE) if (path / REFERENCE_FILE).is_file() else None,
     )

@@ -31,6 +31,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 from tqdm.auto import tqdm
 
+from ..choices import DEFAULT_SAMPLER, DEFAULT_STEPS
 from .device import autocast, available_memory, resolve_device, resolve_precision
 from .folder import HarmonizationModel
 from .schedulers import SAMPLERS, sampling_scheduler
@@ -38,9 +39,6 @@ from .slicing import SliceFrame, brain_slices
 
 LOGGER = logging.getLogger(__name__)
 
-#: Defaults chosen from benchmarks/speed.py (a full 1 mm volume well under 2 min on 2 cores).
-DEFAULT_SAMPLER = "dpm"
-DEFAULT_STEPS = 10
 NOISE_MODES = ("shared", "independent")
 _CPU_MAX_BATCH = 8
 #: On CPU the network always sees exactly this many slices per call (the last call padded),

@@ -39,7 +39,8 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-SAMPLERS = ("ddpm", "ddim", "dpm")
+from ..choices import SAMPLERS
+
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
 #: The last timestep at which ``dpm`` calls the network.

@@ -141,6 +141,7 @@ def fine_tuning_start(
         state["conv_in.weight"] = torch.cat([weight[:, :-1], zero, weight[:, -1:]], dim=1)
     fresh.net.load_state_dict(state)
     fresh.scheduler_config = dict(base.scheduler_config)
+    fresh.reference = base.reference
     fresh.preprocessing = {
         **base.preprocessing,
         "reference_channel": base.reference_channel or add_reference,

@@ -6,8 +6,9 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
-from ..image import SLOPPY_SPACING_MM, WHITE_MATTER_LEVEL
+from ..image import SLOPPY_SPACING_MM
 from ..interfaces.preprocessing import N4, ClipScale, Conform, Resample, SkullStrip
+from ..preprocessing import DEFAULT_PREPROCESSING, preprocessing_options
 
 _SKULL_STRIPPERS = {
     "deepbet": "deepbet (Fisch et al., 2024)",
@@ -17,24 +18,33 @@ _SKULL_STRIPPERS = {
 
 
 def init_t1w_preproc_wf(
-    *, skull_strip: str, sloppy: bool, omp_nthreads: int, name: str = "t1w_preproc_wf"
+    *,
+    skull_strip: str,
+    sloppy: bool,
+    omp_nthreads: int,
+    preprocessing: dict | None = None,
+    name: str = "t1w_preproc_wf",
 ) -> Workflow:
-    """Conform, skull-strip, N4-correct, resample to 1 mm and scale one T1w to [0, 1].
+    """Conform, skull-strip, N4-correct, resample and scale one T1w to [0, 1].
 
-    With ``sloppy`` (tests only) the grid is SLOPPY_SPACING_MM instead of 1 mm.
+    ``preprocessing`` is the model folder's preprocessing.json (default: the values new
+    models record): the grid spacing, clipping percentiles and white-matter level. With
+    ``sloppy`` (tests only) the grid is SLOPPY_SPACING_MM.
 
     Inputs: t1w.  Outputs: t1w_preproc (1 mm, [0, 1], zero outside the brain),
     brain_mask (on the same grid).
     """
+    options = preprocessing_options(preprocessing or DEFAULT_PREPROCESSING)
     workflow = Workflow(name=name)
     workflow.__desc__ = (
         "The T1-weighted image was reoriented to RAS+ without resampling, skull stripped "
         f"with {_SKULL_STRIPPERS[skull_strip]}, corrected for intensity non-uniformity "
-        "with N4 (Tustison et al., 2010; ANTsPy) inside the brain mask, resampled to 1 mm "
-        "isotropic voxels, clipped at the 0.1 and 99.9 percentiles of the brain and "
-        "scaled to [0, 1], as in Durrer et al. (2023), and rescaled so that the white "
-        "matter (the brightest class of a 3-class Gaussian mixture of the brain "
-        f"intensities; scikit-learn) sits at {WHITE_MATTER_LEVEL:g}. "
+        "with N4 (Tustison et al., 2010; ANTsPy) inside the brain mask, resampled to "
+        f"{options['spacing']:g} mm isotropic voxels, clipped at the {options['lower']:g} and "
+        f"{options['upper']:g} percentiles of the brain and scaled to [0, 1], as in Durrer "
+        "et al. (2023), and rescaled so that the white matter (the brightest class of a "
+        "3-class Gaussian mixture of the brain intensities; scikit-learn) sits at "
+        f"{options['white_matter']:g}. "
     )
     inputnode = pe.Node(niu.IdentityInterface(fields=["t1w"]), name="inputnode")
     outputnode = pe.Node(
@@ -50,14 +60,20 @@ def init_t1w_preproc_wf(
     bias_correction = pe.Node(
         N4(sloppy=sloppy), name="bias_correction", mem_gb=2, n_procs=omp_nthreads
     )
-    spacing = SLOPPY_SPACING_MM if sloppy else 1.0
+    spacing = SLOPPY_SPACING_MM if sloppy else options["spacing"]
     resample_t1w = pe.Node(
         Resample(interpolation="linear", spacing=spacing), name="resample_t1w", mem_gb=1
     )
     resample_mask = pe.Node(
         Resample(interpolation="nearest", spacing=spacing), name="resample_mask", mem_gb=1
     )
-    clip_scale = pe.Node(ClipScale(), name="clip_scale", mem_gb=1)
+    clip_scale = pe.Node(
+        ClipScale(
+            lower=options["lower"], upper=options["upper"], white_matter=options["white_matter"]
+        ),
+        name="clip_scale",
+        mem_gb=1,
+    )
 
     workflow.connect(
         [

@@ -9,8 +9,11 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
-from ..bids import T1wImage
+from ..bids import ReferencePlan, T1wImage
+from ..image import SLOPPY_SPACING_MM
 from ..interfaces.harmonize import Harmonize
+from ..interfaces.reference import TargetReference
+from ..preprocessing import DEFAULT_PREPROCESSING, preprocessing_options
 from ..provenance import passthrough_record
 from .anatomical import init_t1w_preproc_wf
 from .outputs import init_ds_outputs_wf
@@ -32,9 +35,16 @@ def init_harmonize_bids_wf(
     device: str,
     omp_nthreads: int,
     sloppy: bool,
+    preprocessing: dict | None = None,
+    references: dict[str, ReferencePlan] | None = None,
     name: str = "harmonize_bids_wf",
 ) -> Workflow:
-    """Preprocess every image; harmonize those not at the target field; write outputs."""
+    """Preprocess every image; harmonize those not at the target field; write outputs.
+
+    ``preprocessing`` is the model folder's preprocessing.json; ``references`` maps a
+    subject label to where its target-field reference comes from (absent: the model
+    folder's own).
+    """
     workflow = Workflow(name=name, base_dir=str(work_dir))
     for image in images:
         workflow.add_nodes(
@@ -53,6 +63,9 @@ def init_harmonize_bids_wf(
                     device=device,
                     omp_nthreads=omp_nthreads,
                     sloppy=sloppy,
+                    preprocessing=preprocessing,
+                    reference=(references or {}).get(image.subject),
+                    cache_dir=Path(work_dir) / "reference_cache",
                     name=image_workflow_name(image),
                 )
             ]
@@ -90,13 +103,24 @@ def init_single_t1w_wf(
     omp_nthreads: int,
     sloppy: bool,
     name: str,
+    preprocessing: dict | None = None,
+    reference: ReferencePlan | None = None,
+    cache_dir: Path | None = None,
 ) -> Workflow:
-    """One T1w: preprocess, harmonize (unless already at the target field), write."""
+    """One T1w: preprocess, harmonize (unless already at the target field), write.
+
+    ``reference`` names the other subjects' target-field scans to pool (or an explicit
+    reference file) for a reference-conditioned model; ``cache_dir`` keeps their
+    quantiles.
+    """
     workflow = Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=["t1w"]), name="inputnode")
     inputnode.inputs.t1w = str(image.path)
     t1w_preproc_wf = init_t1w_preproc_wf(
-        skull_strip=skull_strip, sloppy=sloppy, omp_nthreads=omp_nthreads
+        skull_strip=skull_strip,
+        sloppy=sloppy,
+        omp_nthreads=omp_nthreads,
+        preprocessing=preprocessing,
     )
     ds_outputs_wf = init_ds_outputs_wf(
         image=image, bids_dir=str(bids_dir), output_dir=str(output_dir)
@@ -158,6 +182,35 @@ def init_single_t1w_wf(
         "conditional denoising diffusion model (Durrer et al., 2023) that takes the source "
         "slice as anatomical guidance, applied to sagittal slices and stacked to 3D. "
     )
+    if reference is not None and reference.file is not None:
+        harmonize.inputs.reference_file = str(reference.file)
+        harmonize.inputs.reference_origin = "file"
+    elif reference is not None and reference.images:
+        options = preprocessing_options(preprocessing or DEFAULT_PREPROCESSING)
+        target_reference = pe.Node(
+            TargetReference(
+                images=[str(path) for path in reference.images],
+                sources=list(reference.sources),
+                field_strength=target_field,
+                cache_dir=str(cache_dir),
+                skull_strip=skull_strip,
+                sloppy=sloppy,
+                spacing=SLOPPY_SPACING_MM if sloppy else options["spacing"],
+                lower=options["lower"],
+                upper=options["upper"],
+                white_matter=options["white_matter"],
+                publish_dir=str(Path(output_dir) / "logs" / "references"),
+            ),
+            name="target_reference",
+            n_procs=1,
+            mem_gb=3,
+        )
+        workflow.__desc__ += (
+            "The model was also given the image histogram-matched to the study's "
+            f"{target_field:g} T scans of other participants ({len(reference.images)} "
+            "scans, preprocessed alike and pooled). "
+        )
+        workflow.connect([(target_reference, harmonize, [("out_file", "reference_file")])])
     workflow.connect(
         [
             (

@@ -7,7 +7,7 @@ import json
 import pytest
 from bidsfactory import SIDECAR_3, make_bids
 
-from harmonize_bids.cli import run as cli_run
+from harmonize_bids import participant
 from harmonize_bids.cli.run import main
 
 
@@ -202,7 +202,7 @@ def test_unexpected_failure_1_traceback_only_with_v(
     def explode(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(cli_run, "discover_t1w", explode)
+    monkeypatch.setattr(participant, "discover_t1w", explode)
     code, err = _run(capsys, travelling_dataset, tmp_path / "out", "participant")
     assert code == 1
     _assert_one_line_error(err, "disk on fire", "-v")
@@ -218,12 +218,13 @@ def test_version(capsys):
     assert "harmonize-bids 0." in capsys.readouterr().out
 
 
-def test_cli_sampling_defaults_mirror_the_model_package():
+def test_cli_sampling_defaults_are_the_model_package_s():
     """--help states the sampler defaults without importing torch; they must be the real ones."""
     from harmonize_bids.cli import parser
     from harmonize_bids.model import sampling, schedulers
 
-    assert parser.SAMPLERS == schedulers.SAMPLERS
+    assert "torch" not in parser.__dict__
+    assert parser.SAMPLERS is schedulers.SAMPLERS
     assert (parser.DEFAULT_SAMPLER, parser.DEFAULT_STEPS) == (
         sampling.DEFAULT_SAMPLER,
         sampling.DEFAULT_STEPS,

@@ -91,8 +91,8 @@ def test_init_from_must_be_a_model_of_the_direction(travelling_dataset, tmp_path
 
 
 def test_init_from_bundled_is_the_packaged_model_of_the_direction():
-    from harmonize_bids.cli.train import parse_args
     from harmonize_bids.choices import Direction
+    from harmonize_bids.cli.train import parse_args
     from harmonize_bids.model.folder import bundled_model_dir
     from harmonize_bids.training import initial_model
 
@@ -175,8 +175,8 @@ def test_train_usage_errors(travelling_dataset, tmp_path, capsys):
 
 def test_model_json_records_phantom_seeds(tmp_path):
     from harmonize_bids.bids import discover_t1w, load_layout, pair_sessions
-    from harmonize_bids.training import describe_training_data
     from harmonize_bids.phantom import write_phantom_dataset
+    from harmonize_bids.training import describe_training_data
 
     bids = write_phantom_dataset(
         tmp_path / "phantom", n_subjects=2, seed=41, size="tiny", lesion_fraction=0.5

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from packaging_support import REPO
 
-from harmonize_bids.cli.run import _load_plugin_settings
+from harmonize_bids.cli.run import load_plugin_settings as _load_plugin_settings
 
 HPC = REPO / "docs" / "hpc"
 SCRIPT = HPC / "harmonize_bids_array.sbatch"
