@@ -71,6 +71,7 @@ class TrainingSet:
     references: list
     lesions: list | None
     excluded: dict[str, str]
+    pooled_targets: object = None  # every pair's target scan pooled: the model's default
 
 
 def run_training(request: TrainingRequest) -> int:
@@ -173,7 +174,7 @@ def training_set(
     lesions = None
     if request.lesion_masks:
         lesions = lesion_masks(request.lesion_masks, pairs, prepared)
-    references = training_references(prepared, request.direction.target)
+    references, pooled = training_references(prepared, request.direction.target)
     return TrainingSet(
         pairs,
         prepared,
@@ -181,12 +182,14 @@ def training_set(
         references,
         lesions,
         excluded,
+        pooled,
     )
 
 
-def training_references(prepared: list, target_field: float) -> list:
+def training_references(prepared: list, target_field: float) -> tuple[list, object]:
     """Each pair's target-field reference: the other pairs' target scans pooled (its own
-    target scan when it is the only pair, with a warning)."""
+    target scan when it is the only pair, with a warning); and all of them pooled, the
+    model's default reference."""
     from .image.reference import TargetReference, brain_quantiles
     from .training_data import load_target_scan
 
@@ -209,7 +212,10 @@ def training_references(prepared: list, target_field: float) -> list:
                 target_field, [q for q, _ in others], [name for _, name in others]
             )
         )
-    return references
+    pooled = TargetReference.pooled(
+        target_field, [q for _, q, _ in scans], [name for _, _, name in scans], "model default"
+    )
+    return references, pooled
 
 
 def starting_model(request: TrainingRequest, init, seed: int):
@@ -260,6 +266,7 @@ def train_model(
     lesions = None if data.lesions is None else [data.lesions[i] for i in chosen]
     volumes = PairedVolumes(sources, targets, masks, lesions=lesions, matched=matched)
     model = starting_model(request, init, request.schedule.seed)
+    model.reference = data.pooled_targets.to_json()
     record = describe_training_data(
         request.bids_dir, [data.pairs[i] for i in chosen], data.excluded
     )

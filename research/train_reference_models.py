@@ -21,7 +21,13 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from harmonize_bids.image.reference import brain_quantiles, match_to_reference, pool_quantiles
+from harmonize_bids.choices import Direction
+from harmonize_bids.image.reference import (
+    TargetReference,
+    brain_quantiles,
+    match_to_reference,
+    pool_quantiles,
+)
 from harmonize_bids.model.folder import bundled_model_dir, load_model_folder, new_model
 from harmonize_bids.model.training import (
     PairedVolumes,
@@ -67,7 +73,11 @@ def collect(data: list[tuple[Path, Path]], direction: str) -> dict[str, list]:
     records = []
     for bids, work in data:
         sites = _sites(bids)
-        for path in sorted(work.glob(f"pairs/sub-*/pair_{direction}.json")):
+        slug = Direction(source_field, target_field).slug
+        found = sorted(work.glob(f"pairs/sub-*/pair_{slug}.json"))
+        # pair records of the code before the direction slug
+        found = found or sorted(work.glob(f"pairs/sub-*/pair_{direction}.json"))
+        for path in found:
             record = json.loads(path.read_text())
             subject = path.parent.name
             image, mask = _target_scan(work, subject, target_field)
@@ -82,6 +92,12 @@ def collect(data: list[tuple[Path, Path]], direction: str) -> dict[str, list]:
                 }
             )
     out = {"sources": [], "targets": [], "masks": [], "matched": [], "lesions": [], "subjects": []}
+    out["pooled"] = TargetReference.pooled(
+        target_field,
+        [e["quantiles"] for e in records],
+        [e["key"] for e in records],
+        "model default",
+    )
     for entry in records:
         others = [
             e["quantiles"]
@@ -163,6 +179,7 @@ def main() -> None:
         # A per-phantom sampler ending of the paper-phantom models does not carry over.
         init.scheduler_config.pop("dpm_last_timestep", None)
         model = fine_tuning_start(init, source_field, target_field, name, reference_channel=True)
+    model.reference = volumes["pooled"].to_json()
     schedule = TrainingSchedule(
         iterations=args.iterations,
         batch_size=args.batch_size,
