@@ -121,10 +121,15 @@ def segment_tissues(
     import ants
 
     _check_same_shape(image, mask)
-    mask = np.asarray(mask, bool)
-    if mask.sum() < 3:
+    full_mask = np.asarray(mask, bool)
+    if full_mask.sum() < 3:
         raise ValueError("the mask holds fewer than 3 voxels; nothing to segment")
-    data = np.where(mask, np.asarray(image, np.float32), 0).astype(np.float32)
+    # Atropos on the mask's bounding box (one voxel of margin for the MRF): same labels,
+    # a fraction of the voxels.
+    where = np.argwhere(full_mask)
+    box = tuple(slice(max(lo - 1, 0), hi + 2) for lo, hi in zip(where.min(0), where.max(0)))
+    mask = full_mask[box]
+    data = np.where(mask, np.asarray(image, np.float32)[box], 0).astype(np.float32)
     ants_image = ants.from_numpy(data, spacing=tuple(float(s) for s in spacing))
     ants_mask = ants.from_numpy(mask.astype(np.float32), spacing=tuple(float(s) for s in spacing))
     radius = "x".join("1" for _ in range(data.ndim))
@@ -143,7 +148,9 @@ def segment_tissues(
     means = [float(data[mask & (raw == value)].mean()) for value in classes]
     for rank, index in enumerate(np.argsort(means)):
         labels[mask & (raw == classes[index])] = rank + 1
-    return labels
+    full = np.zeros(full_mask.shape, np.uint8)
+    full[box] = labels
+    return full
 
 
 @contextlib.contextmanager
