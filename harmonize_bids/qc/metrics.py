@@ -127,7 +127,8 @@ def segment_tissues(
     # Atropos on the mask's bounding box (one voxel of margin for the MRF): same labels,
     # a fraction of the voxels.
     where = np.argwhere(full_mask)
-    box = tuple(slice(max(lo - 1, 0), hi + 2) for lo, hi in zip(where.min(0), where.max(0)))
+    lows, highs = where.min(0), where.max(0)
+    box = tuple(slice(max(lo - 1, 0), hi + 2) for lo, hi in zip(lows, highs, strict=True))
     mask = full_mask[box]
     data = np.where(mask, np.asarray(image, np.float32)[box], 0).astype(np.float32)
     ants_image = ants.from_numpy(data, spacing=tuple(float(s) for s in spacing))
