@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .atomic import create_once, write_text
-from .image.intensity import WHITE_MATTER_LEVEL
+from .preprocessing import CLIP_PERCENTILES, WHITE_MATTER_LEVEL
 
 #: The entities that name one T1w image's derivatives (pybids names, file-name order).
 IMAGE_ENTITIES = ("subject", "session", "acquisition", "run")
@@ -83,8 +83,8 @@ KINDS = {
         "preproc",
         "T1w",
         "Skull stripped, N4 bias corrected, resampled to 1 mm isotropic, clipped at "
-        "the 0.1/99.9 brain percentiles, scaled to [0, 1] and rescaled to put white "
-        f"matter at {WHITE_MATTER_LEVEL:g}.",
+        "the {:g}/{:g} brain percentiles, scaled to [0, 1] and rescaled to put white "
+        "matter at {:g}.".format(*CLIP_PERCENTILES, WHITE_MATTER_LEVEL),
     ),
     "mask": Kind("brain", "mask", "Brain mask on the grid of the preprocessed T1w."),
     "harmonized": Kind(
