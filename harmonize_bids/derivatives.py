@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .atomic import create_once, write_text
+from .choices import field_label
 from .preprocessing import CLIP_PERCENTILES, WHITE_MATTER_LEVEL
 
 #: The entities that name one T1w image's derivatives (pybids names, file-name order).
@@ -36,6 +37,8 @@ PATTERNS = {
     "subject_figure": "sub-{subject}/figures/" + _STEM + "_{figure}.png",
     "group_image_figure": "group/figures/" + _STEM + "_{figure}.png",
     "group_figure": "group/figures/{figure}.png",
+    # A pooled target-field reference a participant run used (the sidecar points here).
+    "reference": "logs/references/target-{field}_reference-{sha}.json",
 }
 
 DATASET_DESCRIPTION = "dataset_description.json"
@@ -133,6 +136,11 @@ def group_figure(figure: str, entities: Mapping[str, object] | None = None) -> s
     if entities is None:
         return _build({"figure": figure}, "group_figure")
     return _build({**image_entities(entities), "figure": figure}, "group_image_figure")
+
+
+def reference_file(field_strength: float, sha256: str) -> str:
+    """Where a run publishes a pooled target-field reference, relative to OUTPUT_DIR."""
+    return _build({"field": field_label(field_strength), "sha": sha256[:12]}, "reference")
 
 
 def parse_derivative(relative: str | os.PathLike[str]) -> tuple[str, dict[str, str]] | None:

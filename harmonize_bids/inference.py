@@ -90,6 +90,7 @@ def harmonize(
 
     ``reference`` is required by a reference-conditioned model and ignored otherwise.
     """
+    from .image.domain import contrast_profile
     from .image.intensity import anchor_white_matter
     from .image.reference import match_to_reference
     from .model.sampling import sample_volume
@@ -118,26 +119,54 @@ def harmonize(
         progress=progress,
         matched=matched,
     )
+    before = contrast_profile(volume, mask)
+    after = contrast_profile(sampled, mask)
     image = anchor_white_matter(
-        sampled, mask, level=float(model.preprocessing["white_matter_level"])
+        sampled,
+        mask,
+        level=float(model.preprocessing["white_matter_level"]),
+        current=after["wm_mean"],
     )
+    warnings = domain_warnings(model, before, after, reference or default_reference(model))
+    for warning in warnings:
+        LOGGER.warning("Out of the model's domain: %s", warning)
     provenance = harmonization_record(
         model=model, settings=settings, reference=reference if model.reference_channel else None
     )
+    provenance["DomainWarnings"] = warnings
     return Harmonized(image, provenance)
 
 
-def default_reference(model: Any) -> TargetReference:
+def domain_warnings(
+    model: Any, before: dict, after: dict, reference: TargetReference | None
+) -> list[str]:
+    """Why this input or its output may lie outside what the model learned (see
+    :mod:`harmonize_bids.image.domain`); empty when nothing stands out."""
+    from .image.domain import contrast_gap, outside_range, quantile_profile, weight_shift
+
+    domain = model.meta.get("domain") or {}
+    problems = outside_range(before, domain.get("source", {}), "the input's")
+    if reference is not None:
+        target = quantile_profile(reference.quantiles)
+        problems += outside_range(target, domain.get("reference", {}), "the target reference's")
+        problems += contrast_gap(after, target)
+    return problems + weight_shift(before, after)
+
+
+def default_reference(model: Any) -> TargetReference | None:
     """The model folder's own reference (its training data's target-field scans), for a
-    study without target-field scans of its own."""
+    study without target-field scans of its own (None for a folder without one)."""
+    if model.reference is None and not model.reference_channel:
+        return None
     if model.reference is None:
         raise ValueError(
             f"{model.path or 'this model'} needs a target-field reference and its folder has "
             "no reference.json; give one with --target-reference."
         )
     reference = TargetReference.from_json(model.reference)
-    return TargetReference(reference.field_strength, reference.quantiles, reference.sources,
-                           "model default")
+    return TargetReference(
+        reference.field_strength, reference.quantiles, reference.sources, "model default"
+    )
 
 
 def harmonize_file(

@@ -6,6 +6,7 @@ from importlib import metadata
 from typing import Any
 
 from . import __version__
+from .derivatives import reference_file
 
 _SOFTWARE = ("torch", "diffusers", "nipype", "nibabel", "antspyx", "deepbet")
 
@@ -55,7 +56,7 @@ def reference_record(reference: Any) -> dict[str, Any]:
         "SHA256": reference.sha256,
     }
     if reference.origin == "dataset":
-        record["File"] = f"logs/references/{reference.file_name}"
+        record["File"] = reference_file(reference.field_strength, reference.sha256)
     return record
 
 

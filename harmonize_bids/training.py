@@ -267,6 +267,9 @@ def train_model(
     volumes = PairedVolumes(sources, targets, masks, lesions=lesions, matched=matched)
     model = starting_model(request, init, request.schedule.seed)
     model.reference = data.pooled_targets.to_json()
+    model.meta["domain"] = training_domain(
+        [data.volumes[i] for i in chosen], [data.references[i] for i in chosen]
+    )
     record = describe_training_data(
         request.bids_dir, [data.pairs[i] for i in chosen], data.excluded
     )
@@ -290,6 +293,17 @@ def train_model(
             "Model written to %s after %d iterations%s", result.model_dir, result.iterations, val
         )
     return result
+
+
+def training_domain(volumes: list[tuple], references: list) -> dict:
+    """The contrast profiles' ranges of the training sources and of their references
+    (model.json ``domain``; inference warns outside them)."""
+    from .image.domain import contrast_profile, profile_range, quantile_profile
+
+    return {
+        "source": profile_range([contrast_profile(source, mask) for source, _, mask in volumes]),
+        "reference": profile_range([quantile_profile(r.quantiles) for r in references]),
+    }
 
 
 def lesion_masks(derivatives: Path, pairs: list[TravellingPair], prepared: list) -> list:

@@ -26,7 +26,6 @@ from harmonize_bids.image.reference import (
     TargetReference,
     brain_quantiles,
     match_to_reference,
-    pool_quantiles,
 )
 from harmonize_bids.model.folder import bundled_model_dir, load_model_folder, new_model
 from harmonize_bids.model.training import (
@@ -36,6 +35,7 @@ from harmonize_bids.model.training import (
     train,
 )
 from harmonize_bids.phantom import truth_file
+from harmonize_bids.training import training_domain
 
 LOGGER = logging.getLogger("train_reference_models")
 DIRECTIONS = {"1.5T-to-3T": (1.5, 3.0), "3T-to-1.5T": (3.0, 1.5)}
@@ -91,7 +91,15 @@ def collect(data: list[tuple[Path, Path]], direction: str) -> dict[str, list]:
                     "quantiles": brain_quantiles(image, mask > 0),
                 }
             )
-    out = {"sources": [], "targets": [], "masks": [], "matched": [], "lesions": [], "subjects": []}
+    out = {
+        "sources": [],
+        "targets": [],
+        "masks": [],
+        "matched": [],
+        "lesions": [],
+        "subjects": [],
+        "references": [],
+    }
     out["pooled"] = TargetReference.pooled(
         target_field,
         [e["quantiles"] for e in records],
@@ -111,7 +119,8 @@ def collect(data: list[tuple[Path, Path]], direction: str) -> dict[str, list]:
         mask = _load(record["mask"]) > 0
         source = _load(record["source"]) * mask
         target = np.clip(_load(record["target"]), 0, 1) * mask
-        matched = match_to_reference(source, mask, pool_quantiles(others))
+        reference = TargetReference.pooled(target_field, others, [])
+        matched = match_to_reference(source, mask, reference.quantiles)
         lesion_file = truth_file(
             entry["bids"], entry["subject"], SESSION[source_field], "label-lesion_mask.nii.gz"
         )
@@ -132,6 +141,7 @@ def collect(data: list[tuple[Path, Path]], direction: str) -> dict[str, list]:
         out["targets"].append(target[box].astype(np.float16))
         out["masks"].append(mask[box])
         out["matched"].append(matched[box].astype(np.float16))
+        out["references"].append(reference)
         out["lesions"].append(None if lesion is None else lesion[box])
         out["subjects"].append(entry["key"])
     return out
@@ -180,6 +190,10 @@ def main() -> None:
         init.scheduler_config.pop("dpm_last_timestep", None)
         model = fine_tuning_start(init, source_field, target_field, name, reference_channel=True)
     model.reference = volumes["pooled"].to_json()
+    model.meta["domain"] = training_domain(
+        list(zip(volumes["sources"], volumes["targets"], volumes["masks"], strict=True)),
+        volumes["references"],
+    )
     schedule = TrainingSchedule(
         iterations=args.iterations,
         batch_size=args.batch_size,

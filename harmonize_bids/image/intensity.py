@@ -22,8 +22,9 @@ from .errors import ImageError
 _MIXTURE_SAMPLES = 150_000
 
 
-def white_matter_level(data: np.ndarray, mask: np.ndarray) -> float:
-    """Mean intensity of the brightest of 3 Gaussian classes of the brain (T1w: WM)."""
+def tissue_mixture(data: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Means and weights of 3 Gaussian classes of the brain intensities, darkest first
+    (T1w: CSF, GM, WM)."""
     from sklearn.mixture import GaussianMixture
 
     values = np.asarray(data, np.float64)[np.asarray(mask) > 0]
@@ -35,18 +36,30 @@ def white_matter_level(data: np.ndarray, mask: np.ndarray) -> float:
     mixture = GaussianMixture(3, means_init=start, tol=1e-6, max_iter=1000, random_state=0).fit(
         values
     )
-    return float(mixture.means_.max())
+    order = np.argsort(mixture.means_[:, 0])
+    return mixture.means_[order, 0], mixture.weights_[order]
+
+
+def white_matter_level(data: np.ndarray, mask: np.ndarray) -> float:
+    """Mean intensity of the brightest of 3 Gaussian classes of the brain (T1w: WM)."""
+    return float(tissue_mixture(data, mask)[0][-1])
 
 
 def anchor_white_matter(
-    scaled: np.ndarray, mask: np.ndarray, *, level: float = WHITE_MATTER_LEVEL
+    scaled: np.ndarray,
+    mask: np.ndarray,
+    *,
+    level: float = WHITE_MATTER_LEVEL,
+    current: float | None = None,
 ) -> np.ndarray:
     """Rescale a [0, 1] brain so its white matter sits at ``level``; clip to [0, 1].
 
-    Voxels outside the mask are 0. Returns float32.
+    ``current`` is the white matter's level now, when already known. Voxels outside the
+    mask are 0. Returns float32.
     """
     mask = np.asarray(mask) > 0
-    current = white_matter_level(scaled, mask)
+    if current is None:
+        current = white_matter_level(scaled, mask)
     if not current > 0:
         raise ImageError('no white matter found above zero intensity. Check the input.')
     out = np.clip(np.asarray(scaled, np.float32) * np.float32(level / current), 0.0, 1.0)

@@ -69,12 +69,6 @@ class TargetReference:
         return cls(float(field_strength), pool_quantiles(scans), list(sources), origin)
 
     @property
-    def file_name(self) -> str:
-        """Where a participant run publishes it, under OUTPUT_DIR/logs/references/."""
-        field = f'{self.field_strength:g}T'.replace('.', 'p')
-        return f'target-{field}_reference-{self.sha256[:12]}.json'
-
-    @property
     def sha256(self) -> str:
         return hashlib.sha256(np.round(self.quantiles, 6).tobytes()).hexdigest()
 

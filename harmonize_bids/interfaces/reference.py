@@ -26,7 +26,7 @@ class _TargetReferenceInputSpec(BaseInterfaceInputSpec):
     lower = traits.Float(mandatory=True, desc="lower clipping percentile")
     upper = traits.Float(mandatory=True, desc="upper clipping percentile")
     white_matter = traits.Float(mandatory=True, desc="white-matter level")
-    publish_dir = Directory(desc="also write the reference here (OUTPUT_DIR/logs/references)")
+    output_dir = Directory(desc="also publish the reference in OUTPUT_DIR (derivatives spec)")
 
 
 class _TargetReferenceOutputSpec(TraitedSpec):
@@ -44,6 +44,7 @@ class TargetReference(SimpleInterface):
         from pathlib import Path
 
         from ..atomic import write_text
+        from ..derivatives import reference_file
         from ..image.reference import build_reference
 
         Path(self.inputs.cache_dir).mkdir(parents=True, exist_ok=True)
@@ -64,7 +65,8 @@ class TargetReference(SimpleInterface):
         out_file = Path(runtime.cwd) / "reference.json"
         text = json.dumps(doc, indent=1) + "\n"
         write_text(out_file, text)
-        if reference is not None and isdefined(self.inputs.publish_dir):
-            write_text(Path(self.inputs.publish_dir) / reference.file_name, text)
+        if reference is not None and isdefined(self.inputs.output_dir):
+            published = reference_file(reference.field_strength, reference.sha256)
+            write_text(Path(self.inputs.output_dir) / published, text)
         self._results["out_file"] = str(out_file)
         return runtime

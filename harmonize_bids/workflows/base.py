@@ -199,7 +199,7 @@ def init_single_t1w_wf(
                 lower=options["lower"],
                 upper=options["upper"],
                 white_matter=options["white_matter"],
-                publish_dir=str(Path(output_dir) / "logs" / "references"),
+                output_dir=str(output_dir),
             ),
             name="target_reference",
             n_procs=1,

@@ -1,0 +1,59 @@
+"""The out-of-domain check: silent on an input like the training data, a warning in the
+sidecar for one far outside it and for an output whose contrast left the target's."""
+
+from __future__ import annotations
+
+import numpy as np
+from bidsfactory import tiny_model
+
+import harmonize_bids.model.sampling as sampling
+from harmonize_bids.image.domain import contrast_profile, outside_range, profile_range
+from harmonize_bids.image.reference import TargetReference, brain_quantiles
+from harmonize_bids.inference import InferenceSettings, harmonize
+from harmonize_bids.model.folder import load_model_folder
+
+
+def _brain(levels, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(3, size=(10, 32, 32), p=[0.2, 0.45, 0.35])
+    volume = np.asarray(levels)[labels] + rng.normal(0, 0.02, labels.shape)
+    mask = np.ones(labels.shape, bool)
+    return np.clip(volume, 0, 1).astype(np.float32), mask
+
+
+def _model(tmp_path):
+    model = load_model_folder(tiny_model(tmp_path))
+    training = [
+        contrast_profile(*_brain((0.25 + d, 0.6 + d, 0.81), seed=i))
+        for i, d in enumerate((-0.03, 0.0, 0.03))
+    ]
+    model.meta["domain"] = {"source": profile_range(training)}
+    return model
+
+
+def test_in_range_input_and_faithful_output_raise_nothing(tmp_path, monkeypatch):
+    model = _model(tmp_path)
+    monkeypatch.setattr(sampling, "sample_volume", lambda m, v, k, **_: v)
+    volume, mask = _brain((0.25, 0.6, 0.81), seed=7)
+    settings = InferenceSettings.resolve(model, steps=2, device="cpu")
+    assert harmonize(model, volume, mask, settings).provenance["DomainWarnings"] == []
+
+
+def test_far_input_and_moved_tissue_classes_are_named(tmp_path, monkeypatch):
+    model = _model(tmp_path)
+    # an inverted contrast (CSF bright, as in a T2w): far outside the T1w training range
+    volume, mask = _brain((0.81, 0.5, 0.3), seed=7)
+    profile = contrast_profile(volume, mask)
+    assert outside_range(profile, model.meta["domain"]["source"], "the input's")
+
+    # the "model" turns grey matter into white matter
+    def merge(m, v, k, **_):
+        return np.where(np.abs(v - 0.5) < 0.08, 0.3, v).astype(np.float32)
+
+    monkeypatch.setattr(sampling, "sample_volume", merge)
+    settings = InferenceSettings.resolve(model, steps=2, device="cpu")
+    reference = TargetReference.pooled(3.0, [brain_quantiles(*_brain((0.3, 0.6, 0.81)))], ["t"])
+    result = harmonize(model, volume, mask, settings, reference=reference)
+    warnings = result.provenance["DomainWarnings"]
+    assert any("outside the model's training range" in w for w in warnings)
+    assert any("GM/WM contrast" in w and "far from the target reference" in w for w in warnings)
