@@ -134,15 +134,25 @@ def segment_tissues(
     ants_image = ants.from_numpy(data, spacing=tuple(float(s) for s in spacing))
     ants_mask = ants.from_numpy(mask.astype(np.float32), spacing=tuple(float(s) for s in spacing))
     radius = "x".join("1" for _ in range(data.ndim))
+    options = {
+        "x": ants_mask,
+        "i": "KMeans[3]",
+        "m": f"[{mrf},{radius}]",
+        "c": f"[{iterations},0]",
+        "r": 0,
+    }
     with _private_tempdir():
-        result = ants.atropos(
-            a=ants_image,
-            x=ants_mask,
-            i="KMeans[3]",
-            m=f"[{mrf},{radius}]",
-            c=f"[{iterations},0]",
-            r=0,
-        )
+        try:
+            result = ants.atropos(a=ants_image, **options)
+        except Exception:  # noqa: BLE001 - ANTsPy raises a bare Exception
+            # A class of identical values (e.g. a histogram-matched image's ties) makes its
+            # covariance singular (variance below 1e-6): break the ties with a fixed dither
+            # of +-0.005 (under 2 of the 255 AHD bins) and retry.
+            dither = np.random.default_rng(0).uniform(-5e-3, 5e-3, data.shape)
+            dithered = np.where(mask, data + dither, 0).astype(np.float32)
+            result = ants.atropos(
+                a=ants.from_numpy(dithered, spacing=ants_image.spacing), **options
+            )
     raw = result["segmentation"].numpy().astype(np.int16)
     labels = np.zeros(data.shape, np.uint8)
     classes = [value for value in np.unique(raw[mask]) if value > 0]
@@ -242,6 +252,33 @@ def through_plane_consistency(image: np.ndarray, mask: np.ndarray, *, axis: int 
     in_plane = np.mean([roughness(k) for k in range(3) if k != axis])
     across = roughness(axis)
     return float(across / in_plane) if in_plane > 0 else float("nan")
+
+
+def detail_energy(image: np.ndarray, mask: np.ndarray, *, erosion: int = 2) -> float:
+    """Fine-detail (high-frequency) energy: the RMS of the image's Laplacian inside the
+    brain mask eroded by ``erosion`` voxels (away from the brain's edge)."""
+    from scipy import ndimage
+
+    _check_same_shape(image, mask)
+    core = ndimage.binary_erosion(np.asarray(mask, bool), iterations=erosion)
+    if not core.any():
+        return float("nan")
+    laplacian = ndimage.laplace(np.asarray(image, np.float64))
+    return float(np.sqrt(np.mean(laplacian[core] ** 2)))
+
+
+def gradient_correlation(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    """Pearson correlation of two images' gradient magnitudes inside ``mask``: how much of
+    one image's edges and detail the other keeps."""
+    from scipy import ndimage
+
+    _check_same_shape(a, b, mask)
+    mask = np.asarray(mask, bool)
+    ga, gb = (
+        ndimage.generic_gradient_magnitude(np.asarray(x, np.float64), ndimage.sobel)
+        for x in (a, b)
+    )
+    return float(np.corrcoef(ga[mask], gb[mask])[0, 1])
 
 
 def robust_z(values: Sequence[float] | np.ndarray) -> np.ndarray:
