@@ -68,8 +68,7 @@ def measure(image, mask, source, reference_hist, reference_fractions) -> dict:
 
 
 def run_direction(direction: Direction, source: tuple, target: tuple, model_dir) -> dict:
-    from harmonize_bids.image.reference import TargetReference, brain_quantiles
-    from harmonize_bids.image.reference import match_to_reference
+    from harmonize_bids.image.reference import TargetReference, brain_quantiles, match_to_reference
     from harmonize_bids.inference import InferenceSettings, harmonize
     from harmonize_bids.model.folder import bundled_model_dir, load_model_folder
 
