@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from harmonize_bids.choices import SKULL_STRIP_METHODS
 from harmonize_bids.phantom import truth_file
 
 
@@ -57,7 +58,7 @@ def _one_session(raw: str, truth: str, method: str, threads: int, queue) -> None
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("phantom", type=Path)
-    parser.add_argument("--skull-strip", default="deepbet", choices=("deepbet", "hdbet"))
+    parser.add_argument("--skull-strip", default="deepbet", choices=SKULL_STRIP_METHODS[:2])
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     rows = []

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .choices import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
+from .choices import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS, Direction
 from .image.reference import TargetReference
 
 LOGGER = logging.getLogger(__name__)
@@ -173,15 +173,41 @@ def harmonize_file(
     in_file: str,
     mask_file: str,
     out_file: str,
-    model: Any,
-    settings: InferenceSettings,
+    model_dir: str,
+    direction: Direction,
     *,
-    reference: TargetReference | None = None,
+    sampler: str | None = None,
+    steps: int | None = None,
+    ensemble: int = 1,
+    seed: int = 0,
+    device: str = "auto",
+    num_threads: int | None = None,
+    reference_file: str | None = None,
+    reference_origin: str | None = None,
 ) -> dict[str, Any]:
-    """:func:`harmonize` on NIfTI files; writes ``out_file`` (float32, the input's grid)
-    and returns the provenance."""
-    import nibabel as nib
+    """:func:`harmonize` on NIfTI files, as a participant run's node does: load the model
+    folder of ``direction``, resolve the settings and the reference (a JSON file; its
+    recorded origin overridden by ``reference_origin``), write ``out_file`` (float32, the
+    input's grid) and return the provenance."""
+    from dataclasses import replace
 
+    import nibabel as nib
+    import torch
+
+    from .image.reference import read_reference
+    from .model.folder import load_model_folder
+
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    model = load_model_folder(
+        model_dir, source_field=direction.source, target_field=direction.target
+    )
+    settings = InferenceSettings.resolve(
+        model, sampler=sampler, steps=steps, ensemble=ensemble, seed=seed, device=device
+    )
+    reference = read_reference(reference_file) if reference_file else None
+    if reference is not None and reference_origin:
+        reference = replace(reference, origin=reference_origin)
     image = nib.load(in_file)
     volume = np.asanyarray(image.dataobj, dtype=np.float32)
     mask = np.asanyarray(nib.load(mask_file).dataobj) > 0

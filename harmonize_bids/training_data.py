@@ -91,8 +91,11 @@ def prepare_pair(
     inputs = [str(pair.source.path), str(pair.target.path)]
     source = _preprocessed(pair.source, subject_dir, skull_strip=skull_strip, sloppy=sloppy)
     target = _preprocessed(pair.target, subject_dir, skull_strip=skull_strip, sloppy=sloppy)
-    scan = {"target_scan": target["preproc"], "target_mask": target["mask"],
-            "target_name": pair.target.path.name}
+    scan = {
+        "target_scan": target["preproc"],
+        "target_mask": target["mask"],
+        "target_name": pair.target.path.name,
+    }
     if done.is_file():
         recorded = json.loads(done.read_text())
         if recorded["inputs"] == inputs and recorded.get("registration", "syn") == registration:

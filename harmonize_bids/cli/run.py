@@ -51,8 +51,10 @@ def run(options: argparse.Namespace) -> int:
     if reference not in ("auto", "none"):
         reference = str(Path(reference).absolute())
         if not Path(reference).exists():
-            raise MissingInputError(f"--target-reference {options.target_reference} does not "
-                                    "exist; give a reference JSON, a T1w NIfTI or a folder.")
+            raise MissingInputError(
+                f"--target-reference {options.target_reference} does not "
+                "exist; give a reference JSON, a T1w NIfTI or a folder."
+            )
     return run_participant_level(
         ParticipantSettings(
             bids_dir=bids_dir,

@@ -18,6 +18,7 @@ from .intensity import (
     clip_and_scale,
     clip_and_scale_array,
     scaling_problem,
+    scaling_problem_file,
     white_matter_level,
 )
 from .pipeline import SLOPPY_SPACING_MM, preprocess_t1w
@@ -45,6 +46,7 @@ __all__ = [
     'resample_pair',
     'resample_to_1mm',
     'scaling_problem',
+    'scaling_problem_file',
     'skull_strip',
     'white_matter_level',
 ]

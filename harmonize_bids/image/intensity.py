@@ -155,3 +155,10 @@ def scaling_problem(
             'fat left by skull stripping)'
         )
     return None
+
+
+def scaling_problem_file(in_file: PathT, mask_file: PathT) -> str | None:
+    """File variant of :func:`scaling_problem`."""
+    _, data = load_image(in_file)
+    _, mask = load_image(mask_file)
+    return scaling_problem(data, mask)

@@ -44,43 +44,27 @@ class Harmonize(SimpleInterface):
     output_spec = _HarmonizeOutputSpec
 
     def _run_interface(self, runtime):
-        from dataclasses import replace
+        from ..choices import Direction
+        from ..inference import harmonize_file
 
-        import torch
+        def given(value):
+            return value if isdefined(value) else None
 
-        from ..image.reference import read_reference
-        from ..inference import InferenceSettings, harmonize_file
-        from ..model.folder import load_model_folder
-
-        torch.set_num_threads(self.inputs.num_threads)
-        model = load_model_folder(
-            self.inputs.model_dir,
-            source_field=self.inputs.source_field,
-            target_field=self.inputs.target_field,
-        )
-        settings = InferenceSettings.resolve(
-            model,
-            sampler=self.inputs.sampler if isdefined(self.inputs.sampler) else None,
-            steps=self.inputs.steps if isdefined(self.inputs.steps) else None,
-            ensemble=self.inputs.ensemble,
-            seed=self.inputs.seed,
-            device=self.inputs.device,
-        )
-        reference = (
-            read_reference(self.inputs.reference_file)
-            if isdefined(self.inputs.reference_file)
-            else None
-        )
-        if reference is not None and isdefined(self.inputs.reference_origin):
-            reference = replace(reference, origin=self.inputs.reference_origin)
         out_file = f"{runtime.cwd}/harmonized.nii.gz"
         self._results["provenance"] = harmonize_file(
             self.inputs.in_file,
             self.inputs.mask_file,
             out_file,
-            model,
-            settings,
-            reference=reference,
+            self.inputs.model_dir,
+            Direction(self.inputs.source_field, self.inputs.target_field),
+            sampler=given(self.inputs.sampler),
+            steps=given(self.inputs.steps),
+            ensemble=self.inputs.ensemble,
+            seed=self.inputs.seed,
+            device=self.inputs.device,
+            num_threads=self.inputs.num_threads,
+            reference_file=given(self.inputs.reference_file),
+            reference_origin=given(self.inputs.reference_origin),
         )
         self._results["out_file"] = out_file
         return runtime

@@ -10,6 +10,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from ..choices import SKULL_STRIP_METHODS
 from ..preprocessing import CLIP_PERCENTILES, WHITE_MATTER_LEVEL
 
 
@@ -37,7 +38,7 @@ class Conform(SimpleInterface):
 
 
 class _SkullStripInputSpec(_InFileSpec):
-    method = traits.Enum("deepbet", "hdbet", "none", usedefault=True, desc="skull stripper")
+    method = traits.Enum(*SKULL_STRIP_METHODS, usedefault=True, desc="skull stripper")
     sloppy = traits.Bool(False, usedefault=True, desc="fast, coarse mode for tests")
 
 
@@ -130,9 +131,7 @@ class ClipScale(SimpleInterface):
     def _run_interface(self, runtime):
         import logging
 
-        import nibabel as nib
-
-        from ..image import clip_and_scale, scaling_problem
+        from ..image import clip_and_scale, scaling_problem_file
 
         out_file = clip_and_scale(
             self.inputs.in_file,
@@ -142,10 +141,7 @@ class ClipScale(SimpleInterface):
             upper=self.inputs.upper,
             white_matter=self.inputs.white_matter,
         )
-        problem = scaling_problem(
-            nib.load(out_file).get_fdata(dtype="float32"),
-            nib.load(self.inputs.mask_file).get_fdata(dtype="float32"),
-        )
+        problem = scaling_problem_file(out_file, self.inputs.mask_file)
         if problem:
             logging.getLogger("harmonize_bids").warning(
                 "%s: %s; the preprocessed and harmonized images will be too dark. Check the "

@@ -49,7 +49,6 @@ WEIGHTS_FILE = "model.safetensors"
 REFERENCE_FILE = "reference.json"
 
 
-
 class ModelFolderError(ValueError):
     """A model folder is missing, corrupt, too new or for the wrong direction."""
 

@@ -53,8 +53,8 @@ def find_participant_outputs(
     ]
     if not found:
         raise MissingInputError(
-            f"No participant outputs in {output_dir} (sub-*/[ses-*/]anat/*_desc-preproc_T1w"
-            ".nii.gz). Run the participant level into this OUTPUT_DIR first."
+            f"No participant outputs in {output_dir}. Run the participant level into this "
+            "OUTPUT_DIR first."
         )
     subjects = set(strip_prefix(participant_labels, "sub-"))
     sessions = set(strip_prefix(session_labels, "ses-"))

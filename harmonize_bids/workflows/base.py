@@ -10,6 +10,7 @@ from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
 from ..bids import ReferencePlan, T1wImage
+from ..choices import Direction
 from ..image import SLOPPY_SPACING_MM
 from ..interfaces.harmonize import Harmonize
 from ..interfaces.reference import TargetReference
@@ -155,8 +156,8 @@ def init_single_t1w_wf(
 
     if model_dir is None:
         raise ValueError(
-            f"{image.path} needs a model for {image.field_strength:g}T->"
-            f"{target_field:g}T but none was given"
+            f"{image.path} needs a model for "
+            f"{Direction(image.field_strength, target_field)} but none was given"
         )
     harmonize = pe.Node(
         Harmonize(
