@@ -113,6 +113,7 @@ def _image_section(output_dir: Path, image: T1wImage, target_field: float) -> di
         if applied
         else "already at the target field: preprocessed only",
         "figures": {key: str(path.relative_to(output_dir)) for key, path in figures.items()},
+        "domain_warnings": record.get("DomainWarnings") or [],
         "provenance": [
             (key, json.dumps(value) if isinstance(value, dict) else value)
             for key, value in record.items()

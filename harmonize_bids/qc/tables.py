@@ -127,7 +127,9 @@ COLUMN_DESCRIPTIONS = {
     },
     "through_plane_harmonized": {"Description": "as through_plane_preproc, harmonized image"},
     "flagged": {
-        "Description": "true if a robust z-score (median/MAD) exceeds 3.5 or outputs are missing"
+        "Description": "true if a robust z-score (median/MAD) exceeds 3.5, outputs are "
+        "missing, or the harmonization recorded a DomainWarning (input or output outside "
+        "what the model was trained on)"
     },
     "flag_reason": {"Description": "why the image is flagged"},
 }
@@ -201,6 +203,7 @@ def image_rows(
             "seed": record.get("Seed"),
             "stem": image.stem,
             "reasons": [],
+            "domain_warnings": record.get("DomainWarnings") or [],
         }
         if image.missing:
             row["reasons"].append(f"participant outputs missing: {', '.join(image.missing)}")
@@ -252,6 +255,7 @@ def flag_outliers(rows: list[dict]) -> None:
     else:
         LOGGER.info("Fewer than %d complete sessions: no outlier flags", MIN_SESSIONS_FOR_FLAGS)
     for row in rows:
+        row["reasons"] += [f"outside the model's domain: {w}" for w in row["domain_warnings"]]
         row["flagged"] = bool(row["reasons"])
         row["flag_reason"] = "; ".join(row["reasons"])
 

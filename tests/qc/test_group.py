@@ -155,7 +155,19 @@ def test_group_tables(group_run):
         assert all(v > 0 for v in volumes)
         assert float(row["ahd_preproc"]) > 0 and float(row["ahd_harmonized"]) > 0
         assert 0.2 < float(row["through_plane_preproc"]) < 5
-        assert row["flagged"] == "false"  # 4 sessions: too few for robust z flags
+        # 4 sessions: too few for robust z flags; only the sidecar's DomainWarnings flag
+        sidecar = next(
+            out.glob(
+                f"sub-{row['participant_id']}/ses-{row['session_id']}/anat/"
+                "*_desc-harmonized_T1w.json"
+            )
+        )
+        warnings = json.loads(sidecar.read_text())["Harmonization"].get("DomainWarnings", [])
+        assert row["flagged"] == ("true" if warnings else "false")
+        if warnings:
+            assert row["flag_reason"] == "; ".join(
+                f"outside the model's domain: {w}" for w in warnings
+            )
     at_target = [r for r in rows if r["session_id"] == "3T"]
     for row in at_target:  # preprocessed only: before and after are the same image
         assert row["ahd_preproc"] == row["ahd_harmonized"]
@@ -267,3 +279,21 @@ def test_browser_check_catches_a_missing_image(browser, tmp_path):
     result = browser.open(page)
     assert result.images[0]["naturalWidth"] == 0
     assert any("boom" in error for error in result.errors)
+
+
+def test_domain_warnings_flag_an_image_whatever_the_count():
+    from harmonize_bids.qc.tables import flag_outliers
+
+    rows = []
+    for warnings in ([], ["the input's GM/WM contrast 0.91 lies outside the training range"]):
+        rows.append(
+            {
+                "reasons": [],
+                "domain_warnings": warnings,
+                "brain_volume_mm3": 1e6,
+                **{f"{t}_volume_harmonized_mm3": 3e5 for t in ("csf", "gm", "wm")},
+            }
+        )
+    flag_outliers(rows)
+    assert [row["flagged"] for row in rows] == [False, True]
+    assert rows[1]["flag_reason"].startswith("outside the model's domain: the input's GM/WM")
