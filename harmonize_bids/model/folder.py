@@ -244,6 +244,63 @@ def load_model_folder(
     direction.  Raises :class:`ModelFolderError` on any problem.
     """
     path = Path(path)
+    docs, weights = _checked_folder(path, source_field, target_field)
+    weights_path = path / WEIGHTS_FILE
+    config = docs["config.json"]
+    try:
+        net = build_network(config)
+        net.load_state_dict(st_load(weights), strict=True)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelFolderError(
+            f"{weights_path} does not fit {path / 'config.json'} ({first}); re-export the model."
+        ) from exc
+    return HarmonizationModel(
+        net.eval(),
+        config,
+        docs["scheduler_config.json"],
+        {**DEFAULT_PREPROCESSING, **docs["preprocessing.json"]},
+        docs["model.json"],
+        path,
+        _read_json(path / REFERENCE_FILE) if (path / REFERENCE_FILE).is_file() else None,
+    )
+
+
+def check_model_folder(
+    path: str | os.PathLike[str],
+    *,
+    source_field: float | None = None,
+    target_field: float | None = None,
+) -> dict[str, Any]:
+    """Every check of :func:`load_model_folder` without loading the weights into a
+    network (the worker that samples does): the weights' names and shapes are compared
+    with a network built on the meta device. Returns model.json; raises
+    :class:`ModelFolderError`."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    docs, _ = _checked_folder(path, source_field, target_field)
+    try:
+        with torch.device("meta"):
+            expected = {
+                k: tuple(v.shape)
+                for k, v in build_network(docs["config.json"]).state_dict().items()
+            }
+        with safe_open(path / WEIGHTS_FILE, framework="pt") as weights:
+            found = {k: tuple(weights.get_slice(k).get_shape()) for k in weights.keys()}
+    except (TypeError, ValueError, RuntimeError) as exc:
+        found, expected = {"error": str(exc)}, {}
+    if found != expected:
+        raise ModelFolderError(
+            f"{path / WEIGHTS_FILE} does not fit {path / 'config.json'}; re-export the model."
+        )
+    return docs["model.json"]
+
+
+def _checked_folder(
+    path: Path, source_field: float | None, target_field: float | None
+) -> tuple[dict[str, dict[str, Any]], bytes]:
+    """The folder's documents and weights, after every check that needs no network."""
     if not path.is_dir():
         raise ModelFolderError(f"Model folder {path} does not exist; check the model path.")
     docs = {name: _read_json(path / name) for name in CONFIG_FILES}
@@ -283,21 +340,4 @@ def load_model_folder(
             "corrupt or were modified: re-download the model folder."
         )
     _check_dpm_ending(docs["scheduler_config.json"], path / "scheduler_config.json")
-    config = docs["config.json"]
-    try:
-        net = build_network(config)
-        net.load_state_dict(st_load(weights), strict=True)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelFolderError(
-            f"{weights_path} does not fit {path / 'config.json'} ({first}); re-export the model."
-        ) from exc
-    return HarmonizationModel(
-        net.eval(),
-        config,
-        docs["scheduler_config.json"],
-        {**DEFAULT_PREPROCESSING, **docs["preprocessing.json"]},
-        meta,
-        path,
-        _read_json(path / REFERENCE_FILE) if (path / REFERENCE_FILE).is_file() else None,
-    )
+    return docs, weights

@@ -84,10 +84,12 @@ def measure_image(image: GroupImage, *, output_dir: Path, keep_labels: bool) -> 
         loaded.spacing,
     )
     voxel = float(np.prod(spacing))
-    labels = {
-        key: metrics.segment_tissues(volume, mask, spacing=spacing)
-        for key, volume in (("preproc", preproc), ("harmonized", harmonized))
-    }
+    labels = {"preproc": metrics.segment_tissues(preproc, mask, spacing=spacing)}
+    # An image already at the target field is written unchanged: segment it once.
+    same = image.record.get("ModelApplied") is False and np.array_equal(preproc, harmonized)
+    labels["harmonized"] = (
+        labels["preproc"] if same else metrics.segment_tissues(harmonized, mask, spacing=spacing)
+    )
     values: dict[str, float] = {"brain_volume_mm3": float(mask.sum() * voxel)}
     for key, label in labels.items():
         for tissue, volume in metrics.tissue_volumes(label, voxel_volume=voxel).items():

@@ -102,3 +102,17 @@ def test_bad_dpm_ending_refused(folder):
     (path / "scheduler_config.json").write_text(json.dumps({**schedule, "dpm_last_timestep": -5}))
     with pytest.raises(ModelFolderError, match="scheduler_config.json has dpm_last_timestep -5"):
         load_model_folder(path)
+
+
+def test_check_without_loading_refuses_weights_that_do_not_fit(tmp_path):
+    import json
+
+    from harmonize_bids.model.folder import check_model_folder
+
+    folder = save_model_folder(new_model("sloppy", seed=1), tmp_path / "m")
+    assert check_model_folder(folder, source_field=1.5)["direction"] == "1.5T->3T"
+    config = json.loads((folder / "config.json").read_text())
+    config["block_out_channels"] = [8, 8]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelFolderError, match="does not fit"):
+        check_model_folder(folder)
