@@ -18,11 +18,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .choices import Direction
 from .errors import (
     InvalidBIDSError,
     MissingInputError,
     NoMatchingImagesError,
     OutputNotCreatableError,
+    ProcessingError,
     UsageError,
 )
 
@@ -114,9 +116,21 @@ class ValidationReport:
 
     def errors_for(self, image: T1wImage, bids_dir: Path) -> list[str]:
         """Error codes located at this image or at its own sidecar."""
-        own = image.relative_to(bids_dir)
-        sidecar = re.sub(r"\.nii(\.gz)?$", ".json", own)
-        return [code for code, where in self.errors if where in (own, sidecar)]
+        own = _locations(image, bids_dir)
+        return [code for code, where in self.errors if where in own]
+
+    def errors_elsewhere(
+        self, images: Iterable[T1wImage], bids_dir: Path
+    ) -> list[tuple[str, str]]:
+        """Errors located at none of these images and none of their own sidecars."""
+        known = {where for image in images for where in _locations(image, bids_dir)}
+        return [(code, where) for code, where in self.errors if where not in known]
+
+
+def _locations(image: T1wImage, bids_dir: Path) -> tuple[str, str]:
+    """Where the validator reports an image and its own sidecar (relative to BIDS_DIR)."""
+    own = image.relative_to(bids_dir)
+    return own, re.sub(r"\.nii(\.gz)?$", ".json", own)
 
 
 def validate_bids(bids_dir: Path) -> ValidationReport:
@@ -308,6 +322,54 @@ def _describe(bids_file, source_field: float | None) -> T1wImage:
     )
 
 
+def check_t1w_file(path: Path) -> None:
+    """Raise unless the T1w file is there, readable, and its field of view can hold a brain.
+
+    A broken symbolic link (a DataLad or git-annex file not fetched yet) and a file this
+    user cannot read are missing input (MissingInputError, 66). An image smaller than
+    :data:`MIN_FIELD_OF_VIEW_MM` along any axis is present and valid BIDS but cannot be
+    processed (ProcessingError, 1, as a failure in processing would be). Only the header
+    is read; a header nibabel cannot parse is left to the validator and to conform.
+    """
+    import nibabel as nib
+
+    if not path.exists():
+        if path.is_symlink():
+            raise MissingInputError(
+                f"{path} is a symbolic link to a file that is not there "
+                f"({os.readlink(path)}). In a DataLad dataset, fetch it first: "
+                f"datalad get {path}"
+            )
+        raise MissingInputError(f"{path} does not exist.")
+    try:
+        with path.open("rb") as stream:
+            stream.read(1)
+    except OSError as error:
+        raise MissingInputError(
+            f"{path} cannot be read ({error.strerror}). Make it readable to this user, "
+            "or exclude it with --bids-filter-file."
+        ) from None
+    try:
+        header = nib.load(path).header
+        shape, zooms = header.get_data_shape()[:3], header.get_zooms()[:3]
+        unit = _MM_PER_UNIT.get(header.get_xyzt_units()[0], 1.0)
+    except Exception:  # noqa: BLE001 - not a NIfTI nibabel reads: others say why
+        return
+    extent = [size * zoom * unit for size, zoom in zip(shape, zooms, strict=True)]
+    if len(extent) == 3 and min(extent) < MIN_FIELD_OF_VIEW_MM:
+        raise ProcessingError(
+            f"{path}: its field of view, {' x '.join(f'{mm:.0f}' for mm in extent)} mm, "
+            f"cannot hold a brain (at least {MIN_FIELD_OF_VIEW_MM:.0f} mm along each axis); "
+            "is it a crop? Use the whole-head image, or exclude it with --bids-filter-file."
+        )
+
+
+#: Along every axis a human brain, even a newborn's, is larger than this (mm): an image
+#: with a smaller field of view is a crop or a localizer, not a brain to harmonize.
+MIN_FIELD_OF_VIEW_MM = 50.0
+_MM_PER_UNIT = {"meter": 1000.0, "mm": 1.0, "micron": 0.001}
+
+
 def format_plan(images: Sequence[T1wImage], *, bids_dir: Path, target_field: float) -> str:
     """The run plan as a table: each image, its source field, target and action."""
     rows = [("image", "source", "target", "action")]
@@ -318,7 +380,7 @@ def format_plan(images: Sequence[T1wImage], *, bids_dir: Path, target_field: flo
         if image.field_strength == target_field:
             action = "already at target: preprocess only"
         else:
-            action = f"harmonize {image.field_strength:g}T->{target_field:g}T"
+            action = f"harmonize {Direction(image.field_strength, target_field)}"
         rows.append((image.relative_to(bids_dir), source, f"{target_field:g} T", action))
     widths = [max(len(row[col]) for row in rows) for col in range(4)]
     lines = [

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from .bids import (
     T1wImage,
     ValidationReport,
     check_paths,
+    check_t1w_file,
     create_output_dir,
     discover_t1w,
     format_plan,
@@ -35,6 +37,7 @@ from .errors import (
     MissingInputError,
     NoMatchingImagesError,
     ProcessingError,
+    UsageError,
 )
 from .logs import WORKER_PRELOAD
 
@@ -91,6 +94,7 @@ def run_participant_level(settings: ParticipantSettings) -> int:
     """
     bids_dir, output_dir = settings.bids_dir, settings.output_dir
     check_paths(bids_dir, output_dir)
+    check_plugin(settings.plugin)
     if settings.skip_bids_validation:
         LOGGER.info("BIDS validation skipped (--skip-bids-validation)")
         validation = ValidationReport()
@@ -114,8 +118,14 @@ def run_participant_level(settings: ParticipantSettings) -> int:
             "--skip-bids-validation."
         ) from None
     problems = {MissingInputError.exit_code: list(found.skipped.values())}
-    images = []
+    images, unusable = [], []
     for image in found.images:
+        try:  # a missing, unreadable or cropped file: our own reason before the validator's
+            check_t1w_file(image.path)
+        except (MissingInputError, ProcessingError) as error:
+            problems.setdefault(error.exit_code, []).append(str(error))
+            unusable.append(image)
+            continue
         invalid = validation.errors_for(image, bids_dir)
         if invalid:
             problems.setdefault(InvalidBIDSError.exit_code, []).append(
@@ -124,18 +134,20 @@ def run_participant_level(settings: ParticipantSettings) -> int:
             )
         else:
             images.append(image)
-    if validation.errors and not any(problems.get(InvalidBIDSError.exit_code, [])):
+    elsewhere = validation.errors_elsewhere(unusable, bids_dir)
+    if elsewhere and not any(problems.get(InvalidBIDSError.exit_code, [])):
         problems[InvalidBIDSError.exit_code] = [
             f"BIDS validator: {code} at {where} (not a selected T1w; processing goes on)"
-            for code, where in validation.errors
+            for code, where in elsewhere
         ]
     for reasons in problems.values():
         for reason in reasons:
             LOGGER.error("Skipped: %s", reason)
     if not images:
-        worst = (
-            InvalidBIDSError if problems.get(InvalidBIDSError.exit_code) else MissingInputError
-        )
+        worst = {
+            ProcessingError.exit_code: ProcessingError,
+            InvalidBIDSError.exit_code: InvalidBIDSError,
+        }.get(exit_code(problems), MissingInputError)
         raise worst(
             "No image left to process: "
             + next(reason for reasons in problems.values() for reason in reasons)
@@ -165,16 +177,58 @@ def run_participant_level(settings: ParticipantSettings) -> int:
 
 
 def exit_code(problems: dict[int, list[str]]) -> int:
-    """The worst of the problems that skipped images: 16 before 66; 0 without any."""
-    for code in (InvalidBIDSError.exit_code, MissingInputError.exit_code):
+    """The worst of the problems that skipped images: 1 before 16 before 66; 0 without
+    any."""
+    for code in (
+        ProcessingError.exit_code,
+        InvalidBIDSError.exit_code,
+        MissingInputError.exit_code,
+    ):
         if problems.get(code):
             return code
     return 0
 
 
+def check_plugin(plugin: dict | None) -> None:
+    """Refuse, before any work, a nipype plugin that nipype lacks or one that returns
+    before its jobs end (the graph plugins: SLURMGraph, SGEGraph, ...), which would
+    leave this level nothing to verify and report on."""
+    if plugin is None:
+        return
+    from nipype.pipeline import plugins
+    from nipype.pipeline.plugins.base import GraphPluginBase
+
+    name = plugin["plugin"]
+    found = getattr(plugins, f"{name}Plugin", None)
+    if not isinstance(found, type):
+        raise UsageError(
+            f"--use-plugin: nipype has no plugin {name!r}; use MultiProc, Linear or a "
+            "cluster plugin such as SLURM (docs/hpc/nipype_slurm.yml)."
+        )
+    if issubclass(found, GraphPluginBase):
+        raise UsageError(
+            f"--use-plugin: nipype's {name} plugin submits the whole graph and returns "
+            "before its jobs finish, so harmonize-bids could neither wait for the outputs "
+            "nor report on them. Use plugin: SLURM (docs/hpc/nipype_slurm.yml), which "
+            "waits for every job, or one participant per job (docs/hpc/"
+            "harmonize_bids_array.sbatch)."
+        )
+
+
+def login_name() -> str:
+    """The user name nipype's batch plugins put in job names; the uid when there is none
+    (a container run as a uid the image's /etc/passwd does not list)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
 def resolve_model(images: list[T1wImage], settings: ParticipantSettings) -> Path | None:
     """Check, before any work, that a usable model exists for the direction needed."""
-    from .model.folder import ModelFolderError, bundled_model_dir, load_model_folder
+    from .model.folder import ModelFolderError, bundled_model_dir, check_model_folder
 
     sources = sorted({i.field_strength for i in images} - {settings.target_field})
     if not sources:
@@ -187,7 +241,7 @@ def resolve_model(images: list[T1wImage], settings: ParticipantSettings) -> Path
             "pass --model DIR (train one with harmonize-bids-train)."
         )
     try:
-        load_model_folder(model_dir, source_field=source, target_field=settings.target_field)
+        check_model_folder(model_dir, source_field=source, target_field=settings.target_field)
     except ModelFolderError as error:
         raise MissingInputError(str(error)) from None
     return model_dir
@@ -222,7 +276,11 @@ def plan_references(
         ).images
     except (MissingInputError, NoMatchingImagesError):
         candidates = []
-    candidates = [i for i in candidates if not validation.errors_for(i, settings.bids_dir)]
+    candidates = [
+        i
+        for i in candidates
+        if not validation.errors_for(i, settings.bids_dir) and _usable(i.path)
+    ]
     plans = {}
     for subject in subjects:
         scans = reference_scans(
@@ -252,6 +310,15 @@ def plan_references(
             ", ".join(i.relative_to(settings.bids_dir) for i in scans),
         )
     return plans
+
+
+def _usable(path: Path) -> bool:
+    """Whether :func:`check_t1w_file` accepts the file (as another subject's reference)."""
+    try:
+        check_t1w_file(path)
+    except (MissingInputError, ProcessingError):
+        return False
+    return True
 
 
 def explicit_reference(path: Path) -> ReferencePlan:
@@ -332,6 +399,9 @@ def run_participant(
         multiprocessing.get_context("forkserver").set_forkserver_preload([WORKER_PRELOAD])
         if settings.mem_gb:
             plugin_args.setdefault("memory_gb", settings.mem_gb)
+    # nipype's batch plugins (SLURM, SGE, PBS, LSF, ...) name their jobs after
+    # os.environ["LOGNAME"], which cron jobs, containers and some schedulers leave unset.
+    os.environ.setdefault("LOGNAME", login_name())
     LOGGER.info(
         "Running %d image(s) with nipype %s; work dir %s",
         len(images),

@@ -10,14 +10,23 @@ import numpy as np
 
 
 def write_image(
-    path: Path, *, sidecar: dict | None = None, shape=(40, 44, 36), data: np.ndarray | None = None
+    path: Path,
+    *,
+    sidecar: dict | None = None,
+    shape=(40, 44, 36),
+    data: np.ndarray | None = None,
+    voxel_mm: float = 2.0,
 ) -> Path:
-    """A small int16 NIfTI image (a bright block on a dark background) and its sidecar."""
+    """A small int16 NIfTI image (a bright block on a dark background) and its sidecar.
+
+    Few voxels, but ``voxel_mm`` makes the field of view one that could hold a brain
+    (harmonize_bids.bids.MIN_FIELD_OF_VIEW_MM), as discovery requires.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     if data is None:
         data = np.zeros(shape, np.int16)
         data[8:-8, 8:-8, 8:-8] = 800
-    image = nib.Nifti1Image(data, np.diag([1.0, 1.0, 1.0, 1.0]))
+    image = nib.Nifti1Image(data, np.diag([voxel_mm, voxel_mm, voxel_mm, 1.0]))
     image.header.set_xyzt_units("mm", "sec")
     nib.save(image, path)
     if sidecar is not None:
@@ -89,3 +98,27 @@ def reference_model(folder: Path, *, seed: int = 1) -> Path:
         3.0, quantiles, ["training scans"], "model default"
     ).to_json()
     return save_model_folder(model, folder / "tiny-reference-1p5T-to-3T")
+
+
+def unreadable_file_prefix() -> list[str]:
+    """A command prefix under which a file with mode 000 cannot be read.
+
+    Nothing for an ordinary user. Root reads any file through CAP_DAC_OVERRIDE and
+    CAP_DAC_READ_SEARCH, so for root the command runs under setpriv without them (CI
+    runs as root). Skips the test when neither is possible here.
+    """
+    import os
+    import shutil
+    import subprocess
+
+    import pytest
+
+    if os.geteuid() != 0:
+        return []
+    prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: root reads a file with mode 000")
+    probe = subprocess.run([*prefix, "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"setpriv cannot drop capabilities here: {probe.stderr.strip()}")
+    return prefix

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
-from bidsfactory import SIDECAR_3, SIDECAR_15, make_bids
+from bidsfactory import SIDECAR_3, SIDECAR_15, make_bids, unreadable_file_prefix, write_image
 
 from harmonize_bids.bids import (
     check_output_dir,
+    check_t1w_file,
     discover_t1w,
     format_plan,
     load_bids_filters,
@@ -21,6 +26,7 @@ from harmonize_bids.errors import (
     MissingInputError,
     NoMatchingImagesError,
     OutputNotCreatableError,
+    ProcessingError,
     UsageError,
 )
 
@@ -204,3 +210,57 @@ def test_pair_sessions_unpaired_and_ambiguous(tmp_path):
         pair_sessions(
             _discover(root, participant_labels=["02"]), source_field=1.5, target_field=3.0
         )
+
+
+def test_a_broken_symlink_names_the_file_and_datalad_get(tmp_path):
+    link = tmp_path / "sub-01_T1w.nii.gz"
+    link.symlink_to("../.git/annex/objects/Xk/SHA256E-s1--0.nii.gz")
+    with pytest.raises(MissingInputError, match="symbolic link") as raised:
+        check_t1w_file(link)
+    assert raised.value.exit_code == 66
+    assert f"datalad get {link}" in str(raised.value)
+
+
+def test_an_unreadable_file_is_missing_input(tmp_path):
+    image = write_image(tmp_path / "sub-01_T1w.nii.gz")
+    image.chmod(0)
+    check = (
+        "import sys; from pathlib import Path; from harmonize_bids.bids import check_t1w_file\n"
+        "try:\n    check_t1w_file(Path(sys.argv[1]))\n"
+        "except Exception as error:\n    print(error.exit_code, error)\n"
+    )
+    prefix = unreadable_file_prefix()
+    result = subprocess.run(
+        [*prefix, sys.executable, "-c", check, str(image)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"66 {image} cannot be read (Permission denied)")
+    image.chmod(0o644)
+    check_t1w_file(image)  # readable again: accepted
+
+
+@pytest.mark.parametrize(
+    ("shape", "voxel_mm", "accepted"),
+    [((16, 16, 16), 1.0, False), ((40, 44, 36), 1.0, False), ((40, 44, 36), 2.0, True)],
+)
+def test_a_field_of_view_that_cannot_hold_a_brain(tmp_path, shape, voxel_mm, accepted):
+    image = write_image(tmp_path / "sub-01_T1w.nii.gz", shape=shape, voxel_mm=voxel_mm)
+    if accepted:
+        check_t1w_file(image)
+        return
+    with pytest.raises(ProcessingError, match="cannot hold a brain") as raised:
+        check_t1w_file(image)
+    assert raised.value.exit_code == 1
+    extent = " x ".join(f"{size * voxel_mm:.0f}" for size in shape)
+    assert f"field of view, {extent} mm" in str(raised.value)
+
+
+def test_a_field_of_view_in_metres_is_measured_in_millimetres(tmp_path):
+    image = nib.Nifti1Image(np.ones((16, 16, 16), np.int16), np.diag([0.01, 0.01, 0.01, 1]))
+    image.header.set_xyzt_units("meter", "sec")
+    nib.save(image, tmp_path / "sub-01_T1w.nii.gz")
+    check_t1w_file(tmp_path / "sub-01_T1w.nii.gz")  # 160 mm a side
+    image.header.set_xyzt_units("mm", "sec")
+    nib.save(image, tmp_path / "sub-01_T1w.nii.gz")
+    with pytest.raises(ProcessingError, match="0 x 0 x 0 mm"):
+        check_t1w_file(tmp_path / "sub-01_T1w.nii.gz")

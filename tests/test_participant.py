@@ -12,7 +12,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from bidsfactory import SIDECAR_15, linear_plugin, make_bids, tiny_model
+from bidsfactory import SIDECAR_15, linear_plugin, make_bids, tiny_model, unreadable_file_prefix
 
 from harmonize_bids.cli.run import main
 
@@ -158,7 +158,8 @@ def test_outputs_overlay_the_raw_image(
     raw = travelling_dataset / "sub-01/ses-A/anat/sub-01_ses-A_T1w.nii.gz"
     data = np.zeros((20, 16, 12), np.int16)
     data[6:14, 4:12, 3:9] = 900
-    affine = np.array([[0, 0, 1.2, -10], [-1.5, 0, 0, 20], [0, 1.0, 0, 5], [0, 0, 0, 1]])
+    # Few voxels, but a field of view that can hold a brain (60 x 56 x 54 mm).
+    affine = np.array([[0, 0, 4.5, -10], [-3.0, 0, 0, 20], [0, 3.5, 0, 5], [0, 0, 0, 1]])
     nib.save(nib.Nifti1Image(data, affine), raw)
     out = tmp_path / "out"
     code = _run(
@@ -228,12 +229,13 @@ def test_bad_inputs_fail_alone(tmp_path, test_model, linear_plugin, capsys):
     with (root / "participants.tsv").open("a") as table:
         table.write("sub-05\n")
     (root / "sub-02/anat/sub-02_T1w.nii.gz").write_bytes(b"\x1f\x8b" + b"garbage" * 100)
+    head_sized = np.diag([8.0, 8.0, 8.0, 1.0])  # few voxels, a field of view that holds a brain
     nib.save(
-        nib.Nifti1Image(np.ones((12, 14, 10, 3), np.float32), np.eye(4)),
+        nib.Nifti1Image(np.ones((12, 14, 10, 3), np.float32), head_sized),
         root / "sub-03/anat/sub-03_T1w.nii.gz",
     )
     nib.save(
-        nib.Nifti1Image(np.zeros((12, 14, 10), np.int16), np.eye(4)),
+        nib.Nifti1Image(np.zeros((12, 14, 10), np.int16), head_sized),
         root / "sub-04/anat/sub-04_T1w.nii.gz",
     )
     out = tmp_path / "out"
@@ -280,6 +282,67 @@ def test_bad_inputs_fail_alone(tmp_path, test_model, linear_plugin, capsys):
         "FAILED sub-03/anat/sub-03_T1w.nii.gz" in line and "(12, 14, 10, 3)" in line
         for line in err.splitlines()
     )
+    assert (out / "sub-01/anat/sub-01_desc-harmonized_T1w.nii.gz").is_file()
+
+
+def test_missing_unreadable_and_cropped_images_are_skipped_alone(
+    tmp_path, test_model, linear_plugin
+):
+    """A DataLad file not fetched (a broken symlink), a file this user cannot read and a
+    16 mm crop: each skipped with one line, the good image finished, the README's codes."""
+    root = make_bids(
+        tmp_path / "bids", {f"sub-0{i}/anat/sub-0{i}_T1w.nii.gz": SIDECAR_15 for i in range(1, 5)}
+    )
+    broken = root / "sub-02/anat/sub-02_T1w.nii.gz"
+    broken.unlink()
+    broken.symlink_to("../../.git/annex/objects/Xk/MD5E-s1--0.nii.gz/MD5E-s1--0.nii.gz")
+    (root / "sub-03/anat/sub-03_T1w.nii.gz").chmod(0)
+    whole = nib.load(root / "sub-01/anat/sub-01_T1w.nii.gz")  # 2 mm voxels
+    nib.save(whole.slicer[12:20, 12:20, 12:20], root / "sub-04/anat/sub-04_T1w.nii.gz")
+    out = tmp_path / "out"
+    command = [
+        *unreadable_file_prefix(),
+        str(Path(sys.executable).with_name("harmonize-bids")),
+        str(root),
+        str(out),
+        "participant",
+        "-w",
+        str(tmp_path / "work"),
+        "--model",
+        str(test_model),
+        "--skull-strip",
+        "none",
+        "--sloppy",
+        "--use-plugin",
+        str(linear_plugin),
+    ]
+    expected = {
+        "sub-02": f"datalad get {broken}",
+        "sub-03": "cannot be read (Permission denied)",
+        "sub-04": "field of view, 16 x 16 x 16 mm, cannot hold a brain",
+    }
+
+    def run(*extra: str) -> tuple[int, list[str]]:
+        result = subprocess.run([*command, *extra], capture_output=True, text=True, timeout=600)
+        assert "Traceback" not in result.stderr, result.stderr[-3000:]
+        return result.returncode, result.stderr.splitlines()
+
+    # The crop is present and valid BIDS but cannot be processed: 1, before 66.
+    code, lines = run()
+    assert code == 1, "\n".join(lines[-30:])
+    for subject, reason in expected.items():
+        mentions = [line for line in lines if f"{subject}_T1w.nii.gz" in line]
+        assert len(mentions) == 1 and "Skipped:" in mentions[0], (subject, mentions)
+        assert reason in mentions[0], (subject, mentions)
+    for name in DERIVATIVES:
+        assert (out / f"sub-01/anat/sub-01_{name}.nii.gz").is_file(), name
+    assert not list(out.glob("sub-0[234]/**/*.nii.gz"))
+
+    # The missing and the unreadable file alone: 66, also without the BIDS validator.
+    shutil.rmtree(out)
+    code, lines = run("--skip-bids-validation", "--participant-label", "01", "02", "03")
+    assert code == 66, "\n".join(lines[-30:])
+    assert sum("Skipped:" in line for line in lines) == 2
     assert (out / "sub-01/anat/sub-01_desc-harmonized_T1w.nii.gz").is_file()
 
 

@@ -73,6 +73,22 @@ def test_bad_filter_and_plugin_files_64(travelling_dataset, tmp_path, capsys):
     _assert_one_line_error(err, "plugin.yml")
 
 
+@pytest.mark.parametrize(
+    ("plugin", "named"),
+    [("SLURMGraph", "returns before its jobs finish"), ("Slurm", "nipype has no plugin 'Slurm'")],
+)
+def test_plugins_that_cannot_be_followed_64(travelling_dataset, tmp_path, capsys, plugin, named):
+    """A graph plugin submits every job and returns at once: refused before any work."""
+    plugin_file = tmp_path / "plugin.yml"
+    plugin_file.write_text(f"plugin: {plugin}\nplugin_args: {{}}\n")
+    code, err = _run(
+        capsys, travelling_dataset, tmp_path / "out", "participant", "--use-plugin", plugin_file
+    )
+    assert code == 64
+    _assert_one_line_error(err, named)
+    assert not (tmp_path / "out").exists()
+
+
 def test_invalid_bids_16(tmp_path, capsys):
     root = make_bids(tmp_path / "bids", {"sub-01/anat/sub-01_T1w.nii.gz": SIDECAR_3})
     (root / "sub-01/anat/sub-01_T1w.nii.gz").rename(root / "sub-01/anat/sub-01_T1W.nii.gz")
