@@ -81,3 +81,38 @@ def test_array_task_without_a_participant_fails_clearly(tmp_path):
     result = _dry_run(tmp_path, 3)
     assert result.returncode == 66
     assert "No participant for array task 3" in result.stderr
+
+
+def test_group_level_runs_once_after_the_array(tmp_path):
+    result = _dry_run(tmp_path, 1, LEVEL="group", SLURM_ARRAY_TASK_ID="")
+    assert result.returncode == 0, result.stderr
+    assert f"-B {tmp_path}/work/group:/work" in result.stdout
+    assert re.search(r" /data /out group -w /work --nprocs 4 ", result.stdout)
+    assert "--participant-label" not in result.stdout
+    bad = _dry_run(tmp_path, 1, LEVEL="subject")
+    assert bad.returncode == 64 and "LEVEL must be participant or group" in bad.stderr
+
+
+def test_native_install_runs_harmonize_bids_from_path(tmp_path):
+    result = _dry_run(tmp_path, 2, CONTAINER="none")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(
+        f"harmonize-bids {tmp_path}/bids {tmp_path}/out participant --participant-label 02 "
+        f"-w {tmp_path}/work/sub-02 --nprocs 4 --omp-nthreads 4"
+    )
+
+
+def test_the_script_asks_for_nothing_a_node_may_lack():
+    """Resources come from the sbatch command line: a request larger than a node never
+    runs. The log goes to the submit folder: SLURM creates no folder for it."""
+    header = [
+        line.split(maxsplit=1)[1]
+        for line in SCRIPT.read_text().splitlines()
+        if line.startswith("#SBATCH")
+    ]
+    assert header, "no #SBATCH lines"
+    for option in header:
+        name = option.split("=")[0]
+        assert name not in ("-c", "--cpus-per-task", "--mem", "--mem-per-cpu", "--gres"), option
+        if name in ("--output", "-o", "--error", "-e"):
+            assert "/" not in option.split("=", 1)[1], option
