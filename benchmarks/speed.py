@@ -9,6 +9,15 @@ CPU time; on a shared machine CPU time / threads estimates the uncontended wall 
 
     python benchmarks/speed.py            # dpm/ddim at 10 steps measured, others extrapolated
     python benchmarks/speed.py --full     # measure 20 and 50 steps too (slow)
+
+With ``--device`` it measures one device in this process instead, with the bundled
+1.5 T -> 3 T model (real weights, so that outputs can be compared): seconds per volume
+for the default sampler in bf16 and fp32, an ensemble of 4 and ddpm's 1000 steps, the
+output difference from the CPU for the same seed (on a central slab), peak device memory
+and a 300-iteration training run. On an accelerator it takes a few minutes::
+
+    python benchmarks/speed.py --device cuda      # the GPU table for docs/speed.md
+    python benchmarks/speed.py --device cpu --quick   # the same code, small, on the CPU
 """
 
 from __future__ import annotations
@@ -19,10 +28,18 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+# Run as a script, Python puts this folder first on sys.path, where a benchmark named like
+# a standard module shadows it (benchmarks/profile.py: torch imports cProfile, which
+# imports profile). This script imports nothing from its folder.
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    del sys.path[0]
 
 REFERENCE_HOURS = 70.0  # ANCHORS.md: reference implementation, 1000 steps, 2-core CPU
 
@@ -103,14 +120,173 @@ def child(
     return result
 
 
+def slab(mask: np.ndarray, slices: int) -> np.ndarray:
+    """The mask restricted to ``slices`` central sagittal slices."""
+    keep = np.zeros_like(mask)
+    mid = mask.shape[0] // 2
+    keep[mid - slices // 2 : mid - slices // 2 + slices] = True
+    return mask & keep
+
+
+@dataclass(frozen=True)
+class DeviceRun:
+    """One configuration of the device suite."""
+
+    label: str
+    sampler: str
+    steps: int
+    precision: str
+    ensemble: int = 1
+
+
+def device_suite(device: str, *, quick: bool, train_iterations: int) -> None:
+    """Measure one device in this process and print the table for docs/speed.md."""
+    import platform
+
+    import torch
+
+    from harmonize_bids.model import load_model_folder, new_model, sample_volume
+    from harmonize_bids.model.device import resolve_device
+    from harmonize_bids.model.folder import bundled_model_dir
+    from harmonize_bids.model.training import PairedVolumes, TrainingSchedule, train
+
+    try:
+        dev = resolve_device(device)
+    except RuntimeError as error:
+        raise SystemExit(f"speed.py: {error} No {device} table can be measured here.") from None
+    cuda = dev.type == "cuda"
+    model = load_model_folder(bundled_model_dir(1.5, 3.0), source_field=1.5, target_field=3.0)
+    volume, brain = load_volume()
+    if quick:  # the same code on two 4 mm slices, for tests and dry runs without a GPU
+        volume, brain = volume[::4, ::4, ::4], brain[::4, ::4, ::4]
+    mask = slab(brain, 2) if quick else brain
+    runs = [
+        DeviceRun("default (dpm 10), bf16", "dpm", 10, "bf16"),
+        DeviceRun("default (dpm 10), fp32", "dpm", 10, "fp32"),
+        DeviceRun("dpm 10, ensemble 4, bf16", "dpm", 10, "bf16", ensemble=4),
+        DeviceRun("ddpm 1000 (the paper), bf16", "ddpm", 3 if quick else 1000, "bf16"),
+    ]
+
+    def harmonize(
+        run: DeviceRun, on: torch.device, region: np.ndarray
+    ) -> tuple[float, np.ndarray]:
+        if on.type == "cuda":
+            torch.cuda.synchronize(on)
+        start = time.perf_counter()
+        out = sample_volume(
+            model,
+            volume,
+            region,
+            sampler=run.sampler,
+            steps=run.steps,
+            ensemble=run.ensemble,
+            seed=0,
+            device=on,
+            precision=run.precision,
+            progress=False,
+        )
+        if on.type == "cuda":
+            torch.cuda.synchronize(on)
+        return time.perf_counter() - start, out
+
+    def peak_gb() -> str:
+        return f"{torch.cuda.max_memory_allocated(dev) / 1024**3:.2f}" if cuda else "-"
+
+    def reset_peak() -> None:
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(dev)
+
+    harmonize(DeviceRun("warm-up", "dpm", 2, "bf16"), dev, slab(mask, 2))  # kernels, autotune
+    slices = int(mask.any(axis=(1, 2)).sum())
+    rows = []
+    for run in runs:
+        reset_peak()
+        seconds, _ = harmonize(run, dev, mask)
+        rows.append((run.label, f"{seconds:.1f}", f"{seconds / slices * 1000:.0f}", peak_gb()))
+        print(f"# {run.label}: {seconds:.2f} s", flush=True)
+
+    # Same seed, same model, fp32 on both: how far the device's output is from the CPU's.
+    compare = slab(mask, 2 if quick else 16)
+    fp32 = DeviceRun("compare", "dpm", 10, "fp32")
+    _, here = harmonize(fp32, dev, compare)
+    if dev.type == "cpu":
+        difference = "n/a (the device is the CPU)"
+    else:
+        _, on_cpu = harmonize(fp32, torch.device("cpu"), compare)
+        delta = np.abs(here[compare] - on_cpu[compare])
+        difference = f"mean {delta.mean():.2e}, max {delta.max():.2e}"
+
+    # Training: the default network from scratch, whole slices of this volume, batch 4.
+    target = np.where(brain, volume**1.2, 0).astype(np.float32)  # any contrast change
+    schedule = TrainingSchedule(
+        iterations=train_iterations, checkpoint_every=train_iterations, val_fraction=0.1
+    )
+    reset_peak()
+    with tempfile.TemporaryDirectory() as tmp:
+        if cuda:
+            torch.cuda.synchronize(dev)
+        start = time.perf_counter()
+        train(
+            PairedVolumes([volume], [target], [brain]),
+            new_model("default", seed=0),
+            Path(tmp) / "model",
+            schedule,
+            work_dir=Path(tmp) / "work",
+            device=dev,
+            progress=False,
+        )
+        if cuda:
+            torch.cuda.synchronize(dev)
+        train_seconds = time.perf_counter() - start
+
+    name = torch.cuda.get_device_name(dev) if cuda else platform.processor() or "CPU"
+    print(
+        f"Command: `python benchmarks/speed.py --device {device}"
+        f"{' --quick' if quick else ''}`, {time.strftime('%Y-%m-%d')}, {name}, torch "
+        f"{torch.__version__}" + (f", CUDA {torch.version.cuda}" if cuda else "") + "."
+    )
+    print(
+        f"Volume: ICBM152 2009a T1, {'x'.join(map(str, volume.shape))} @ {4 if quick else 1} "
+        f"mm, {slices} sagittal brain slices; the bundled 1p5T-to-3T model; sampling batch "
+        "chosen from free memory."
+    )
+    print()
+    print("| configuration | seconds per volume | ms per slice | peak device memory (GB) |")
+    print("|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print()
+    print(
+        f"Same seed, dpm 10 steps in fp32 on {int(compare.any(axis=(1, 2)).sum())} central "
+        f"slices, {dev} against the CPU: |difference| {difference} ([0, 1] scale)."
+    )
+    print(
+        f"Training: {train_iterations} iterations of the default network (batch "
+        f"{schedule.batch_size}, whole slices) in {train_seconds:.1f} s "
+        f"({train_iterations / train_seconds:.1f} it/s), peak device memory {peak_gb()} GB."
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="measure 20 and 50 steps too")
     parser.add_argument("--one", nargs=3, metavar=("SAMPLER", "STEPS", "PRECISION"))
     parser.add_argument("--slices", type=int)
+    parser.add_argument(
+        "--device", help="measure this device in-process (cuda, cuda:N, cpu) instead"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="with --device: 2 slices, few steps (for tests)"
+    )
+    parser.add_argument(
+        "--train-iterations", type=int, default=300, help="with --device (default 300)"
+    )
     args = parser.parse_args()
     if args.one:
         run_one(args.one[0], int(args.one[1]), args.one[2], args.slices)
+        return
+    if args.device:
+        device_suite(args.device, quick=args.quick, train_iterations=args.train_iterations)
         return
     load = os.getloadavg()
     rows: list[tuple] = []
