@@ -15,12 +15,12 @@
 # 12's podman 4.3 (buildah 1.28) and docker 20.10 reject `RUN --network=none`. Podman 5.4
 # runs from a Debian 13 (trixie) chroot made with mmdebstrap, and a local stand-in made
 # from Debian's python 3.11 takes the place of the python:3.11-slim-bookworm base. The
-# chroot, the base and podman's layer cache stay under WORK for the next run: about
+# chroot, the base and podman's layer cache stay under SMOKE_WORK for the next run: about
 # 6 minutes and 5 GB from scratch on 2 cores. Users build with `docker build` (BuildKit)
 # as README says; nothing here changes the Dockerfile.
 #
 # Settings (environment variables):
-#   WORK    working folder, outside the repository  (default /var/tmp/harmonize-bids-ci/container)
+#   SMOKE_WORK  working folder, outside the repository (default /var/tmp/harmonize-bids-ci/container)
 #   MIRROR  Debian mirror                           (default http://deb.debian.org/debian)
 #   WHEELS  a folder of local wheels the build may use (default /opt/wheels when it exists):
 #           a CPU build of torch there keeps PyPI's multi-GB CUDA build out of the image
@@ -33,7 +33,7 @@ IMAGE=$(sed -n 's/^ARG IMAGE=//p' "$REPO/Dockerfile")
 TAG=${TAG:-$IMAGE:$VERSION}
 BASE=$(sed -n 's/^ARG PYTHON_VERSION=//p' "$REPO/Dockerfile")
 BASE=docker.io/library/python:${BASE}-slim-bookworm
-WORK=${WORK:-/var/tmp/harmonize-bids-ci/container}
+WORK=${SMOKE_WORK:-/var/tmp/harmonize-bids-ci/container}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 WHEELS=${WHEELS:-/opt/wheels}
 R=$WORK/podman-root
@@ -50,7 +50,7 @@ timed() {  # timed CMD...: run it, log its wall time, keep its exit status
 }
 
 [ "$(id -u)" = 0 ] || fail "run as root (mmdebstrap, chroot and podman need it)"
-case "$WORK" in "$REPO"|"$REPO"/*) fail "WORK must lie outside the repository";; esac
+case "$WORK" in "$REPO"|"$REPO"/*) fail "SMOKE_WORK must lie outside the repository";; esac
 mkdir -p "$WORK"
 
 if ! command -v mmdebstrap >/dev/null; then

@@ -13,13 +13,14 @@
 #   ci/slurm-integration.sh      # as root on Debian 12 with apt; `make test-integration`
 #
 # Settings (environment variables):
-#   WORK   working folder, outside the repository     (default /var/tmp/harmonize-bids-ci/slurm)
-#   VENV   the virtual environment with harmonize-bids (default: the repository's .venv)
-#   WAIT_S the longest wait for a batch of jobs, in seconds (default 2400)
+#   SLURM_WORK  working folder, outside the repository; emptied first
+#               (default /var/tmp/harmonize-bids-ci/slurm)
+#   VENV        the virtual environment with harmonize-bids (default: the repository's .venv)
+#   WAIT_S      the longest wait for a batch of jobs, in seconds (default 2400)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-WORK=${WORK:-/var/tmp/harmonize-bids-ci/slurm}
+WORK=${SLURM_WORK:-/var/tmp/harmonize-bids-ci/slurm}
 VENV=${VENV:-$REPO/.venv}
 WAIT_S=${WAIT_S:-2400}
 SCRIPT=$REPO/docs/hpc/harmonize_bids_array.sbatch
@@ -35,8 +36,8 @@ fail() {
 
 [ "$(id -u)" = 0 ] || fail "run as root (the cluster's daemons need it)"
 [ -x "$VENV/bin/harmonize-bids" ] || fail "no harmonize-bids in $VENV; run make first"
-case "$WORK" in "$REPO"|"$REPO"/*) fail "WORK must lie outside the repository";; esac
-case "$WORK" in /|/tmp|/var|/var/tmp|/home|/root|/usr|/etc|"") fail "refusing WORK=$WORK";; esac
+case "$WORK" in "$REPO"|"$REPO"/*) fail "SLURM_WORK must lie outside the repository";; esac
+case "$WORK" in /|/tmp|/var|/var/tmp|/home|/root|/usr|/etc|"") fail "refusing SLURM_WORK=$WORK";; esac
 rm -rf "$WORK"   # a fresh start: this folder is the script's own
 mkdir -p "$WORK/submit"
 export PATH="$VENV/bin:$PATH" NIPYPE_NO_ET=1

@@ -31,17 +31,20 @@ def test_shellcheck_finds_what_it_should(tmp_path):
     assert result.returncode != 0 and "SC2086" in result.stdout
 
 
-@pytest.mark.parametrize("script", ["container-smoke.sh", "slurm-integration.sh"])
-def test_integration_scripts_keep_their_work_outside_the_repository(script):
+@pytest.mark.parametrize(
+    ("script", "variable"),
+    [("container-smoke.sh", "SMOKE_WORK"), ("slurm-integration.sh", "SLURM_WORK")],
+)
+def test_integration_scripts_keep_their_work_outside_the_repository(script, variable):
     if os.geteuid() != 0:
         pytest.skip("the scripts check for root first")
     result = subprocess.run(
         ["bash", str(REPO / "ci" / script)],
         capture_output=True,
         text=True,
-        env={**os.environ, "WORK": str(REPO / "work-inside")},
+        env={**os.environ, variable: str(REPO / "work-inside")},
         timeout=60,
     )
     assert result.returncode == 1
-    assert "WORK must lie outside the repository" in result.stdout
+    assert f"{variable} must lie outside the repository" in result.stdout
     assert not (REPO / "work-inside").exists()
