@@ -303,9 +303,13 @@ def run_direction(
             folder, source_field=direction.source, target_field=direction.target
         )
         key = model_key(model, args.sampler, args.steps)
-    records = pair_records(work, direction)[: args.max_subjects]
+    every = pair_records(work, direction)
+    records = [
+        r for r in every if not args.subjects or r["subject"].removeprefix("sub-") in args.subjects
+    ]
+    records = records[: args.max_subjects]
     site_of = sites(bids)
-    scans = {r["subject"]: target_scan(work, r["subject"], direction.target) for r in records}
+    scans = {r["subject"]: target_scan(work, r["subject"], direction.target) for r in every}
     cache = args.cache / set_name / direction_name
     results: dict[str, list[dict]] = {}
     for record in records:
@@ -558,6 +562,13 @@ def main(argv: list[str] | None = None) -> int:
         "--save-images", action="store_true", help="keep every output volume (.npy) in the cache"
     )
     parser.add_argument("--max-subjects", type=int)
+    parser.add_argument(
+        "--subjects",
+        nargs="+",
+        metavar="LABEL",
+        help="evaluate only these subjects (every subject still serves as a "
+        "site mate's reference)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=Path("quality-cache"))
     parser.add_argument("--output", type=Path, help="write the tables (markdown) here")
