@@ -31,6 +31,7 @@ from .bids import (
     reference_scans,
     validate_bids,
 )
+from .choices import Direction
 from .derivatives import init_output_dataset
 from .errors import (
     InvalidBIDSError,
@@ -166,7 +167,9 @@ def run_participant_level(settings: ParticipantSettings) -> int:
         return exit_code(problems)
     summary = run_participant(images, settings, model_dir, references)
     LOGGER.info(
-        "Finished %d of %d image(s); outputs in %s", len(summary.finished), len(images),
+        "Finished %d of %d image(s); outputs in %s",
+        len(summary.finished),
+        len(images),
         output_dir,
     )
     for image, reason in summary.failed.items():
@@ -237,7 +240,7 @@ def resolve_model(images: list[T1wImage], settings: ParticipantSettings) -> Path
     model_dir = settings.model_dir or bundled_model_dir(source, settings.target_field)
     if model_dir is None:
         raise MissingInputError(
-            f"No bundled model for {source:g}T->{settings.target_field:g}T in this version; "
+            f"No bundled model for {Direction(source, settings.target_field)} in this version; "
             "pass --model DIR (train one with harmonize-bids-train)."
         )
     try:
