@@ -38,7 +38,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import quality  # noqa: E402
-
 from harmonize_bids.model.output_calibration import (  # noqa: E402
     GRID,
     fit_calibration,
