@@ -41,6 +41,7 @@ from .errors import (
     UsageError,
 )
 from .logs import WORKER_PRELOAD
+from .progress import WorkflowProgress
 
 LOGGER = logging.getLogger(__name__)
 _EXCEPTION_LINE = re.compile(r"^([\w.]*(?:Error|Exception)): (.+)$")
@@ -358,7 +359,11 @@ def run_participant(
     :func:`plan_references` returned for these images and settings.
     """
     from .model.folder import read_preprocessing
-    from .workflows.base import image_workflow_name, init_harmonize_bids_wf
+    from .workflows.base import (
+        executed_node_names,
+        image_workflow_name,
+        init_harmonize_bids_wf,
+    )
 
     output_dir = create_output_dir(settings.output_dir)
     init_output_dataset(output_dir, bids_dir=settings.bids_dir)
@@ -402,6 +407,14 @@ def run_participant(
         multiprocessing.get_context("forkserver").set_forkserver_preload([WORKER_PRELOAD])
         if settings.mem_gb:
             plugin_args.setdefault("memory_gb", settings.mem_gb)
+    plugin_args.setdefault(
+        "status_callback",
+        WorkflowProgress(
+            executed_node_names(workflow),
+            {image_workflow_name(image): image.path.name for image in images},
+            LOGGER,
+        ),
+    )
     # nipype's batch plugins (SLURM, SGE, PBS, LSF, ...) name their jobs after
     # os.environ["LOGNAME"], which cron jobs, containers and some schedulers leave unset.
     os.environ.setdefault("LOGNAME", login_name())

@@ -58,6 +58,7 @@ def test_end_to_end_multiproc(travelling_dataset, test_model, tmp_path, capfd):
     printed = "".join(capfd.readouterr())
     assert code == 0, printed
     assert "[Node]" not in printed  # the workers log as the command line does
+    assert "[4/4] " in printed and "all done)" in printed  # per-image progress
     for subject in ("01", "02"):
         for session in ("A", "B"):
             for path in _outputs(out, f"sub-{subject}_ses-{session}"):
@@ -283,6 +284,14 @@ def test_bad_inputs_fail_alone(tmp_path, test_model, linear_plugin, capsys):
         for line in err.splitlines()
     )
     assert (out / "sub-01/anat/sub-01_desc-harmonized_T1w.nii.gz").is_file()
+    progress = [
+        line.split("] ", 1)[1].split(" (")[0] for line in err.splitlines() if "/3] " in line
+    ]
+    assert sorted(progress) == [
+        "sub-01_T1w.nii.gz finished",
+        "sub-02_T1w.nii.gz failed",
+        "sub-03_T1w.nii.gz failed",
+    ]
 
 
 def test_missing_unreadable_and_cropped_images_are_skipped_alone(

@@ -4,13 +4,13 @@ thumbnail for every image with complete participant outputs, in parallel process
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..derivatives import group_figure
+from ..progress import Progress
 from . import metrics
 from .discovery import GroupImage, load_outputs
 from .figures import plot_thumbnail
@@ -39,17 +39,11 @@ def measure_all(
 
     todo = [image for image in images if not image.missing]
     measured: dict[str, Measured] = {}
-    tick = time.monotonic()
+    progress = Progress(len(todo), LOGGER)
 
     def done(image: GroupImage, result: Measured) -> None:
         measured[image.stem] = result
-        LOGGER.info(
-            "[%d/%d] %s measured (%.0f s so far)",
-            len(measured),
-            len(todo),
-            image.stem,
-            time.monotonic() - tick,
-        )
+        progress.done(image.stem, "measured")
 
     if nprocs > 1 and len(todo) > 1:
         with ProcessPoolExecutor(max_workers=min(nprocs, len(todo))) as pool:

@@ -10,13 +10,13 @@ level the target scan is registered into the source scan's space first
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..atomic import write_with
+from ..progress import Progress
 from . import metrics
 from .discovery import GroupImage, Volumes, load_outputs
 
@@ -183,7 +183,7 @@ def paired_rows(
         for source, reference in travelling_pairs(images, target)
         if source.stem in measured and reference.stem in measured
     ]
-    tick = time.monotonic()
+    progress = Progress(len(pairs), LOGGER)
     rows = []
     for source, reference in pairs:
         rows += _pair_rows(
@@ -196,13 +196,7 @@ def paired_rows(
             if work_dir is None
             else registered_target_path(work_dir, source.stem, reference.stem, sloppy=sloppy),
         )
-        LOGGER.info(
-            "sub-%s: %s vs %s measured (%.0f s so far)",
-            source.subject,
-            source.stem,
-            reference.stem,
-            time.monotonic() - tick,
-        )
+        progress.done(f"{source.stem} vs {reference.stem}", "compared")
     if not pairs:
         LOGGER.info("No travelling subject (scans at both fields): no paired metrics")
     return rows

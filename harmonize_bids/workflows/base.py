@@ -81,6 +81,18 @@ def image_workflow_name(image: T1wImage) -> str:
     return re.sub(r"\W", "_", "t1w_" + "_".join(parts) + "_wf")
 
 
+def executed_node_names(workflow) -> list[str]:
+    """Hierarchical names of the nodes nipype runs (it drops identity nodes when it
+    flattens the graph)."""
+    from nipype.interfaces.utility import IdentityInterface
+
+    return [
+        name
+        for name in workflow.list_node_names()
+        if not isinstance(workflow.get_node(name).interface, IdentityInterface)
+    ]
+
+
 def uses_gpu(device: str) -> bool:
     """Whether the harmonize node will hold a GPU (so MultiProc can gate it)."""
     from nipype.utils.gpu_count import gpu_count
