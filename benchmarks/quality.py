@@ -8,11 +8,13 @@
 
 Each set is a phantom made by ``harmonize-bids-phantom --scanners core|unseen
 --subjects-per-site K`` and its ``harmonize-bids-train --prepare-only`` work folder (both
-directions, ANTs SyN registration): per subject the preprocessed source, its brain mask
-and the preprocessed target registered to it, as the paper evaluates; and each session's
-own preprocessed scan. A site's subjects share its two scanners (participants.tsv
-``site``; a phantom without sites is one site), so "the dataset's own target-field scans"
-of a subject are those of the *other* subjects of its site (leave one subject out).
+directions): per subject the preprocessed source, its brain mask and the preprocessed
+target registered to it, as the paper evaluates; and each session's own preprocessed
+scan. The recorded sets keep each head in one pose across sessions (``--same-pose``), so
+the pairs align exactly without registration. A site's subjects share its two scanners
+(participants.tsv ``site``; a phantom without sites is one site), so "the dataset's own
+target-field scans" of a subject are those of the *other* subjects of its site (leave one
+subject out).
 
 Methods, per direction:
 
@@ -58,18 +60,15 @@ from harmonize_bids.qc import metrics
 from harmonize_bids.qc.paired import compare_to_target
 
 RECIPE = """\
-P=harmonize-bids-phantom
-$P heldout_core --subjects 8 --seed 20000 --scanners core --subjects-per-site 4 \\
-    --lesion-fraction 0.5
-$P unseen_val --subjects 8 --seed 40000 --scanners unseen --subjects-per-site 4 \\
-    --lesion-fraction 0.5      # design decisions only; never reported as a result
-$P unseen_test --subjects 12 --seed 30000 --scanners unseen --subjects-per-site 4 \\
-    --lesion-fraction 0.5
+P="harmonize-bids-phantom --size full --same-pose --subjects-per-site 3 --lesion-fraction 0.5"
+$P heldout_core --subjects 6 --seed 20000 --scanners core
+$P unseen_val --subjects 6 --seed 40000 --scanners unseen   # design decisions only
+$P unseen_test --subjects 9 --seed 30000 --scanners unseen
 for set in heldout_core unseen_val unseen_test; do
   for fields in "1.5 3" "3 1.5"; do
     set -- $fields
     harmonize-bids-train $set unused --source-field $1 --target-field $2 \\
-        -w ${set}_work --prepare-only --skip-bids-validation
+        -w ${set}_work --prepare-only --registration none --skip-bids-validation
   done
 done"""
 

@@ -35,12 +35,6 @@ from pathlib import Path
 
 import numpy as np
 
-# Run as a script, Python puts this folder first on sys.path, where a benchmark named like
-# a standard module shadows it (benchmarks/profile.py: torch imports cProfile, which
-# imports profile). This script imports nothing from its folder.
-if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
-    del sys.path[0]
-
 REFERENCE_HOURS = 70.0  # ANCHORS.md: reference implementation, 1000 steps, 2-core CPU
 
 

@@ -1,6 +1,6 @@
 """Where the time goes: wall and CPU time per stage of one image, participant and group.
 
-    python benchmarks/profile.py [--work DIR] [--sampler dpm --steps 10] [--output FILE]
+    python benchmarks/stage_profile.py [--work DIR] [--sampler dpm --steps 10] [--output FILE]
 
 Makes a one-subject full-size phantom (seed 3000, lesions; a 1.5 T and a 3 T session, as
 the demo), then:
@@ -64,9 +64,10 @@ def participant_stages(bids: Path, work: Path, sampler: str, steps: int) -> None
         import nipype  # noqa: F401
         import torch
 
+        from harmonize_bids import image as img
         from harmonize_bids import inference  # noqa: F401
         from harmonize_bids.bids import discover_t1w, load_layout, validate_bids
-        from harmonize_bids.image import bias, conform, intensity, resample, skullstrip
+        from harmonize_bids.image import intensity
         from harmonize_bids.model.folder import bundled_model_dir, load_model_folder
     torch.set_num_threads(2)
     with stage("BIDS validation (bids-validator-deno)"):
@@ -77,18 +78,16 @@ def participant_stages(bids: Path, work: Path, sampler: str, steps: int) -> None
     out = work / "stages"
     out.mkdir(parents=True, exist_ok=True)
     with stage("conform"):
-        conformed = conform.conform(raw, out / "conformed.nii.gz")
+        conformed = img.conform(raw, out / "conformed.nii.gz")
     with stage("skull strip (deepbet)"):
-        brain, brain_mask = skullstrip.skull_strip(conformed, out, num_threads=2)
+        brain, brain_mask = img.skull_strip(conformed, out, num_threads=2)
     with stage("N4 bias correction"):
-        n4 = bias.n4_correct(brain, brain_mask, out / "n4.nii.gz")
+        n4 = img.n4_correct(brain, brain_mask, out / "n4.nii.gz")
     with stage("resample to 1 mm (image and mask)"):
-        resampled = resample.resample_to_1mm(n4, out / "resampled.nii.gz")
-        mask_file = resample.resample_to_1mm(
-            brain_mask, out / "mask.nii.gz", interpolation="nearest"
-        )
+        resampled = img.resample_to_1mm(n4, out / "resampled.nii.gz")
+        mask_file = img.resample_to_1mm(brain_mask, out / "mask.nii.gz", interpolation="nearest")
     with stage("clip, scale, anchor white matter"):
-        preproc = intensity.clip_and_scale(resampled, mask_file, out / "preproc.nii.gz")
+        preproc = img.clip_and_scale(resampled, mask_file, out / "preproc.nii.gz")
     with stage("model load"):
         model = load_model_folder(bundled_model_dir(1.5, 3.0), source_field=1.5, target_field=3.0)
     volume = np.asanyarray(nib.load(preproc).dataobj, dtype=np.float32)
@@ -229,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     participant = [s for s in STAGES if not s[0].startswith("group:")]
     group = [s for s in STAGES if s[0].startswith("group:")]
     text = [
-        f"Command: `python benchmarks/profile.py {' '.join(argv or sys.argv[1:])}`; "
+        f"Command: `python benchmarks/stage_profile.py {' '.join(argv or sys.argv[1:])}`; "
         f"{platform.machine()}, {os.cpu_count()} CPU cores, load average "
         f"{load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end; "
         f"{time.strftime('%Y-%m-%d')}.",
