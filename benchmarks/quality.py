@@ -63,7 +63,7 @@ RECIPE = """\
 P="harmonize-bids-phantom --size full --same-pose --subjects-per-site 3 --lesion-fraction 0.5"
 $P heldout_core --subjects 6 --seed 20000 --scanners core
 $P unseen_val --subjects 6 --seed 40000 --scanners unseen   # design decisions only
-$P unseen_test --subjects 9 --seed 30000 --scanners unseen
+$P unseen_test --subjects 6 --seed 30000 --scanners unseen
 for set in heldout_core unseen_val unseen_test; do
   for fields in "1.5 3" "3 1.5"; do
     set -- $fields

@@ -13,7 +13,7 @@ SUPPORTED_FIELDS = (1.5, 3.0)
 #: ``ddpm`` the paper's 1000 ancestral steps; ``ddim`` / ``dpm`` deterministic few-step.
 SAMPLERS = ("ddpm", "ddim", "dpm")
 DEFAULT_SAMPLER = "dpm"
-DEFAULT_STEPS = 10
+DEFAULT_STEPS = 2
 SKULL_STRIP_METHODS = ("deepbet", "hdbet", "none")
 #: How a training pair's target is brought onto its source grid (training_data).
 REGISTRATIONS = ("syn", "none")

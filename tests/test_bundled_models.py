@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
+from harmonize_bids.choices import Direction
 from harmonize_bids.cli.run import main
 from harmonize_bids.model.folder import BUNDLED_MODELS, bundled_model_dir, load_model_folder
-from harmonize_bids.model.schedulers import sampling_scheduler
 
 DIRECTIONS = [(1.5, 3.0), (3.0, 1.5)]
 MAX_TOTAL_BYTES = 50 * 1024 * 1024
+QUALITY_RECORD = Path(__file__).resolve().parents[1] / "docs" / "quality.json"
 
 
 @pytest.mark.parametrize(("source", "target"), DIRECTIONS)
@@ -21,38 +23,40 @@ def test_bundled_model_loads_and_documents_itself(source, target):
     assert folder is not None, f"no bundled {source:g}T->{target:g}T model"
     model = load_model_folder(folder, source_field=source, target_field=target)  # checks SHA
     meta = model.meta
-    phantom = meta["training_data"]["phantom"]
-    assert meta["training_data"]["n_subjects"] >= 6
-    assert 0 < phantom["n_with_lesions"] < meta["training_data"]["n_subjects"]
+    assert re.fullmatch(r"[1-9]\d*\.\d+\.\d+", meta["version"]), meta["version"]
+    assert meta["training_data"]["pairs"] >= 12
+    assert meta["training_data"]["lesion_masks"] > 0
     assert meta["iterations"] > 0 and meta["wall_time_s"] > 0
-    benchmark = meta["benchmark"]
-    assert not set(benchmark["heldout_seeds"]) & set(phantom["dataset_seeds"])
-    assert benchmark["subjects"] >= 6
-    for method in ("Original", "Histogram matching", "Nyul", benchmark["default"]):
-        assert benchmark["methods"][method]["mse"] > 0
+    # reference-conditioned, with a default reference and the domain the checks use
+    assert model.reference_channel and model.reference is not None
+    assert {"csf_wm", "gm_wm"} <= set(meta["domain"]["source"])
+    # no per-phantom sampler ending or output calibration
+    assert "dpm_last_timestep" not in model.scheduler_config
+    assert not (folder / "calibration.json").exists()
 
 
 @pytest.mark.parametrize(("source", "target"), DIRECTIONS)
-def test_benchmark_record_was_measured_with_the_shipped_schedule(source, target):
-    """Changing scheduler_config.json (e.g. dpm_last_timestep) needs a new benchmark record."""
+def test_benchmark_record_measures_the_shipped_weights_on_sets_training_never_saw(source, target):
+    """docs/quality.json (written by benchmarks/quality.py) holds an in-distribution and
+    an unseen-scanner record of these weights, on phantoms the model was not trained on."""
     model = load_model_folder(
         bundled_model_dir(source, target), source_field=source, target_field=target
     )
-    for name, recorded in model.meta["benchmark"]["timesteps"].items():
-        sampler, steps = re.fullmatch(r"Ours \((\w+), (\d+) steps\)", name).groups()
-        scheduler = sampling_scheduler(model.scheduler_config, sampler)
-        scheduler.set_timesteps(int(steps))
-        assert scheduler.timesteps.tolist() == recorded, name
-
-
-@pytest.mark.parametrize(("source", "target"), DIRECTIONS)
-def test_benchmark_record_was_measured_with_the_shipped_calibration(source, target):
-    """Adding or changing calibration.json needs a new benchmark record."""
-    model = load_model_folder(
-        bundled_model_dir(source, target), source_field=source, target_field=target
-    )
-    shipped = model.calibration and model.calibration.sha256
-    assert model.meta["benchmark"].get("calibration_sha256") == shipped
+    records = json.loads(QUALITY_RECORD.read_text())
+    slug = Direction(source, target).label.replace("->", "-to-")
+    mine = {
+        key.split(" ")[0]: record
+        for key, record in records.items()
+        if key.endswith(slug) and record["model"]["weights_sha256"] == model.weights_sha256
+    }
+    assert any(name.startswith("unseen") for name in mine), sorted(records)
+    assert any(not name.startswith("unseen") for name in mine), sorted(records)
+    trained_on = set(model.meta["training_data"]["phantoms"])
+    for name, record in mine.items():
+        assert record["phantom"] not in trained_on, name
+        assert record["subjects"] >= 6
+        for method in ("Original", "Histogram matching", "Nyul", record["default"]):
+            assert record["methods"][method]["mse"] > 0
 
 
 @pytest.mark.parametrize(("source", "target"), DIRECTIONS)
