@@ -139,6 +139,9 @@ def device_suite(device: str, *, quick: bool, train_iterations: int) -> None:
 
     import torch
 
+    from harmonize_bids.choices import DEFAULT_STEPS
+    from harmonize_bids.image.reference import match_to_reference
+    from harmonize_bids.inference import default_reference
     from harmonize_bids.model import load_model_folder, new_model, sample_volume
     from harmonize_bids.model.device import resolve_device
     from harmonize_bids.model.folder import bundled_model_dir
@@ -154,10 +157,17 @@ def device_suite(device: str, *, quick: bool, train_iterations: int) -> None:
     if quick:  # the same code on two 4 mm slices, for tests and dry runs without a GPU
         volume, brain = volume[::4, ::4, ::4], brain[::4, ::4, ::4]
     mask = slab(brain, 2) if quick else brain
+    # the bundled model sees the source matched to a target-field reference: its own
+    matched = None
+    if model.reference_channel:
+        matched = match_to_reference(volume, brain, default_reference(model).quantiles)
+    default = f"default (dpm {DEFAULT_STEPS})"
     runs = [
-        DeviceRun("default (dpm 10), bf16", "dpm", 10, "bf16"),
-        DeviceRun("default (dpm 10), fp32", "dpm", 10, "fp32"),
-        DeviceRun("dpm 10, ensemble 4, bf16", "dpm", 10, "bf16", ensemble=4),
+        DeviceRun(f"{default}, bf16", "dpm", DEFAULT_STEPS, "bf16"),
+        DeviceRun(f"{default}, fp32", "dpm", DEFAULT_STEPS, "fp32"),
+        DeviceRun(
+            f"dpm {DEFAULT_STEPS}, ensemble 4, bf16", "dpm", DEFAULT_STEPS, "bf16", ensemble=4
+        ),
         DeviceRun("ddpm 1000 (the paper), bf16", "ddpm", 3 if quick else 1000, "bf16"),
     ]
 
@@ -178,6 +188,7 @@ def device_suite(device: str, *, quick: bool, train_iterations: int) -> None:
             device=on,
             precision=run.precision,
             progress=False,
+            matched=matched,
         )
         if on.type == "cuda":
             torch.cuda.synchronize(on)

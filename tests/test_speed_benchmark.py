@@ -10,11 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from harmonize_bids.choices import DEFAULT_STEPS
+
 SPEED = Path(__file__).parents[1] / "benchmarks" / "speed.py"
+
 ROWS = (
-    "default (dpm 10), bf16",
-    "default (dpm 10), fp32",
-    "dpm 10, ensemble 4, bf16",
+    f"default (dpm {DEFAULT_STEPS}), bf16",
+    f"default (dpm {DEFAULT_STEPS}), fp32",
+    f"dpm {DEFAULT_STEPS}, ensemble 4, bf16",
     "ddpm 1000 (the paper), bf16",
 )
 
