@@ -20,24 +20,59 @@ from .errors import ImageError
 
 #: Brain voxels the mixture is fitted on (an even subsample of larger brains).
 _MIXTURE_SAMPLES = 150_000
+#: Histogram bins the mixture is fitted on: EM over bins, not voxels, costs milliseconds.
+_MIXTURE_BINS = 4096
+#: Covariance floor, as scikit-learn's GaussianMixture.
+_REG_VARIANCE = 1e-6
 
 
 def tissue_mixture(data: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Means and weights of 3 Gaussian classes of the brain intensities, darkest first
-    (T1w: CSF, GM, WM)."""
-    from sklearn.mixture import GaussianMixture
+    (T1w: CSF, GM, WM).
+
+    Expectation-maximisation on the histogram of the brain intensities, started as
+    scikit-learn's GaussianMixture (k-means classes for weights and variances, the 10th,
+    50th and 90th percentiles for means) and stopped by its rule.
+    """
+    from sklearn.cluster import KMeans
 
     values = np.asarray(data, np.float64)[np.asarray(mask) > 0]
     if values.size < 3:
         raise ImageError('brain mask has fewer than 3 voxels. Check the skull-stripping step.')
-    values = values[:: max(1, values.size // _MIXTURE_SAMPLES)].reshape(-1, 1)
-    start = np.percentile(values, [10, 50, 90]).reshape(-1, 1)
+    values = values[:: max(1, values.size // _MIXTURE_SAMPLES)]
+    counts, edges = np.histogram(values, bins=_MIXTURE_BINS)
+    filled = counts > 0
+    x = ((edges[:-1] + edges[1:]) / 2)[filled]
+    counts = counts[filled].astype(np.float64)
+    if x.size < 3:
+        raise ImageError('fewer than 3 distinct intensities inside the brain. Check the input.')
+    labels = KMeans(3, n_init=1, random_state=0).fit(x[:, None], sample_weight=counts).labels_
+    resp = np.zeros((x.size, 3))
+    resp[np.arange(x.size), labels] = counts
+    weights, _, variances = _mixture_update(x, resp)
+    means = np.percentile(values, [10, 50, 90])
+    bound = -np.inf
     # a tight tolerance: stopped early (the default), the WM mean drifts by up to 0.02
-    mixture = GaussianMixture(3, means_init=start, tol=1e-6, max_iter=1000, random_state=0).fit(
-        values
-    )
-    order = np.argsort(mixture.means_[:, 0])
-    return mixture.means_[order, 0], mixture.weights_[order]
+    for _ in range(1000):
+        log_density = -0.5 * (
+            (x[:, None] - means) ** 2 / variances + np.log(2 * np.pi * variances)
+        ) + np.log(weights)
+        log_total = np.logaddexp.reduce(log_density, axis=1)
+        resp = np.exp(log_density - log_total[:, None]) * counts[:, None]
+        weights, means, variances = _mixture_update(x, resp)
+        previous, bound = bound, float(counts @ log_total / counts.sum())
+        if abs(bound - previous) < 1e-6:
+            break
+    order = np.argsort(means)
+    return means[order], weights[order]
+
+
+def _mixture_update(x: np.ndarray, resp: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Weights, means and variances from count-weighted responsibilities (M-step)."""
+    totals = resp.sum(0) + 10 * np.finfo(np.float64).eps
+    means = (resp * x[:, None]).sum(0) / totals
+    variances = (resp * (x[:, None] - means) ** 2).sum(0) / totals + _REG_VARIANCE
+    return totals / totals.sum(), means, variances
 
 
 def white_matter_level(data: np.ndarray, mask: np.ndarray) -> float:
