@@ -41,11 +41,6 @@ COPY harmonize_bids ./harmonize_bids
 RUN pip wheel --no-deps --wheel-dir /wheels . \
     && pip install "torch==${TORCH_VERSION}" /wheels/harmonize_bids-*.whl
 
-# niworkflows imports TemplateFlow, which unpacks its skeleton on first import: do it
-# now, so that the run needs neither the network nor a writable TEMPLATEFLOW_HOME.
-RUN TEMPLATEFLOW_HOME=/opt/templateflow python -c "import templateflow.api" \
-    && test -d /opt/templateflow/tpl-MNI152NLin2009cAsym
-
 # --- runtime: the environment, a non-root user, nothing else ---------------------------
 FROM ${BASE_IMAGE} AS runtime
 
@@ -66,7 +61,6 @@ LABEL org.opencontainers.image.title="harmonize_bids" \
       org.opencontainers.image.vendor="harmonize_bids developers"
 
 COPY --from=builder /opt/venv /opt/venv
-COPY --from=builder /opt/templateflow /opt/templateflow
 
 RUN useradd --create-home --home-dir /home/harmonize --uid 1000 --user-group \
         --shell /bin/bash harmonize \
@@ -85,7 +79,6 @@ ENV PATH=/opt/venv/bin:$PATH \
     OMP_NUM_THREADS=1 \
     MKL_NUM_THREADS=1 \
     OPENBLAS_NUM_THREADS=1 \
-    TEMPLATEFLOW_HOME=/opt/templateflow \
     PYTHONUNBUFFERED=1 \
     PYTHONNOUSERSITE=1 \
     NVIDIA_VISIBLE_DEVICES=all \

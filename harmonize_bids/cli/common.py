@@ -6,9 +6,13 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from ..errors import HarmonizeBidsError
 from ..logs import LOGGER, setup_logging
+
+#: TemplateFlow home for every entry point: the app uses no template (see its README).
+EMPTY_TEMPLATEFLOW_HOME = Path(__file__).parents[1] / "data" / "templateflow"
 
 
 def run_entry_point(
@@ -20,6 +24,7 @@ def run_entry_point(
 ) -> int:
     """Parse, run, and turn any failure into one line and its exit code."""
     os.environ.setdefault("NIPYPE_NO_ET", "1")  # nipype must not phone home
+    os.environ["TEMPLATEFLOW_HOME"] = str(EMPTY_TEMPLATEFLOW_HOME)
     verbose = 0
     try:
         options = parse(argv)

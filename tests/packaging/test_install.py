@@ -33,12 +33,11 @@ def _run(argv, **kwargs) -> subprocess.CompletedProcess:
 
 
 class Install:
-    """A fresh environment laid out like the image's: venv, TemplateFlow home, HOME."""
+    """A fresh environment laid out like the image's: venv, HOME."""
 
     def __init__(self, root: Path):
         self.root = root
         self.venv = root / "venv"
-        self.templateflow = root / "templateflow"
         self.home = root / "home"
         self.wheel: Path | None = None
 
@@ -47,7 +46,6 @@ class Install:
         args = RUNTIME.args()
         for old, new in (
             ("/opt/venv", str(self.venv)),
-            ("/opt/templateflow", str(self.templateflow)),
             ("/home/harmonize", str(self.home)),
             ("${IMAGE}", args["IMAGE"]),
             ("${VERSION}", args["VERSION"]),
@@ -137,15 +135,7 @@ def test_version(install):
     assert result.stdout.strip() == f"harmonize-bids {harmonize_bids.__version__}"
 
 
-@pytest.fixture(scope="module")
-def templateflow(install) -> Path:
-    """The builder's TemplateFlow step, run as written in the Dockerfile."""
-    (step,) = [run for run in BUILDER.all("RUN") if "TEMPLATEFLOW_HOME" in run]
-    _run(["bash", "-o", "pipefail", "-c", install.translate(step)], env=install.env())
-    return install.templateflow
-
-
-def test_the_dockerfile_offline_check_passes(install, templateflow):
+def test_the_dockerfile_offline_check_passes(install):
     """The runtime stage's RUN --network=none check, with the network off here too."""
     offline = networking_off_prefix()
     (check,) = [run for run in RUNTIME.all("RUN") if run.startswith("--network=none")]
@@ -154,7 +144,7 @@ def test_the_dockerfile_offline_check_passes(install, templateflow):
     assert harmonize_bids.__version__ in result.stdout
 
 
-def test_participant_run_offline_with_the_image_environment(install, templateflow, tmp_path):
+def test_participant_run_offline_with_the_image_environment(install, tmp_path):
     offline = networking_off_prefix()
     bids = make_bids(
         tmp_path / "bids",
@@ -199,5 +189,5 @@ def test_participant_run_offline_with_the_image_environment(install, templateflo
         "Type": "docker",
         "Tag": install.translate(RUNTIME.env()["HARMONIZE_BIDS_CONTAINER_TAG"]),
     }
-    # TemplateFlow used the image's pre-filled home and did not unpack a new one in HOME.
+    # TemplateFlow's home is the package's empty one: nothing unpacked into HOME.
     assert not (install.home / ".cache" / "templateflow").exists()
