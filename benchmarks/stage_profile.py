@@ -125,6 +125,8 @@ def participant_stages(bids: Path, work: Path, sampler: str, steps: int) -> None
 
 
 def group_stages(output: Path) -> None:
+    import numpy as np
+
     from harmonize_bids.qc import metrics
     from harmonize_bids.qc.discovery import find_participant_outputs, load_outputs
     from harmonize_bids.qc.paired import compare_to_target
@@ -133,9 +135,14 @@ def group_stages(output: Path) -> None:
     loaded = {image.stem: load_outputs(image) for image in images}
     labels = {}
     for stem, volumes in loaded.items():
-        for key in ("preproc", "harmonized"):
-            with stage(f"group: segment {stem} {key} (Atropos)"):
-                labels[stem, key] = metrics.segment_tissues(getattr(volumes, key), volumes.mask)
+        with stage(f"group: segment {stem} preproc (Atropos)"):
+            labels[stem, "preproc"] = metrics.segment_tissues(volumes.preproc, volumes.mask)
+        # as the group level: an image written unchanged (at the target field) is segmented once
+        if np.array_equal(volumes.preproc, volumes.harmonized):
+            labels[stem, "harmonized"] = labels[stem, "preproc"]
+            continue
+        with stage(f"group: segment {stem} harmonized (Atropos)"):
+            labels[stem, "harmonized"] = metrics.segment_tissues(volumes.harmonized, volumes.mask)
     source, target = (loaded[s] for s in sorted(loaded))  # ses-1p5T, ses-3T
     from harmonize_bids.image.register import register_arrays
 
@@ -145,9 +152,16 @@ def group_stages(output: Path) -> None:
         )
     with stage("group: segment the registered target"):
         labels_target = metrics.segment_tissues(registered, source.mask)
+    source_stem = sorted(loaded)[0]
     with stage("group: paired metrics (MSE, AHD, volumes, Dice, HD95)"):
-        for image in (source.preproc, source.harmonized):
-            compare_to_target(image, registered, source.mask, labels_target)
+        for key in ("preproc", "harmonized"):
+            compare_to_target(
+                getattr(source, key),
+                registered,
+                source.mask,
+                labels_target,
+                labels=labels[source_stem, key],
+            )
     with stage("group: histograms and through-plane"):
         for volumes in loaded.values():
             metrics.brain_histogram(volumes.harmonized, volumes.mask)
