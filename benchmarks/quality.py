@@ -27,7 +27,7 @@ Methods, per direction:
   pooled scans as its target reference, at each ``--steps`` (the first is the default).
 
 Metrics against the registered target inside the source brain mask: the paper's MSE,
-AHD, Atropos CSF/GM/WM volume differences, Dice and HD95
+AHD, CSF/GM/WM volume differences, Dice and HD95
 (:func:`harmonize_bids.qc.paired.compare_to_target`). Beyond the paper: lesion contrast
 (1 - mean lesion / mean normal-appearing WM, true labels) over the target's,
 through-plane roughness over the target's, fine-detail energy (Laplacian RMS in the

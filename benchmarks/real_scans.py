@@ -16,7 +16,7 @@ Each scan is preprocessed as the app preprocesses, then harmonized toward the ot
 field with the other scan as the target-field reference (a different person: no pairing),
 and compared with histogram matching to that reference. Measured against the real
 target-field scan: the brain-histogram distance (255 bins, counts rescaled to the same
-brain size) and the CSF / GM / WM fractions of the brain (Atropos) and their largest
+brain size) and the CSF / GM / WM fractions of the brain (MRF segmentation) and their largest
 difference; and how much of the input's detail the output keeps: the correlation of
 their gradient magnitudes and the ratio of their fine-detail energy (Laplacian RMS in the
 eroded brain).

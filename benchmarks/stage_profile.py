@@ -135,13 +135,13 @@ def group_stages(output: Path) -> None:
     loaded = {image.stem: load_outputs(image) for image in images}
     labels = {}
     for stem, volumes in loaded.items():
-        with stage(f"group: segment {stem} preproc (Atropos)"):
+        with stage(f"group: segment {stem} preproc"):
             labels[stem, "preproc"] = metrics.segment_tissues(volumes.preproc, volumes.mask)
         # as the group level: an image written unchanged (at the target field) is segmented once
         if np.array_equal(volumes.preproc, volumes.harmonized):
             labels[stem, "harmonized"] = labels[stem, "preproc"]
             continue
-        with stage(f"group: segment {stem} harmonized (Atropos)"):
+        with stage(f"group: segment {stem} harmonized"):
             labels[stem, "harmonized"] = metrics.segment_tissues(volumes.harmonized, volumes.mask)
     source, target = (loaded[s] for s in sorted(loaded))  # ses-1p5T, ses-3T
     from harmonize_bids.image.register import register_arrays

@@ -10,7 +10,7 @@ Paired metrics follow Durrer et al. (MIDL 2023), Appendix D:
   writes a sum, but the magnitudes it reports (1.85e-3 on the [0, 1] scale) are means.
 - :func:`ahd`: sum over 255 bins on [0, 1] of the absolute difference of the brain
   voxel histograms, in voxel counts (equation 7).
-- :func:`segment_tissues` (ANTs Atropos, 3 classes, k-means initialisation), then
+- :func:`segment_tissues` (Atropos's 3-class k-means-initialised MRF model), then
   :func:`tissue_volumes`, :func:`dice` and :func:`hausdorff95` (MONAI) per class.
 
 Group measures: :func:`through_plane_consistency` (stripes from slice-wise 2D
@@ -19,11 +19,11 @@ sampling) and :func:`robust_z` (median / MAD) for outlier flags.
 
 from __future__ import annotations
 
-import contextlib
-import tempfile
 from collections.abc import Sequence
 
 import numpy as np
+
+from .segmentation import mrf_segmentation
 
 #: Histogram bins on [0, 1] (the paper's AHD).
 HISTOGRAM_BINS = 255
@@ -111,49 +111,24 @@ def segment_tissues(
     iterations: int = 5,
     mrf: float = 0.1,
 ) -> np.ndarray:
-    """Three-class tissue segmentation (CSF, GM, WM) inside ``mask`` with ANTs Atropos.
-
-    Atropos with k-means initialisation (3 classes), an MRF prior of weight ``mrf``
-    (radius 1 voxel) and ``iterations`` EM iterations, run with a constant internal
-    seed so the same input gives the same labels. Classes are relabelled by their mean
-    intensity: darkest = CSF (1), then GM (2), brightest = WM (3); 0 outside the mask.
+    """Three-class tissue segmentation (CSF, GM, WM) inside ``mask``: Atropos's k-means
+    initialised Gaussian classes with an MRF prior of weight ``mrf`` (radius 1 voxel) and
+    at most ``iterations`` iterations (:mod:`harmonize_bids.qc.segmentation`); the same
+    input gives the same labels. Classes are relabelled by their mean intensity: darkest
+    = CSF (1), then GM (2), brightest = WM (3); 0 outside the mask.
     """
-    import ants
-
     _check_same_shape(image, mask)
     full_mask = np.asarray(mask, bool)
     if full_mask.sum() < 3:
         raise ValueError("the mask holds fewer than 3 voxels; nothing to segment")
-    # Atropos on the mask's bounding box (one voxel of margin for the MRF): same labels,
-    # a fraction of the voxels.
+    # on the mask's bounding box (one voxel of margin for the MRF): same labels,
+    # a fraction of the voxels
     where = np.argwhere(full_mask)
     lows, highs = where.min(0), where.max(0)
     box = tuple(slice(max(lo - 1, 0), hi + 2) for lo, hi in zip(lows, highs, strict=True))
     mask = full_mask[box]
     data = np.where(mask, np.asarray(image, np.float32)[box], 0).astype(np.float32)
-    ants_image = ants.from_numpy(data, spacing=tuple(float(s) for s in spacing))
-    ants_mask = ants.from_numpy(mask.astype(np.float32), spacing=tuple(float(s) for s in spacing))
-    radius = "x".join("1" for _ in range(data.ndim))
-    options = {
-        "x": ants_mask,
-        "i": "KMeans[3]",
-        "m": f"[{mrf},{radius}]",
-        "c": f"[{iterations},0]",
-        "r": 0,
-    }
-    with _private_tempdir():
-        try:
-            result = ants.atropos(a=ants_image, **options)
-        except Exception:  # noqa: BLE001 - ANTsPy raises a bare Exception
-            # A class of identical values (e.g. a histogram-matched image's ties) makes its
-            # covariance singular (variance below 1e-6): break the ties with a fixed dither
-            # of +-0.005 (under 2 of the 255 AHD bins) and retry.
-            dither = np.random.default_rng(0).uniform(-5e-3, 5e-3, data.shape)
-            dithered = np.where(mask, data + dither, 0).astype(np.float32)
-            result = ants.atropos(
-                a=ants.from_numpy(dithered, spacing=ants_image.spacing), **options
-            )
-    raw = result["segmentation"].numpy().astype(np.int16)
+    raw = mrf_segmentation(data, mask, spacing=spacing, mrf=mrf, iterations=iterations)
     labels = np.zeros(data.shape, np.uint8)
     classes = [value for value in np.unique(raw[mask]) if value > 0]
     means = [float(data[mask & (raw == value)].mean()) for value in classes]
@@ -162,19 +137,6 @@ def segment_tissues(
     full = np.zeros(full_mask.shape, np.uint8)
     full[box] = labels
     return full
-
-
-@contextlib.contextmanager
-def _private_tempdir():
-    """ANTsPy's Atropos writes its probability images to the temp folder and globs them
-    back: give it a folder of its own (no clashes between processes, nothing left)."""
-    previous = tempfile.tempdir
-    with tempfile.TemporaryDirectory(prefix="harmonize_bids_atropos_") as folder:
-        tempfile.tempdir = folder
-        try:
-            yield
-        finally:
-            tempfile.tempdir = previous
 
 
 def tissue_volumes(labels: np.ndarray, *, voxel_volume: float = 1.0) -> dict[str, float]:

@@ -34,7 +34,7 @@ def compare_to_target(
 ) -> dict:
     """The paper's paired metrics of ``image`` against ``target`` (same grid).
 
-    MSE and AHD over ``mask``; from the Atropos segmentations inside ``mask`` (the
+    MSE and AHD over ``mask``; from the tissue segmentations inside ``mask`` (the
     image's ``labels``, segmented here when not given, and the target's
     ``labels_target``): absolute CSF/GM/WM volume differences (mm^3), Dice, and
     Hausdorff 95 (mm). Returns ``{"mse", "ahd", "volume_diff", "dice", "hd95"}``, the

@@ -1,6 +1,6 @@
 """Group tables: their columns and descriptions, the rows, outlier flags, and the TSV.
 
-``group_T1w.tsv`` holds one row per image (provenance, Atropos tissue volumes before
+``group_T1w.tsv`` holds one row per image (provenance, tissue volumes before
 and after harmonization, AHD to the target-field reference, through-plane consistency,
 outlier flags with their reasons); ``group_T1w_paired.tsv`` the paired metrics of
 travelling subjects (:mod:`.paired`). Each has a JSON sidecar describing its columns.
@@ -105,8 +105,8 @@ COLUMN_DESCRIPTIONS = {
     "brain_volume_mm3": {"Description": "brain mask volume", "Units": "mm^3"},
     **{
         f"{t}_volume_{k}_mm3": {
-            "Description": f"{t.upper()} volume, ANTs Atropos 3-class segmentation (k-means "
-            f"initialisation) of the {name} image inside the brain mask",
+            "Description": f"{t.upper()} volume, 3-class segmentation (Atropos's k-means "
+            f"initialised MRF model) of the {name} image inside the brain mask",
             "Units": "mm^3",
         }
         for k, name in (("preproc", "preprocessed"), ("harmonized", "harmonized"))
@@ -155,7 +155,7 @@ PAIRED_DESCRIPTIONS = {
     },
     **{
         f"{t}_volume_difference_mm3": {
-            "Description": f"|{t.upper()} volume - {t.upper()} volume of the target| (Atropos)",
+            "Description": f"|{t.upper()} volume - {t.upper()} volume of the target|",
             "Units": "mm^3",
         }
         for t in ("csf", "gm", "wm")
