@@ -88,6 +88,10 @@ def _kmeans_1d(values: np.ndarray, max_iterations: int = 200) -> np.ndarray:
 def _fit_classes(values: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Weighted mean and (unbiased weighted) variance of each class."""
     total = weights.sum(axis=0)
+    if not (total > 0).all():
+        raise ValueError(
+            "a tissue class is empty: fewer than 3 distinguishable intensities in the mask"
+        )
     means = (weights * values[:, None]).sum(axis=0) / total
     spread = (weights * (values[:, None] - means) ** 2).sum(axis=0)
     variances = spread / (total - (weights**2).sum(axis=0) / total)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from harmonize_bids.qc.segmentation import mrf_segmentation
 
@@ -60,3 +61,9 @@ def test_the_mrf_smooths_noisy_labels():
         return int(((same == 0) & mask).sum())
 
     assert isolated(smooth) < isolated(plain) / 2
+
+
+def test_an_image_without_three_intensities_is_refused():
+    image, mask = _noisy_brain(noise=0.0)
+    with pytest.raises(ValueError, match="tissue class is empty"):
+        mrf_segmentation(np.where(mask, 0.5, 0).astype(np.float32), mask)
