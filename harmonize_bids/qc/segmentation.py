@@ -39,10 +39,11 @@ def mrf_segmentation(
     """Labels 1..3 inside ``mask`` (0 outside) of a 3-D ``image``; ``spacing`` (mm)
     weighs the neighbours. Label 1 starts as the darkest k-means class."""
     mask = np.asarray(mask, bool)
-    weights = [
-        1.0 / float(np.sqrt(sum((d * s) ** 2 for d, s in zip(o, spacing, strict=True))))
-        for o in _OFFSETS
-    ]
+    kernel = np.zeros((3, 3, 3), np.float32)  # inverse distances of the 26 neighbours
+    for offset in _OFFSETS:
+        distance = np.sqrt(sum((d * s) ** 2 for d, s in zip(offset, spacing, strict=True)))
+        kernel[tuple(d + 1 for d in offset)] = 1.0 / distance
+    padded_image, padded_mask = np.pad(np.asarray(image, np.float64), 1), np.pad(mask, 1)
     values = np.asarray(image, np.float64)[mask]
     centres = _kmeans_1d(values)
     labels = np.zeros(mask.shape, np.int8)
@@ -50,9 +51,11 @@ def mrf_segmentation(
     means, variances = _fit_classes(values, np.eye(_CLASSES)[labels[mask] - 1])
     previous = -np.inf
     for _ in range(iterations):
-        labels, largest = _update_labels(image, mask, labels, means, variances, mrf, weights)
+        labels, largest = _update_labels(
+            padded_image, padded_mask, labels, means, variances, mrf, kernel
+        )
         neighbours = np.stack(
-            [_neighbour_weight(labels == k + 1, weights)[mask] for k in range(_CLASSES)],
+            [_neighbour_weight(labels == k + 1, kernel)[mask] for k in range(_CLASSES)],
             axis=-1,
         )
         posteriors = _likelihoods(values, means, variances) * _label_prior(neighbours, mrf)
@@ -108,38 +111,33 @@ def _label_prior(neighbours: np.ndarray, mrf: float) -> np.ndarray:
     return np.maximum(weights / weights.sum(axis=-1, keepdims=True), _EPSILON)
 
 
-def _neighbour_weight(members: np.ndarray, weights: list[float]) -> np.ndarray:
+def _neighbour_weight(members: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """At each voxel, the sum of the inverse distances of its 26 neighbours in ``members``."""
-    kernel = np.zeros((3, 3, 3))
-    for offset, weight in zip(_OFFSETS, weights, strict=True):
-        kernel[tuple(d + 1 for d in offset)] = weight
     return ndimage.correlate(members.astype(np.float32), kernel, mode="constant")
 
 
-def _update_labels(image, mask, labels, means, variances, mrf, weights):
+def _update_labels(padded_image, padded_mask, labels, means, variances, mrf, kernel):
     """One asynchronous ICM sweep: the 8 parity classes of the grid in turn (voxels of one
-    class are never neighbours), each voxel to its largest posterior. Returns the labels
-    and the mean normalised largest posterior."""
+    class are never neighbours), each voxel to its largest posterior. Image and mask come
+    padded by one voxel. Returns the labels and the mean normalised largest posterior."""
     padded_labels = np.pad(labels, 1)
-    padded_image = np.pad(np.asarray(image, np.float64), 1)
-    padded_mask = np.pad(mask, 1)
     members = np.stack([padded_labels == k + 1 for k in range(_CLASSES)], axis=-1)
     members = members.astype(np.float32)
     total = 0.0
     for start in itertools.product((0, 1), repeat=3):
         target = tuple(
             slice(s + 1, s + 1 + 2 * len(range(s, n, 2)), 2)
-            for s, n in zip(start, mask.shape, strict=True)
+            for s, n in zip(start, labels.shape, strict=True)
         )
         inside = padded_mask[target]
         if not inside.any():
             continue
         neighbours = np.zeros(inside.shape + (_CLASSES,), np.float32)
-        for offset, weight in zip(_OFFSETS, weights, strict=True):
+        for offset in _OFFSETS:
             shifted = tuple(
                 slice(t.start + d, t.stop + d, 2) for t, d in zip(target, offset, strict=True)
             )
-            neighbours += np.float32(weight) * members[shifted]
+            neighbours += kernel[tuple(d + 1 for d in offset)] * members[shifted]
         posteriors = _likelihoods(padded_image[target][inside], means, variances)
         posteriors = posteriors * _label_prior(neighbours[inside].astype(np.float64), mrf)
         best = posteriors.argmax(axis=1)
@@ -150,4 +148,4 @@ def _update_labels(image, mask, labels, means, variances, mrf, weights):
         block = members[target]
         block[inside] = np.eye(_CLASSES, dtype=np.float32)[best]
         members[target] = block
-    return padded_labels[1:-1, 1:-1, 1:-1], total / max(int(mask.sum()), 1)
+    return padded_labels[1:-1, 1:-1, 1:-1], total / max(int(padded_mask.sum()), 1)
