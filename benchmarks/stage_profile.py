@@ -146,7 +146,7 @@ def group_stages(output: Path) -> None:
     source, target = (loaded[s] for s in sorted(loaded))  # ses-1p5T, ses-3T
     from harmonize_bids.image.register import register_arrays
 
-    with stage("group: register the pair (affine + SyN)"):
+    with stage("group: register the pair (rigid)"):
         registered = register_arrays(
             source.preproc, target.preproc, source.affine, target.affine, fixed_mask=source.mask
         )

@@ -15,8 +15,11 @@ SAMPLERS = ("ddpm", "ddim", "dpm")
 DEFAULT_SAMPLER = "dpm"
 DEFAULT_STEPS = 2
 SKULL_STRIP_METHODS = ("deepbet", "hdbet", "none")
-#: How a training pair's target is brought onto its source grid (training_data).
-REGISTRATIONS = ("syn", "none")
+#: How a travelling subject's target scan is brought onto its source scan's grid (training
+#: pairs; the group level always registers rigidly): ANTs rigid, ANTs affine then SyN, or
+#: scanner coordinates alone.
+REGISTRATIONS = ("rigid", "syn", "none")
+DEFAULT_REGISTRATION = "rigid"
 
 
 def field_label(field_strength: float) -> str:

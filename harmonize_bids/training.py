@@ -27,7 +27,7 @@ from .bids import (
     pair_sessions,
     validate_bids,
 )
-from .choices import Direction
+from .choices import DEFAULT_REGISTRATION, Direction
 from .errors import InvalidBIDSError, MissingInputError, UsageError
 
 LOGGER = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class TrainingRequest:
     bids_filters: dict = field(default_factory=dict)
     skip_bids_validation: bool = False
     skull_strip: str = "deepbet"
-    registration: str = "syn"
+    registration: str = DEFAULT_REGISTRATION
     init_from: Path | str | None = None  # a model folder, "bundled" or None
     lesion_masks: Path | None = None
     keep_all_pairs: bool = False

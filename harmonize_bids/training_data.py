@@ -1,9 +1,9 @@
 """Paired training data from travelling subjects.
 
 Each pair is preprocessed exactly as the participant level preprocesses (image/), and
-the target-field image is registered to the source-field image with antspyx (affine
-then SyN, mutual information), as the paper, and its white matter re-anchored inside the
-source's brain mask. Finished pairs are cached in the work
+the target-field image is registered to the source-field image with antspyx (rigid by
+default; affine then SyN as the paper on request; mutual information), and its white
+matter re-anchored inside the source's brain mask. Finished pairs are cached in the work
 directory, so an interrupted preparation resumes where it stopped.
 """
 
@@ -20,7 +20,7 @@ import numpy as np
 
 from .atomic import write_text
 from .bids import TravellingPair
-from .choices import REGISTRATIONS, Direction
+from .choices import DEFAULT_REGISTRATION, REGISTRATIONS, Direction
 
 LOGGER = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def prepare_pair(
     *,
     skull_strip: str = "deepbet",
     sloppy: bool = False,
-    registration: str = "syn",
+    registration: str = DEFAULT_REGISTRATION,
 ) -> PreparedPair:
     """Preprocess both images of one subject and bring the target onto the source grid.
 
@@ -112,7 +112,12 @@ def prepare_pair(
         registered = resample_pair(source["preproc"], target["preproc"], out)
     else:
         registered = register_pair(
-            source["preproc"], target["preproc"], out, fixed_mask=source["mask"], sloppy=sloppy
+            source["preproc"],
+            target["preproc"],
+            out,
+            fixed_mask=source["mask"],
+            transform=registration,
+            sloppy=sloppy,
         )
     # Interpolation and the source's brain mask move the target's white matter a little.
     registered = anchor_white_matter_file(registered, source["mask"], registered)
@@ -188,7 +193,7 @@ def prepare_pairs(
     *,
     skull_strip: str = "deepbet",
     sloppy: bool = False,
-    registration: str = "syn",
+    registration: str = DEFAULT_REGISTRATION,
     progress: bool = True,
 ) -> list[PreparedPair]:
     """Prepare every pair, with a progress bar; cached pairs are reused."""
@@ -209,7 +214,7 @@ def wait_for_pairs(
     *,
     skull_strip: str = "deepbet",
     sloppy: bool = False,
-    registration: str = "syn",
+    registration: str = DEFAULT_REGISTRATION,
     timeout_s: float = 24 * 3600,
     poll_s: float = 5.0,
 ) -> list[PreparedPair]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..bids import load_bids_filters
-from ..choices import REGISTRATIONS, SKULL_STRIP_METHODS, Direction
+from ..choices import DEFAULT_REGISTRATION, REGISTRATIONS, SKULL_STRIP_METHODS, Direction
 from ..errors import UsageError
 from .common import run_entry_point
 from .parser import (
@@ -70,10 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--registration",
         choices=REGISTRATIONS,
-        default="syn",
-        help="how each target scan is brought onto its source scan's grid: "
-        "ANTs affine then SyN, or none (scanner coordinates alone, for "
-        "sessions acquired in one head position or aligned beforehand)",
+        default=DEFAULT_REGISTRATION,
+        help="how each target scan is brought onto its source scan's grid: ANTs "
+        "rigid (default), ANTs affine then SyN (the paper's), or none (scanner "
+        "coordinates alone, for sessions acquired in one head position or aligned "
+        "beforehand)",
     )
     parser.add_argument(
         "-w",

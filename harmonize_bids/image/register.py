@@ -1,4 +1,9 @@
-"""Step 7 (training pairs): target-field image registered to the source-field image."""
+"""A travelling subject's target-field image registered to its source-field image.
+
+Rigid by default: the two scans show one head, and a deformable registration across
+contrasts (SyN, mutual information) moves tissue boundaries to make the contrasts agree,
+misaligning the anatomy it should align (docs/speed.md has the measurement).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ from ._io import PathT, check_same_grid, crop_box, load_image, save_like, to_ant
 
 LOGGER = logging.getLogger(__name__)
 CROP_MARGIN = 10  # voxels kept around the nonzero bounding box during estimation
+#: Our registration names -> ANTsPy's ``type_of_transform``.
+ANTS_TRANSFORMS = {'rigid': 'Rigid', 'syn': 'SyN'}
 
 
 @contextlib.contextmanager
@@ -34,20 +41,24 @@ def register_arrays(
     moving_affine: np.ndarray,
     *,
     fixed_mask: np.ndarray | None = None,
+    transform: str = 'rigid',
     sloppy: bool = False,
     seed: int = 1,
 ) -> np.ndarray:
-    """Register ``moving`` to ``fixed`` (rigid+affine then SyN, Mattes mutual information).
+    """Register ``moving`` to ``fixed`` with Mattes mutual information.
 
-    Returns the moving image resampled (linear) into the fixed grid. ``sloppy`` runs
-    the rigid+affine stages only, with fewer iterations and none at full resolution.
-    ``seed`` (>= 1; ANTs treats 0 as "seed from the clock") fixes the metric sampling,
-    so results are bitwise identical for a fixed ITK thread count.
+    ``transform``: ``'rigid'``, or ``'syn'`` (affine then SyN, the paper's). Returns the
+    moving image resampled (linear) into the fixed grid. ``sloppy`` runs a rigid
+    registration with fewer iterations and none at full resolution, whatever
+    ``transform``. ``seed`` (>= 1; ANTs treats 0 as "seed from the clock") fixes the
+    metric sampling, so results are bitwise identical for a fixed ITK thread count.
     """
     import ants
 
     if seed < 1:
         raise ValueError(f'seed must be >= 1 (ANTs treats 0 as unseeded), got {seed}')
+    if transform not in ANTS_TRANSFORMS:
+        raise ValueError(f'transform must be one of {sorted(ANTS_TRANSFORMS)}, got {transform!r}')
 
     # Estimate on the nonzero bounding boxes (same world coordinates, far fewer voxels),
     # then resample the full moving image onto the full fixed grid.
@@ -58,14 +69,12 @@ def register_arrays(
     mask_ai = None
     if fixed_mask is not None:
         mask_ai = to_ants((fixed_mask[fbox] > 0).astype(np.float32), fbox_affine)
-    transform, kwargs = 'SyN', {}
-    if sloppy:
-        transform, kwargs = 'Affine', dict(aff_iterations=(500, 250, 50, 0))
+    kwargs = dict(aff_iterations=(500, 250, 50, 0)) if sloppy else {}
     with _ants_seed(seed):
         reg = ants.registration(
             fixed_ai,
             moving_ai,
-            type_of_transform=transform,
+            type_of_transform='Rigid' if sloppy else ANTS_TRANSFORMS[transform],
             mask=mask_ai,
             aff_metric='mattes',
             syn_metric='mattes',
@@ -88,6 +97,7 @@ def register_pair(
     out_file: PathT,
     *,
     fixed_mask: PathT | None = None,
+    transform: str = 'rigid',
     sloppy: bool = False,
     seed: int = 1,
 ) -> Path:
@@ -104,6 +114,7 @@ def register_pair(
         fixed_img.affine,
         moving_img.affine,
         fixed_mask=mask,
+        transform=transform,
         sloppy=sloppy,
         seed=seed,
     )

@@ -119,7 +119,7 @@ def run_group(settings: GroupSettings) -> GroupOutputs | None:
         rows=rows,
         paired_rows=paired,
         target_field=target,
-        registration="affine only (--sloppy)" if settings.sloppy else "affine then SyN",
+        registration="rigid, fewer iterations (--sloppy)" if settings.sloppy else "rigid",
     )
     LOGGER.info(
         "Group level done in %.0f s: %s, %s, %s",

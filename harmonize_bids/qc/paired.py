@@ -118,9 +118,9 @@ def travelling_pairs(
 def registered_target_path(
     work_dir: Path, source_stem: str, target_stem: str, *, sloppy: bool = False
 ) -> Path:
-    """Where the group level keeps a target scan registered into a source scan's space
-    (``sloppy``: affine only; otherwise affine then SyN)."""
-    kind = "affine" if sloppy else "syn"
+    """Where the group level keeps a target scan registered (rigidly; ``sloppy``: with
+    fewer iterations) into a source scan's space."""
+    kind = "rigid-sloppy" if sloppy else "rigid"
     return work_dir / "group" / f"{target_stem}_to_{source_stem}_{kind}.nii.gz"
 
 
@@ -154,6 +154,7 @@ def register_target(
         source.affine,
         target.affine,
         fixed_mask=source.mask,
+        transform="rigid",
         sloppy=sloppy,
         seed=1,
     )

@@ -173,7 +173,7 @@ def write_group_report(
     rows: list[dict],
     paired_rows: list[dict],
     target_field: float,
-    registration: str = "affine then SyN",
+    registration: str = "rigid",
 ) -> Path:
     """Render OUTPUT_DIR/group_T1w.html (figures in OUTPUT_DIR/group/figures/)."""
     figures = {

@@ -142,7 +142,7 @@ PAIRED_DESCRIPTIONS = {
     "target_session_id": {
         "Description": "session of the real target-field scan, its "
         "preprocessed image registered to the source scan "
-        "(ANTs affine then SyN, Mattes mutual information)"
+        "(ANTs rigid, Mattes mutual information)"
     },
     "method": {
         "Description": "Original: source preprocessed vs target; Harmonized: "

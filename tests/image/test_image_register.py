@@ -48,3 +48,29 @@ def test_register_rejects_unseeded():
     x = np.ones((4, 4, 4), dtype=np.float32)
     with pytest.raises(ValueError, match='seed'):
         register_arrays(x, x, np.eye(4), np.eye(4), seed=0)
+
+
+def test_register_rejects_unknown_transform():
+    x = np.ones((4, 4, 4), dtype=np.float32)
+    with pytest.raises(ValueError, match='transform'):
+        register_arrays(x, x, np.eye(4), np.eye(4), transform='affine')
+
+
+@pytest.mark.parametrize(
+    ('transform', 'contrast', 'bound'), [('rigid', 'inverted', -0.85), ('syn', 'same', 0.9)]
+)
+def test_register_arrays_recovers_rotation(phantom, transform, contrast, bound):
+    """A rotated, shifted copy comes back (rigid: even with its intensities inverted)."""
+    fixed = phantom((40, 40, 40), seed=5)
+    moved = ndimage.rotate(fixed, 6.0, axes=(0, 1), reshape=False, order=1)
+    moved = ndimage.shift(moved, (1.5, -2.0, 1.0), order=1)
+    if contrast == 'inverted':
+        moved = np.where(moved > 0, 1.2 * moved.max() - moved, 0).astype(np.float32)
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    out = register_arrays(fixed, moved, affine, affine, transform=transform)
+    brain = fixed > 0
+    corr_before = np.corrcoef(fixed[brain], moved[brain])[0, 1]
+    corr_after = np.corrcoef(fixed[brain], out[brain])[0, 1]
+    if contrast == 'inverted':  # aligned means anti-correlated
+        corr_before, corr_after, bound = -corr_before, -corr_after, -bound
+    assert corr_before < 0.7 and corr_after > bound
