@@ -1,0 +1,100 @@
+"""Calibrating the output's tissue-class means to the study's target reference (issue 34.3).
+
+Histogram matching to the study's target-field scans transfers their tissue *proportions*
+as well as their contrast: a subject with more atrophy than its site mates gets their CSF
+fraction. The class means of a 3-class mixture do not depend on the proportions. This maps
+an image piecewise-linearly through (0, 0) and its CSF, GM and WM means onto the
+reference's (the reference's mixture fitted on its pooled quantiles), extrapolating above
+WM with the GM-WM slope, and measures it after our model ("Ours + class means") and on the
+source alone ("Class means"), next to Original, histogram matching and Ours, with
+benchmarks/quality.py's metrics and peers (site mates' target-field scans).
+
+    python research/experiments/class-mean-calibration.py SET_NAME BIDS WORK DIRECTION OUT_DIR
+
+Our model's outputs are kept in OUT_DIR (npy) so a rerun only measures.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import quality as Q  # noqa: E402
+
+from harmonize_bids.image.intensity import tissue_mixture  # noqa: E402
+
+
+def class_mean_map(image: np.ndarray, mask: np.ndarray, quantiles: np.ndarray) -> np.ndarray:
+    means, _ = tissue_mixture(image, mask)
+    ref, _ = tissue_mixture(np.asarray(quantiles), np.ones(len(quantiles), bool))
+    xp, fp = np.r_[0.0, means], np.r_[0.0, ref]
+    slope = (fp[3] - fp[2]) / (xp[3] - xp[2])
+    out = np.where(image <= xp[3], np.interp(image, xp, fp), fp[3] + slope * (image - xp[3]))
+    return np.where(mask, np.clip(out, 0.0, 1.0), 0.0).astype(np.float32)
+
+
+def main(set_name, bids, work, direction_name, out_dir):
+    import torch
+
+    from harmonize_bids.inference import InferenceSettings, harmonize
+    from harmonize_bids.model.folder import bundled_model_dir, load_model_folder
+    from harmonize_bids.qc import metrics
+
+    torch.set_num_threads(2)
+    bids, work, out_dir = Path(bids), Path(work), Path(out_dir)
+    direction = Q.DIRECTIONS[direction_name]
+    model = load_model_folder(
+        bundled_model_dir(direction.source, direction.target),
+        source_field=direction.source,
+        target_field=direction.target,
+    )
+    settings = InferenceSettings.resolve(model, sampler="dpm", steps=2, seed=0)
+    records = Q.pair_records(work, direction)
+    site_of = Q.sites(bids)
+    scans = {r["subject"]: Q.target_scan(work, r["subject"], direction.target) for r in records}
+    results = {}
+    for record in records:
+        sub = record["subject"]
+        others = [s for s in scans if s != sub and site_of[s] == site_of[sub]]
+        peers = Q.SitePeers([scans[s] for s in others], others, direction.target)
+        source, target = Q.load(record["source"]), Q.load(record["target"])
+        mask = Q.load(record["mask"]) > 0
+        truth = Q.truth_labels(bids, record)
+        target_seg = metrics.segment_tissues(target, mask)
+        reference = Q.target_measures(target, mask, truth)
+        saved = out_dir / set_name / direction_name / f"{sub}_ours.npy"
+        if saved.is_file():
+            ours = np.load(saved)
+        else:
+            ours = harmonize(model, source, mask, settings, reference=peers.reference).image
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            np.save(saved, ours)
+        quantiles = peers.reference.quantiles
+        images = {
+            Q.ORIGINAL: source,
+            Q.MATCHING: peers.histogram_matching(source, mask),
+            "Class means": class_mean_map(source, mask, quantiles),
+            "Ours (dpm, 2 steps)": ours,
+            "Ours + class means": class_mean_map(ours, mask, quantiles),
+        }
+        for name, image in images.items():
+            result = Q.evaluate(image, target, mask, target_seg, truth, reference)
+            result["seconds"] = 0.0
+            result["subject"] = sub
+            results.setdefault(name, []).append(result)
+        print(f"{set_name} {direction_name} {sub} done", file=sys.stderr, flush=True)
+    summary = Q.summarize(results)
+    about = {"set": set_name, "phantom": bids.name, "subjects": len(records), "sites": 2,
+             "model": {"path": str(model.path), "weights_sha256": model.weights_sha256,
+                       "iterations_total": model.meta.get("iterations_total")}}
+    checks = Q.acceptance_unseen(summary, "Ours + class means")
+    text = Q.tables(f"{set_name}: {direction}", summary, about, checks)
+    (out_dir / f"{set_name}_{direction_name}.md").write_text(text)
+    (out_dir / f"{set_name}_{direction_name}.json").write_text(json.dumps(summary, indent=1))
+    print(text)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
