@@ -86,9 +86,17 @@ def main(set_name, bids, work, direction_name, out_dir):
             results.setdefault(name, []).append(result)
         print(f"{set_name} {direction_name} {sub} done", file=sys.stderr, flush=True)
     summary = Q.summarize(results)
-    about = {"set": set_name, "phantom": bids.name, "subjects": len(records), "sites": 2,
-             "model": {"path": str(model.path), "weights_sha256": model.weights_sha256,
-                       "iterations_total": model.meta.get("iterations_total")}}
+    about = {
+        "set": set_name,
+        "phantom": bids.name,
+        "subjects": len(records),
+        "sites": 2,
+        "model": {
+            "path": str(model.path),
+            "weights_sha256": model.weights_sha256,
+            "iterations_total": model.meta.get("iterations_total"),
+        },
+    }
     checks = Q.acceptance_unseen(summary, "Ours + class means")
     text = Q.tables(f"{set_name}: {direction}", summary, about, checks)
     (out_dir / f"{set_name}_{direction_name}.md").write_text(text)
