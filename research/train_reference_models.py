@@ -160,6 +160,7 @@ def main() -> None:
     parser.add_argument("--patch-size", type=int, default=128)
     parser.add_argument("--lesion-weight", type=float, default=20.0)
     parser.add_argument("--contrast-augmentation", type=float, default=0.2)
+    parser.add_argument("--target-contrast-augmentation", type=float, default=0.0)
     parser.add_argument("--checkpoint-every", type=int, default=250)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--resume", action="store_true")
@@ -202,6 +203,7 @@ def main() -> None:
         patch_size=args.patch_size,
         lesion_weight=args.lesion_weight,
         contrast_augmentation=args.contrast_augmentation,
+        target_contrast_augmentation=args.target_contrast_augmentation,
         checkpoint_every=args.checkpoint_every,
         seed=args.seed,
     )

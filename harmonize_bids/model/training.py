@@ -54,9 +54,12 @@ class TrainingSchedule:
     slices); AdamW at ``lr``, falling linearly towards zero over the last
     ``lr_decay_iterations``; lesion pixels count ``lesion_weight`` times in the loss;
     the source slices of each sample are raised to a power exp(U(-a, a)) with
-    ``a = contrast_augmentation``; ``val_fraction`` of the volumes (or slices, with one
-    volume) are held out for a validation loss every ``val_every`` steps (default: each
-    checkpoint).
+    ``a = contrast_augmentation``; with a reference channel, that channel and the target
+    of each sample are raised together to a power exp(U(-b, b)) about the white-matter
+    level, ``b = target_contrast_augmentation``, so the target contrast follows the
+    study's reference instead of the training sites'; ``val_fraction`` of the volumes (or
+    slices, with one volume) are held out for a validation loss every ``val_every`` steps
+    (default: each checkpoint).
     """
 
     iterations: int = 300_000
@@ -69,6 +72,7 @@ class TrainingSchedule:
     patch_size: int | None = None
     lesion_weight: float = 1.0
     contrast_augmentation: float = 0.0
+    target_contrast_augmentation: float = 0.0
     checkpoint_every: int = 1000
     val_fraction: float = 0.1
     val_every: int | None = None
@@ -242,6 +246,32 @@ def _augment_contrast(
     out = src.clone()
     out[:, :channels] = src[:, :channels].clamp(min=0) ** gamma[:, None, None, None]
     return out
+
+
+def _augment_target_contrast(
+    src: torch.Tensor,
+    target: torch.Tensor,
+    strength: float,
+    level: float,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Map the reference channel (the last of ``src``) and ``target`` of each sample by one
+    random power about ``level``: ``level * (x / level) ** exp(U(-s, s))``, clipped to [0, 1].
+
+    Histogram matching commutes with a monotone map of the reference, so this is the
+    sample the study of another target scanner would give: the reference channel and the
+    target change contrast together, and white matter stays at ``level``."""
+    if strength <= 0:
+        return src, target
+    gamma = torch.exp((torch.rand(len(src), generator=generator) * 2 - 1) * strength)
+    gamma = gamma[:, None, None, None]
+
+    def mapped(x: torch.Tensor) -> torch.Tensor:
+        return (level * (x.clamp(min=0) / level) ** gamma).clamp(max=1.0)
+
+    out = src.clone()
+    out[:, -1:] = mapped(src[:, -1:])
+    return out, mapped(target)
 
 
 def _pixel_weight(lesion: torch.Tensor | None, lesion_weight: float) -> torch.Tensor | None:
@@ -449,6 +479,7 @@ def train(
     num_train = scheduler.config.num_train_timesteps
     train_t = torch.as_tensor(train_idx)
     source_channels = 2 * model.context_slices + 1
+    white_matter = float(model.preprocessing.get("white_matter_level", 1.0))
 
     def snapshot(iteration: int) -> dict[str, Any]:
         return {
@@ -480,6 +511,10 @@ def train(
             idx = train_t[torch.randint(len(train_t), (schedule.batch_size,), generator=gen)]
             src, tgt, lesion = pairs.batch(idx, patch=patch, generator=gen)
             src = _augment_contrast(src, source_channels, schedule.contrast_augmentation, gen)
+            if model.reference_channel:
+                src, tgt = _augment_target_contrast(
+                    src, tgt, schedule.target_contrast_augmentation, white_matter, gen
+                )
             t = torch.randint(0, num_train, (schedule.batch_size,), generator=gen)
             noise = torch.randn(tgt.shape, generator=gen)
             for group in optimizer.param_groups:

@@ -321,3 +321,21 @@ def test_lesion_weight_counts_lesion_pixels_more():
             "unused",
             lesion_weight=0.5,
         )
+
+
+def test_target_contrast_augmentation_maps_reference_and_target_together():
+    from harmonize_bids.model.training import _augment_target_contrast
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.linspace(0, 1, 64).reshape(1, 1, 8, 8).repeat(4, 1, 1, 1)
+    src = torch.cat([x, x], dim=1)  # source slice, reference channel
+    out, target = _augment_target_contrast(src, x.clone(), 0.3, 0.81, gen)
+    assert torch.equal(out[:, :1], src[:, :1])  # the source slice is left alone
+    assert torch.allclose(out[:, 1:], target)  # one map for reference and target
+    assert not torch.allclose(target, x)
+    level = torch.full((4, 1, 1, 1), 0.81)
+    assert torch.allclose(_augment_target_contrast(level, level, 0.3, 0.81, gen)[1], level)
+    assert torch.all(target[..., 0, 0] == 0) and target.max() <= 1.0
+    assert torch.all(target.flatten(1).diff(dim=1) >= 0)  # monotone
+    same, same_target = _augment_target_contrast(src, x, 0.0, 0.81, gen)
+    assert same is src and same_target is x
