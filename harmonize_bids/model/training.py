@@ -242,10 +242,15 @@ def _augment_contrast(
     sample: a monotone contrast change, so the network cannot lean on one protocol's."""
     if strength <= 0:
         return src
-    gamma = torch.exp((torch.rand(len(src), generator=generator) * 2 - 1) * strength)
+    gamma = _random_powers(len(src), strength, generator)
     out = src.clone()
-    out[:, :channels] = src[:, :channels].clamp(min=0) ** gamma[:, None, None, None]
+    out[:, :channels] = src[:, :channels].clamp(min=0) ** gamma
     return out
+
+
+def _random_powers(n: int, strength: float, generator: torch.Generator) -> torch.Tensor:
+    """``n`` powers exp(U(-strength, strength)), shaped (n, 1, 1, 1) for a batch."""
+    return torch.exp((torch.rand(n, generator=generator) * 2 - 1) * strength)[:, None, None, None]
 
 
 def _augment_target_contrast(
@@ -263,8 +268,7 @@ def _augment_target_contrast(
     target change contrast together, and white matter stays at ``level``."""
     if strength <= 0:
         return src, target
-    gamma = torch.exp((torch.rand(len(src), generator=generator) * 2 - 1) * strength)
-    gamma = gamma[:, None, None, None]
+    gamma = _random_powers(len(src), strength, generator)
 
     def mapped(x: torch.Tensor) -> torch.Tensor:
         return (level * (x.clamp(min=0) / level) ** gamma).clamp(max=1.0)
