@@ -161,6 +161,7 @@ def main() -> None:
     parser.add_argument("--lesion-weight", type=float, default=20.0)
     parser.add_argument("--contrast-augmentation", type=float, default=0.2)
     parser.add_argument("--target-contrast-augmentation", type=float, default=0.0)
+    parser.add_argument("--context-slices", type=int, default=None)
     parser.add_argument("--checkpoint-every", type=int, default=250)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--resume", action="store_true")
@@ -175,6 +176,7 @@ def main() -> None:
     if args.init_from == "none":
         model = new_model(
             reference_channel=True,
+            context_slices=args.context_slices or 0,
             source_field=source_field,
             target_field=target_field,
             name=name,
@@ -189,7 +191,14 @@ def main() -> None:
         init = load_model_folder(init_dir, source_field=source_field, target_field=target_field)
         # A per-phantom sampler ending of the paper-phantom models does not carry over.
         init.scheduler_config.pop("dpm_last_timestep", None)
-        model = fine_tuning_start(init, source_field, target_field, name, reference_channel=True)
+        model = fine_tuning_start(
+            init,
+            source_field,
+            target_field,
+            name,
+            reference_channel=True,
+            context_slices=args.context_slices,
+        )
     model.reference = volumes["pooled"].to_json()
     model.meta["domain"] = training_domain(
         list(zip(volumes["sources"], volumes["targets"], volumes["masks"], strict=True)),

@@ -117,16 +117,24 @@ def fine_tuning_start(
     target_field: float,
     name: str | None = None,
     reference_channel: bool | None = None,
+    context_slices: int | None = None,
 ) -> HarmonizationModel:
     """A trainable copy of ``base`` (same direction) that records where it started.
 
-    ``reference_channel=True`` on a model without one adds that input channel with zero
-    weights, so training starts from ``base``'s outputs.
+    ``reference_channel=True`` on a model without one adds that input channel, and
+    ``context_slices`` above ``base``'s adds neighbouring source slices on each side, with
+    zero weights: training starts from ``base``'s outputs.
     """
     add_reference = bool(reference_channel) and not base.reference_channel
+    context = base.context_slices if context_slices is None else int(context_slices)
+    if context < base.context_slices:
+        raise ValueError(
+            f"Cannot fine-tune {base.path} with {context} context slices: it has "
+            f"{base.context_slices}, and they cannot be removed."
+        )
     fresh = new_model(
         base.network_config,
-        context_slices=base.context_slices,
+        context_slices=context,
         reference_channel=base.reference_channel or add_reference,
         prediction_type=base.prediction_type,
         source_field=source_field,
@@ -139,16 +147,22 @@ def fine_tuning_start(
             f"{fresh.direction} model; pick the model of that direction."
         )
     state = base.net.state_dict()
-    if add_reference:  # insert a zero input channel before the noisy target's
-        weight = state["conv_in.weight"]
-        zero = torch.zeros_like(weight[:, :1])
-        state["conv_in.weight"] = torch.cat([weight[:, :-1], zero, weight[:, -1:]], dim=1)
+    weight = state["conv_in.weight"]
+    sources = 2 * base.context_slices + 1
+    around = torch.zeros_like(weight[:, :1]).expand(-1, context - base.context_slices, -1, -1)
+    others = weight[:, sources:-1]  # the reference channel, if any
+    if add_reference:
+        others = torch.zeros_like(weight[:, :1])
+    state["conv_in.weight"] = torch.cat(
+        [around, weight[:, :sources], around, others, weight[:, -1:]], dim=1
+    )
     fresh.net.load_state_dict(state)
     fresh.scheduler_config = dict(base.scheduler_config)
     fresh.reference = base.reference
     fresh.preprocessing = {
         **base.preprocessing,
         "reference_channel": base.reference_channel or add_reference,
+        "context_slices": context,
     }
     fresh.meta["fine_tuned_from"] = {
         "name": base.meta.get("name"),

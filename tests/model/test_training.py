@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from harmonize_bids.model import load_model_folder, sample_volume
-from harmonize_bids.model.training import CHECKPOINT, learning_rate
+from harmonize_bids.model.folder import new_model
+from harmonize_bids.model.training import CHECKPOINT, fine_tuning_start, learning_rate
 
 from .conftest import phantom_pair, train_on_arrays
 
@@ -321,6 +322,23 @@ def test_lesion_weight_counts_lesion_pixels_more():
             "unused",
             lesion_weight=0.5,
         )
+
+
+@pytest.mark.parametrize("reference", [False, True])
+def test_fine_tuning_with_context_slices_starts_from_the_base_outputs(reference):
+    base = new_model("sloppy", reference_channel=reference, seed=3)
+    wide = fine_tuning_start(base, 1.5, 3.0, reference_channel=reference, context_slices=1)
+    assert wide.context_slices == 1 and wide.reference_channel == reference
+    assert wide.network_config["in_channels"] == base.network_config["in_channels"] + 2
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(2, base.network_config["in_channels"], 16, 16, generator=generator)
+    neighbours = torch.rand(2, 1, 16, 16, generator=generator)
+    widened = torch.cat([neighbours, x[:, :1], 1 - neighbours, x[:, 1:]], dim=1)
+    t = torch.tensor([500, 20])
+    with torch.no_grad():
+        assert torch.allclose(wide.net(widened, t).sample, base.net(x, t).sample, atol=1e-6)
+    with pytest.raises(ValueError, match="cannot be removed"):
+        fine_tuning_start(wide, 1.5, 3.0, context_slices=0)
 
 
 def test_target_contrast_augmentation_maps_reference_and_target_together():
