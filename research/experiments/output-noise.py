@@ -1,0 +1,71 @@
+"""Adding white noise to the output up to the study's target-field detail energy.
+
+The 3 T -> 1.5 T output keeps 0.38 of its 1.5 T target's fine-detail energy (Laplacian
+RMS in the eroded brain) on the unseen-scanner test sites. This adds Gaussian noise inside
+the brain with the sigma that brings the output's Laplacian RMS to a goal, using
+RMS^2 = E^2 + 42 sigma^2 for the 7-point Laplacian of white noise. There are two goals:
+- the target's own (an oracle: what the bar asks);
+- the mean of the site mates' target-field scans (what a study has).
+It measures the tissue volumes and the other metrics with benchmarks/quality.py's code.
+
+    python research/experiments/output-noise.py BIDS WORK CACHE DIRECTION OUTPUTS SUBJECT...
+
+CACHE is a quality.py cache folder of the set (the targets' segmentations). OUTPUTS
+holds our outputs as SUB.npy (e.g. slice-axis-smoothing.py's OUT_DIR).
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import quality as Q  # noqa: E402
+
+from harmonize_bids.qc import metrics  # noqa: E402
+
+#: Sum of the squared taps of the 3-D 7-point Laplacian (-6 and six 1s).
+LAPLACIAN_GAIN = 42.0
+
+
+def with_noise(image: np.ndarray, mask: np.ndarray, goal: float, seed: int = 0) -> np.ndarray:
+    have = metrics.detail_energy(image, mask)
+    sigma = np.sqrt(max(goal**2 - have**2, 0.0) / LAPLACIAN_GAIN)
+    noise = sigma * np.random.default_rng(seed).standard_normal(image.shape)
+    return np.where(mask, np.clip(image + noise, 0.0, 1.0), 0.0).astype(np.float32)
+
+
+def main(bids, work, cache, direction_name, outputs, *subjects):
+    bids, work, cache, outputs = Path(bids), Path(work), Path(cache), Path(outputs)
+    direction = Q.DIRECTIONS[direction_name]
+    every = Q.pair_records(work, direction)
+    site_of = Q.sites(bids)
+    scans = {r["subject"]: Q.target_scan(work, r["subject"], direction.target) for r in every}
+    for record in every:
+        sub = record["subject"]
+        if sub.removeprefix("sub-") not in subjects:
+            continue
+        others = [s for s in scans if s != sub and site_of[s] == site_of[sub]]
+        peers = Q.SitePeers([scans[s] for s in others], others, direction.target)
+        source, target = Q.load(record["source"]), Q.load(record["target"])
+        mask = Q.load(record["mask"]) > 0
+        truth = Q.truth_labels(bids, record)
+        target_seg = Q.load(cache / direction_name / sub / "target_dseg.nii.gz").astype(np.uint8)
+        reference = Q.target_measures(target, mask, truth)
+        ours = np.load(outputs / f"{sub}.npy").astype(np.float32)
+        site_detail = np.mean([metrics.detail_energy(img, m) for img, m in peers.scans])
+        images = {
+            Q.ORIGINAL: source,
+            Q.MATCHING: peers.histogram_matching(source, mask),
+            "Ours": ours,
+            "Ours + noise (target's detail)": with_noise(ours, mask, reference["detail"]),
+            "Ours + noise (site mates' detail)": with_noise(ours, mask, site_detail),
+        }
+        for name, image in images.items():
+            row = Q.evaluate(image, target, mask, target_seg, truth, reference)
+            print(json.dumps({"subject": sub, "method": name, **row}, default=float), flush=True)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
