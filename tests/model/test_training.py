@@ -324,16 +324,21 @@ def test_lesion_weight_counts_lesion_pixels_more():
         )
 
 
-@pytest.mark.parametrize("reference", [False, True])
-def test_fine_tuning_with_context_slices_starts_from_the_base_outputs(reference):
-    base = new_model("sloppy", reference_channel=reference, seed=3)
+@pytest.mark.parametrize(
+    ("base_reference", "reference"), [(False, False), (True, True), (False, True)]
+)
+def test_widened_fine_tuning_starts_from_the_base_outputs(base_reference, reference):
+    """New input channels (context slices, a reference channel) start at zero weight."""
+    base = new_model("sloppy", reference_channel=base_reference, seed=3)
     wide = fine_tuning_start(base, 1.5, 3.0, reference_channel=reference, context_slices=1)
     assert wide.context_slices == 1 and wide.reference_channel == reference
-    assert wide.network_config["in_channels"] == base.network_config["in_channels"] + 2
+    added = 2 + int(reference and not base_reference)
+    assert wide.network_config["in_channels"] == base.network_config["in_channels"] + added
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(2, base.network_config["in_channels"], 16, 16, generator=generator)
-    neighbours = torch.rand(2, 1, 16, 16, generator=generator)
-    widened = torch.cat([neighbours, x[:, :1], 1 - neighbours, x[:, 1:]], dim=1)
+    extra = torch.rand(2, 3, 16, 16, generator=generator)  # neighbours, new reference
+    own_reference = x[:, 1:-1] if base_reference else extra[:, 2:][:, : int(reference)]
+    widened = torch.cat([extra[:, :1], x[:, :1], extra[:, 1:2], own_reference, x[:, -1:]], 1)
     t = torch.tensor([500, 20])
     with torch.no_grad():
         assert torch.allclose(wide.net(widened, t).sample, base.net(x, t).sample, atol=1e-6)
