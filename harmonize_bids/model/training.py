@@ -179,9 +179,9 @@ def fine_tuning_start(
 
 
 def _totals(base: dict[str, Any] | None, iterations: int, wall: float) -> dict[str, Any]:
-    """Iterations and wall time including the fine-tuned-from chain (empty if none)."""
-    if not base:
-        return {}
+    """Iterations and wall time including the fine-tuned-from chain (``base``, None for a
+    model trained from random weights)."""
+    base = base or {}
     return {
         "iterations_total": int(base.get("iterations_total") or 0) + iterations,
         "wall_time_total_s": round(float(base.get("wall_time_total_s") or 0.0) + wall, 1),

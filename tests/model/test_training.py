@@ -202,6 +202,9 @@ def test_fine_tuning_starts_from_the_given_model(tmp_path):
         context_slices=1,
         **kwargs,
     ).model
+    # a model trained from random weights counts only its own run
+    assert base.meta["iterations_total"] == 3
+    assert base.meta["wall_time_total_s"] == base.meta["wall_time_s"]
     base.scheduler_config["dpm_last_timestep"] = 20  # a sampling setting, kept by fine-tuning
     # a zero learning rate keeps the weights: the start is exactly the base model
     same = train_on_arrays(
