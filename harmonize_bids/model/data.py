@@ -26,6 +26,7 @@ class SlicePairs:
     target: torch.Tensor  # (N, 1, H, W)
     volume_index: np.ndarray  # (N,) which volume each slice comes from
     lesion: torch.Tensor | None = None  # (N, 1, H, W) bool, where lesion masks were given
+    position: np.ndarray | None = None  # (N,) each slice's index along its volume's axis
 
     def __len__(self) -> int:
         return int(self.source.shape[0])
@@ -34,22 +35,39 @@ class SlicePairs:
     def frame(self) -> tuple[int, int]:
         return int(self.source.shape[2]), int(self.source.shape[3])
 
+    def next_in_volume(self) -> np.ndarray:
+        """(N,) index of the slice that follows each slice in its volume, -1 where none."""
+        if self.position is None:
+            raise ValueError("these slices carry no positions")
+        follows = (self.volume_index[1:] == self.volume_index[:-1]) & (
+            self.position[1:] == self.position[:-1] + 1
+        )
+        return np.append(np.where(follows, np.arange(1, len(self)), -1), -1)
+
+    def patch_corners(
+        self, n: int, patch: tuple[int, int], generator: torch.Generator | None = None
+    ) -> list[tuple[int, int]]:
+        """``n`` random top-left corners of a ``patch`` (H, W) in the frame."""
+        (ph, pw), (h, w) = patch, self.frame
+        tops = torch.randint(0, h - ph + 1, (n,), generator=generator)
+        lefts = torch.randint(0, w - pw + 1, (n,), generator=generator)
+        return list(zip(tops.tolist(), lefts.tolist(), strict=True))
+
     def batch(
         self,
         indices: torch.Tensor,
         *,
         patch: tuple[int, int] | None = None,
         generator: torch.Generator | None = None,
+        corners: list[tuple[int, int]] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Gather slices ``indices`` (source, target and lesion mask or None), each cut to
-        one random ``patch`` (H, W) if given."""
+        one ``patch`` (H, W) if given, at ``corners`` or random ones."""
         arrays = [a[indices] for a in (self.source, self.target, self.lesion) if a is not None]
         if patch is not None and tuple(patch) != self.frame:
             ph, pw = patch
-            h, w = self.frame
-            tops = torch.randint(0, h - ph + 1, (len(indices),), generator=generator)
-            lefts = torch.randint(0, w - pw + 1, (len(indices),), generator=generator)
-            corners = list(zip(tops.tolist(), lefts.tolist(), strict=True))
+            if corners is None:
+                corners = self.patch_corners(len(indices), patch, generator)
             arrays = [
                 torch.stack(
                     [
@@ -112,7 +130,7 @@ def extract_slice_pairs(
         views.append((*(np.moveaxis(a, axis, 0) for a in (s, t, m)), extras))
     frames = [SliceFrame.around(m, multiple) for _, _, m, _ in views]
     frame = (max(f.height for f in frames), max(f.width for f in frames))
-    srcs, tgts, lsns, vidx = [], [], [], []
+    srcs, tgts, lsns, vidx, positions = [], [], [], [], []
     for n, (s, t, m, extras) in enumerate(views):
         cutter = SliceFrame.around(m, multiple, frame)
         keep = brain_slices(m, min_brain_voxels)
@@ -130,9 +148,11 @@ def extract_slice_pairs(
             )
             lsns.append(torch.from_numpy(lsn))
         vidx.append(np.full(keep.size, n))
+        positions.append(keep)
     return SlicePairs(
         torch.cat(srcs),
         torch.cat(tgts),
         np.concatenate(vidx),
         torch.cat(lsns) if lesions is not None else None,
+        np.concatenate(positions),
     )

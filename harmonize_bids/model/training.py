@@ -57,7 +57,11 @@ class TrainingSchedule:
     ``a = contrast_augmentation``; with a reference channel, that channel and the target
     of each sample are raised together to a power exp(U(-b, b)) about the white-matter
     level, ``b = target_contrast_augmentation``, so the target contrast follows the
-    study's reference instead of the training sites'; ``val_fraction`` of the volumes (or
+    study's reference instead of the training sites'; with ``through_plane_weight`` w > 0
+    each sample is a pair of neighbouring slices sharing patch, augmentation, timestep and
+    noise (as slices share noise at inference), and the loss adds w times the squared error
+    of the difference between their clean-image estimates against the target's difference;
+    ``val_fraction`` of the volumes (or
     slices, with one volume) are held out for a validation loss every ``val_every`` steps
     (default: each checkpoint).
     """
@@ -73,6 +77,7 @@ class TrainingSchedule:
     lesion_weight: float = 1.0
     contrast_augmentation: float = 0.0
     target_contrast_augmentation: float = 0.0
+    through_plane_weight: float = 0.0
     checkpoint_every: int = 1000
     val_fraction: float = 0.1
     val_every: int | None = None
@@ -235,8 +240,11 @@ def _loss(
     device: torch.device,
     dtype: torch.dtype,
     weight: torch.Tensor | None = None,
+    through_plane_weight: float = 0.0,
 ) -> torch.Tensor:
-    """Mean squared error of the network's prediction, per pixel times ``weight`` if given."""
+    """Mean squared error of the network's prediction, per pixel times ``weight`` if given;
+    with ``through_plane_weight``, the batch's halves are neighbouring slices and the
+    error of their clean-image estimates' difference is added with that weight."""
     src, x0 = to_network(src.to(device)), to_network(tgt.to(device))
     noise, t = noise.to(device), t.to(device)
     x_t = scheduler.add_noise(x0, noise, t)
@@ -245,8 +253,27 @@ def _loss(
     pred = getattr(out, "sample", out).float()
     target = _target(scheduler, prediction_type, x0, noise, t)
     if weight is None:
-        return F.mse_loss(pred, target)
-    return (weight.to(device) * (pred - target) ** 2).mean()
+        loss = F.mse_loss(pred, target)
+    else:
+        loss = (weight.to(device) * (pred - target) ** 2).mean()
+    if through_plane_weight > 0:
+        estimate = _clean_estimate(scheduler, prediction_type, x_t, pred, t)
+        first, second = estimate.chunk(2)
+        true_first, true_second = x0.chunk(2)
+        loss = loss + through_plane_weight * F.mse_loss(second - first, true_second - true_first)
+    return loss
+
+
+def _clean_estimate(
+    scheduler: Any, prediction_type: str, x_t: torch.Tensor, pred: torch.Tensor, t: torch.Tensor
+) -> torch.Tensor:
+    """The clean image the prediction implies at timestep ``t``."""
+    alpha_bar = scheduler.alphas_cumprod.to(x_t.device)[t].view(-1, 1, 1, 1)
+    if prediction_type == "v_prediction":
+        return alpha_bar.sqrt() * x_t - (1 - alpha_bar).sqrt() * pred
+    if prediction_type == "epsilon":
+        return (x_t - (1 - alpha_bar).sqrt() * pred) / alpha_bar.sqrt()
+    return pred
 
 
 def _augment_contrast(
@@ -523,18 +550,38 @@ def train(
         desc="train",
         disable=not progress or proc.rank != 0,
     )
+
+    def draw(indices, gen, corners=None):
+        src, tgt, lesion = pairs.batch(indices, patch=patch, generator=gen, corners=corners)
+        src = _augment_contrast(src, source_channels, schedule.contrast_augmentation, gen)
+        if model.reference_channel:
+            src, tgt = _augment_target_contrast(
+                src, tgt, schedule.target_contrast_augmentation, white_matter, gen
+            )
+        return src, tgt, lesion
+
+    neighbours = schedule.through_plane_weight > 0
+    if neighbours:  # samples are slices with a training slice after them
+        following = pairs.next_in_volume()
+        train_t = torch.as_tensor(train_idx[np.isin(following[train_idx], train_idx)])
     try:
         for it in range(start, schedule.iterations):
             gen = torch.Generator().manual_seed(_derived_seed(schedule.seed, proc.rank, it))
             idx = train_t[torch.randint(len(train_t), (schedule.batch_size,), generator=gen)]
-            src, tgt, lesion = pairs.batch(idx, patch=patch, generator=gen)
-            src = _augment_contrast(src, source_channels, schedule.contrast_augmentation, gen)
-            if model.reference_channel:
-                src, tgt = _augment_target_contrast(
-                    src, tgt, schedule.target_contrast_augmentation, white_matter, gen
-                )
+            if neighbours:
+                corners = pairs.patch_corners(len(idx), patch, gen) if patch else None
+                state = gen.get_state()
+                first = draw(idx, gen, corners)
+                gen.set_state(state)  # the same augmentation for the neighbour
+                second = draw(torch.as_tensor(following[idx]), gen, corners)
+                src, tgt = torch.cat([first[0], second[0]]), torch.cat([first[1], second[1]])
+                lesion = None if first[2] is None else torch.cat([first[2], second[2]])
+            else:
+                src, tgt, lesion = draw(idx, gen)
             t = torch.randint(0, num_train, (schedule.batch_size,), generator=gen)
-            noise = torch.randn(tgt.shape, generator=gen)
+            noise = torch.randn((schedule.batch_size, *tgt.shape[1:]), generator=gen)
+            if neighbours:
+                t, noise = t.repeat(2), noise.repeat(2, 1, 1, 1)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(
                     it, schedule.iterations, schedule.lr, schedule.lr_decay_iterations
@@ -550,6 +597,7 @@ def train(
                 proc.device,
                 proc.dtype,
                 _pixel_weight(lesion, schedule.lesion_weight),
+                schedule.through_plane_weight,
             )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

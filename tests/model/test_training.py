@@ -281,6 +281,93 @@ def test_lesion_masks_are_cut_with_the_same_patch_as_the_slices():
         extract_slice_pairs([source, source], [target, target], [mask, mask], lesions=[lesion])
 
 
+def test_neighbouring_slices_are_known_within_each_volume():
+    from harmonize_bids.model.data import extract_slice_pairs
+
+    source, target, mask = phantom_pair((6, 16, 16))
+    mask[0] = False  # no brain: not a training slice
+    mask[3] = False  # a gap: slice 2 has no neighbour after it
+    pairs = extract_slice_pairs([source, source], [target, target], [mask, mask])
+    assert pairs.position.tolist() == [1, 2, 4] * 2
+    assert pairs.next_in_volume().tolist() == [1, -1, -1, 4, -1, -1]
+    # the given corners are used: one corner twice cuts the two equal volumes alike
+    corners = pairs.patch_corners(1, (8, 8), torch.Generator().manual_seed(0)) * 2
+    first, _, _ = pairs.batch(torch.tensor([0, 3]), patch=(8, 8), corners=corners)
+    again, _, _ = pairs.batch(torch.tensor([0, 3]), patch=(8, 8), corners=corners)
+    assert torch.equal(first, again) and torch.equal(first[0], first[1])
+
+
+@pytest.mark.parametrize("prediction_type", ["v_prediction", "epsilon", "sample"])
+def test_clean_estimate_of_the_true_prediction_is_the_clean_image(prediction_type):
+    from diffusers import DDPMScheduler
+
+    from harmonize_bids.model.training import _clean_estimate, _target
+
+    scheduler = DDPMScheduler(num_train_timesteps=100)
+    x0, noise = torch.rand(3, 1, 8, 8) * 2 - 1, torch.randn(3, 1, 8, 8)
+    t = torch.tensor([0, 40, 90])
+    x_t = scheduler.add_noise(x0, noise, t)
+    truth = _target(scheduler, prediction_type, x0, noise, t)
+    estimate = _clean_estimate(scheduler, prediction_type, x_t, truth, t)
+    torch.testing.assert_close(estimate, x0, atol=1e-4, rtol=1e-4)
+
+
+def test_through_plane_term_penalizes_errors_that_differ_between_neighbours():
+    from diffusers import DDPMScheduler
+
+    from harmonize_bids.model.training import _loss, _target
+
+    scheduler = DDPMScheduler(num_train_timesteps=10)
+    src, tgt = torch.rand(4, 1, 8, 8), torch.rand(4, 1, 8, 8)
+    noise, t = torch.randn(2, 1, 8, 8).repeat(2, 1, 1, 1), torch.tensor([3, 7, 3, 7])
+    x0 = tgt * 2 - 1  # to_network
+    truth = _target(scheduler, "v_prediction", x0, noise, t)
+    shared = torch.full_like(truth, 0.1)  # the same error on both neighbours
+    differing = torch.cat([shared[:2], -shared[2:]])  # errors of equal size that differ
+
+    def loss(error, weight):
+        return float(
+            _loss(
+                lambda x, _: truth + error,
+                scheduler,
+                "v_prediction",
+                src,
+                tgt,
+                t,
+                noise,
+                torch.device("cpu"),
+                torch.float32,
+                through_plane_weight=weight,
+            )
+        )
+
+    assert loss(shared, 0.0) == pytest.approx(loss(differing, 0.0))
+    assert loss(shared, 1.0) == pytest.approx(loss(shared, 0.0), abs=1e-6)
+    assert loss(differing, 1.0) > loss(differing, 0.0) + 1e-3
+
+
+def test_training_with_the_through_plane_term_records_it(tmp_path):
+    source, target, mask = phantom_pair((6, 16, 16))
+    result = train_on_arrays(
+        [source],
+        [target],
+        [mask],
+        tmp_path / "model",
+        iterations=2,
+        batch_size=2,
+        patch_size=8,
+        through_plane_weight=1.0,
+        sloppy=True,
+        device="cpu",
+        precision="fp32",
+        val_fraction=0,
+        checkpoint_every=100,
+        progress=False,
+    )
+    assert load_model_folder(result.model_dir).meta["training"]["through_plane_weight"] == 1.0
+    assert all(np.isfinite(result.losses))
+
+
 def test_lesion_weight_counts_lesion_pixels_more():
     from diffusers import DDPMScheduler
 
