@@ -47,8 +47,9 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import nibabel as nib
 import numpy as np
@@ -283,6 +284,63 @@ def cache_stem(name: str, key: dict | None) -> str:
     return f"{slug(name)}_{key['weights_sha256'][:12]}_{digest}"
 
 
+def labelled(records: list[dict], labels: list[str] | None) -> list[dict]:
+    """The records of participants ``labels`` (without "sub-"); all of them if None."""
+    return [r for r in records if not labels or r["subject"].removeprefix("sub-") in labels]
+
+
+class Case(NamedTuple):
+    """One subject of a set, ready to harmonize and measure."""
+
+    subject: str
+    record: dict
+    peers: SitePeers
+    source: np.ndarray
+    target: np.ndarray
+    mask: np.ndarray
+    truth: np.ndarray
+    target_seg: np.ndarray
+    reference: dict
+
+
+def cases(
+    bids: Path, work: Path, direction: Direction, cache: Path, subjects: list[dict] | None = None
+) -> Iterator[Case]:
+    """Each subject of ``subjects`` (default: all pair records) with its site mates'
+    target-field scans as peers; the target's segmentation is cached under
+    ``cache/<subject>``. Subjects alone at their site are left out, with a line."""
+    every = pair_records(work, direction)
+    site_of = sites(bids)
+    scans = {r["subject"]: target_scan(work, r["subject"], direction.target) for r in every}
+    for record in every if subjects is None else subjects:
+        sub = record["subject"]
+        others = [s for s in scans if s != sub and site_of[s] == site_of[sub]]
+        if not others:
+            print(f"{bids.name} {sub}: no other subject at its site; left out", file=sys.stderr)
+            continue
+        source, target = load(record["source"]), load(record["target"])
+        mask = load(record["mask"]) > 0
+        truth = truth_labels(bids, record)
+        seg_file = cache / sub / "target_dseg.nii.gz"
+        if seg_file.is_file():
+            target_seg = load(seg_file).astype(np.uint8)
+        else:
+            target_seg = metrics.segment_tissues(target, mask)
+            seg_file.parent.mkdir(parents=True, exist_ok=True)
+            nib.save(nib.Nifti1Image(target_seg, nib.load(record["source"]).affine), seg_file)
+        yield Case(
+            sub,
+            record,
+            SitePeers([scans[s] for s in others], others, direction.target),
+            source,
+            target,
+            mask,
+            truth,
+            target_seg,
+            target_measures(target, mask, truth),
+        )
+
+
 def run_direction(
     set_name: str, bids: Path, work: Path, direction_name: str, args: argparse.Namespace
 ) -> tuple[dict[str, list[dict]], dict]:
@@ -302,48 +360,37 @@ def run_direction(
             folder, source_field=direction.source, target_field=direction.target
         )
         key = model_key(model, args.sampler, args.steps)
-    every = pair_records(work, direction)
-    records = [
-        r for r in every if not args.subjects or r["subject"].removeprefix("sub-") in args.subjects
-    ]
-    records = records[: args.max_subjects]
-    site_of = sites(bids)
-    scans = {r["subject"]: target_scan(work, r["subject"], direction.target) for r in every}
+    records = labelled(pair_records(work, direction), args.subjects)[: args.max_subjects]
     cache = args.cache / set_name / direction_name
     results: dict[str, list[dict]] = {}
-    for record in records:
-        sub = record["subject"]
-        others = [s for s in scans if s != sub and site_of[s] == site_of[sub]]
-        if not others:
-            print(f"{set_name} {sub}: no other subject at its site; left out", file=sys.stderr)
-            continue
-        peers = SitePeers([scans[s] for s in others], others, direction.target)
-        source, target = load(record["source"]), load(record["target"])
-        mask = load(record["mask"]) > 0
-        truth = truth_labels(bids, record)
-        seg_file = cache / sub / "target_dseg.nii.gz"
-        if seg_file.is_file():
-            target_seg = load(seg_file).astype(np.uint8)
-        else:
-            target_seg = metrics.segment_tissues(target, mask)
-            seg_file.parent.mkdir(parents=True, exist_ok=True)
-            nib.save(nib.Nifti1Image(target_seg, nib.load(record["source"]).affine), seg_file)
-        reference = target_measures(target, mask, truth)
-        for name, make in methods(model, peers, source, mask, args.steps, args.sampler).items():
-            stem = cache / sub / cache_stem(name, key)
+    for case in cases(bids, work, direction, cache, records):
+        for name, make in methods(
+            model, case.peers, case.source, case.mask, args.steps, args.sampler
+        ).items():
+            stem = cache / case.subject / cache_stem(name, key)
             save = stem if args.save_images else None
             result = cached(
                 stem.with_suffix(".json"),
-                functools.partial(measure, make, target, mask, target_seg, truth, reference, save),
+                functools.partial(
+                    measure,
+                    make,
+                    case.target,
+                    case.mask,
+                    case.target_seg,
+                    case.truth,
+                    case.reference,
+                    save,
+                ),
             )
-            result["subject"] = sub
+            result["subject"] = case.subject
             results.setdefault(name, []).append(result)
             print(
-                f"{set_name} {direction_name} {sub} {name}: MSE {result['mse']:.3g}, "
+                f"{set_name} {direction_name} {case.subject} {name}: MSE {result['mse']:.3g}, "
                 f"{result['seconds']:.0f} s",
                 file=sys.stderr,
                 flush=True,
             )
+    site_of = sites(bids)
     about = {
         "set": set_name,
         "phantom": bids.name,

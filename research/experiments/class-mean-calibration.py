@@ -40,7 +40,6 @@ def main(set_name, bids, work, direction_name, out_dir):
 
     from harmonize_bids.inference import InferenceSettings, harmonize
     from harmonize_bids.model.folder import bundled_model_dir, load_model_folder
-    from harmonize_bids.qc import metrics
 
     torch.set_num_threads(2)
     bids, work, out_dir = Path(bids), Path(work), Path(out_dir)
@@ -51,19 +50,16 @@ def main(set_name, bids, work, direction_name, out_dir):
         target_field=direction.target,
     )
     settings = InferenceSettings.resolve(model, sampler="dpm", steps=2, seed=0)
-    records = Q.pair_records(work, direction)
-    site_of = Q.sites(bids)
-    scans = {r["subject"]: Q.target_scan(work, r["subject"], direction.target) for r in records}
     results = {}
-    for record in records:
-        sub = record["subject"]
-        others = [s for s in scans if s != sub and site_of[s] == site_of[sub]]
-        peers = Q.SitePeers([scans[s] for s in others], others, direction.target)
-        source, target = Q.load(record["source"]), Q.load(record["target"])
-        mask = Q.load(record["mask"]) > 0
-        truth = Q.truth_labels(bids, record)
-        target_seg = metrics.segment_tissues(target, mask)
-        reference = Q.target_measures(target, mask, truth)
+    for case in Q.cases(bids, work, direction, out_dir / set_name / direction_name):
+        sub, peers, source, target, mask = (
+            case.subject,
+            case.peers,
+            case.source,
+            case.target,
+            case.mask,
+        )
+        truth, target_seg, reference = case.truth, case.target_seg, case.reference
         saved = out_dir / set_name / direction_name / f"{sub}_ours.npy"
         if saved.is_file():
             ours = np.load(saved)
@@ -89,7 +85,7 @@ def main(set_name, bids, work, direction_name, out_dir):
     about = {
         "set": set_name,
         "phantom": bids.name,
-        "subjects": len(records),
+        "subjects": len(results[Q.ORIGINAL]),
         "sites": 2,
         "model": {
             "path": str(model.path),

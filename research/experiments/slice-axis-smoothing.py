@@ -64,22 +64,18 @@ def main(bids, work, cache, direction_name, out_dir, *subjects):
         source_field=direction.source,
         target_field=direction.target,
     )
-    every = Q.pair_records(work, direction)
-    site_of = Q.sites(bids)
-    scans = {r["subject"]: Q.target_scan(work, r["subject"], direction.target) for r in every}
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
-    for record in every:
-        sub = record["subject"]
-        if sub.removeprefix("sub-") not in subjects:
-            continue
-        others = [s for s in scans if s != sub and site_of[s] == site_of[sub]]
-        peers = Q.SitePeers([scans[s] for s in others], others, direction.target)
-        source, target = Q.load(record["source"]), Q.load(record["target"])
-        mask = Q.load(record["mask"]) > 0
-        truth = Q.truth_labels(bids, record)
-        target_seg = Q.load(cache / direction_name / sub / "target_dseg.nii.gz").astype(np.uint8)
-        reference = Q.target_measures(target, mask, truth)
+    chosen = Q.labelled(Q.pair_records(work, direction), subjects)
+    for case in Q.cases(bids, work, direction, cache / direction_name, chosen):
+        sub, peers, source, target, mask = (
+            case.subject,
+            case.peers,
+            case.source,
+            case.target,
+            case.mask,
+        )
+        truth, target_seg, reference = case.truth, case.target_seg, case.reference
         saved = out_dir / f"{sub}.npy"
         if saved.is_file():
             ours = np.load(saved).astype(np.float32)
