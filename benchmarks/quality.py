@@ -302,6 +302,10 @@ class Case(NamedTuple):
     target_seg: np.ndarray
     reference: dict
 
+    def evaluate(self, image: np.ndarray) -> dict:
+        """``image``'s metrics against this subject's target."""
+        return evaluate(image, self.target, self.mask, self.target_seg, self.truth, self.reference)
+
 
 def cases(
     bids: Path, work: Path, direction: Direction, cache: Path, subjects: list[dict] | None = None

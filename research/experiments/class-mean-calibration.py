@@ -52,35 +52,29 @@ def main(set_name, bids, work, direction_name, out_dir):
     settings = InferenceSettings.resolve(model, sampler="dpm", steps=2, seed=0)
     results = {}
     for case in Q.cases(bids, work, direction, out_dir / set_name / direction_name):
-        sub, peers, source, target, mask = (
-            case.subject,
-            case.peers,
-            case.source,
-            case.target,
-            case.mask,
-        )
-        truth, target_seg, reference = case.truth, case.target_seg, case.reference
-        saved = out_dir / set_name / direction_name / f"{sub}_ours.npy"
+        saved = out_dir / set_name / direction_name / f"{case.subject}_ours.npy"
         if saved.is_file():
             ours = np.load(saved)
         else:
-            ours = harmonize(model, source, mask, settings, reference=peers.reference).image
+            ours = harmonize(
+                model, case.source, case.mask, settings, reference=case.peers.reference
+            ).image
             saved.parent.mkdir(parents=True, exist_ok=True)
             np.save(saved, ours)
-        quantiles = peers.reference.quantiles
+        quantiles = case.peers.reference.quantiles
         images = {
-            Q.ORIGINAL: source,
-            Q.MATCHING: peers.histogram_matching(source, mask),
-            "Class means": class_mean_map(source, mask, quantiles),
+            Q.ORIGINAL: case.source,
+            Q.MATCHING: case.peers.histogram_matching(case.source, case.mask),
+            "Class means": class_mean_map(case.source, case.mask, quantiles),
             "Ours (dpm, 2 steps)": ours,
-            "Ours + class means": class_mean_map(ours, mask, quantiles),
+            "Ours + class means": class_mean_map(ours, case.mask, quantiles),
         }
         for name, image in images.items():
-            result = Q.evaluate(image, target, mask, target_seg, truth, reference)
+            result = case.evaluate(image)
             result["seconds"] = 0.0
-            result["subject"] = sub
+            result["subject"] = case.subject
             results.setdefault(name, []).append(result)
-        print(f"{set_name} {direction_name} {sub} done", file=sys.stderr, flush=True)
+        print(f"{set_name} {direction_name} {case.subject} done", file=sys.stderr, flush=True)
     summary = Q.summarize(results)
     about = {
         "set": set_name,

@@ -41,26 +41,23 @@ def main(bids, work, cache, direction_name, outputs, *subjects):
     direction = Q.DIRECTIONS[direction_name]
     chosen = Q.labelled(Q.pair_records(work, direction), subjects)
     for case in Q.cases(bids, work, direction, cache / direction_name, chosen):
-        sub, peers, source, target, mask = (
-            case.subject,
-            case.peers,
-            case.source,
-            case.target,
-            case.mask,
-        )
-        truth, target_seg, reference = case.truth, case.target_seg, case.reference
-        ours = np.load(outputs / f"{sub}.npy").astype(np.float32)
-        site_detail = np.mean([metrics.detail_energy(img, m) for img, m in peers.scans])
+        ours = np.load(outputs / f"{case.subject}.npy").astype(np.float32)
+        site_detail = np.mean([metrics.detail_energy(img, m) for img, m in case.peers.scans])
         images = {
-            Q.ORIGINAL: source,
-            Q.MATCHING: peers.histogram_matching(source, mask),
+            Q.ORIGINAL: case.source,
+            Q.MATCHING: case.peers.histogram_matching(case.source, case.mask),
             "Ours": ours,
-            "Ours + noise (target's detail)": with_noise(ours, mask, reference["detail"]),
-            "Ours + noise (site mates' detail)": with_noise(ours, mask, site_detail),
+            "Ours + noise (target's detail)": with_noise(
+                ours, case.mask, case.reference["detail"]
+            ),
+            "Ours + noise (site mates' detail)": with_noise(ours, case.mask, site_detail),
         }
         for name, image in images.items():
-            row = Q.evaluate(image, target, mask, target_seg, truth, reference)
-            print(json.dumps({"subject": sub, "method": name, **row}, default=float), flush=True)
+            row = case.evaluate(image)
+            print(
+                json.dumps({"subject": case.subject, "method": name, **row}, default=float),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -68,33 +68,33 @@ def main(bids, work, cache, direction_name, out_dir, *subjects):
     rows = []
     chosen = Q.labelled(Q.pair_records(work, direction), subjects)
     for case in Q.cases(bids, work, direction, cache / direction_name, chosen):
-        sub, peers, source, target, mask = (
-            case.subject,
-            case.peers,
-            case.source,
-            case.target,
-            case.mask,
-        )
-        truth, target_seg, reference = case.truth, case.target_seg, case.reference
-        saved = out_dir / f"{sub}.npy"
+        saved = out_dir / f"{case.subject}.npy"
         if saved.is_file():
             ours = np.load(saved).astype(np.float32)
         else:
             settings = InferenceSettings.resolve(model, seed=0)
-            ours = harmonize(model, source, mask, settings, reference=peers.reference).image
+            ours = harmonize(
+                model, case.source, case.mask, settings, reference=case.peers.reference
+            ).image
             np.save(saved, ours)
-        smoothed, sigma = destripe(ours, source, mask)
+        smoothed, sigma = destripe(ours, case.source, case.mask)
         images = {
-            Q.ORIGINAL: source,
-            Q.MATCHING: peers.histogram_matching(source, mask),
+            Q.ORIGINAL: case.source,
+            Q.MATCHING: case.peers.histogram_matching(case.source, case.mask),
             "Ours": ours,
             "Ours, slices smoothed": smoothed,
         }
         for name, image in images.items():
             image = np.asarray(image, np.float32)
-            row = Q.evaluate(image, target, mask, target_seg, truth, reference)
-            rows.append({**row, "subject": sub, "method": name, "sigma": sigma})
-            print(sub, name, f"sigma {sigma:.2f}", json.dumps(row, default=float), flush=True)
+            row = case.evaluate(image)
+            rows.append({**row, "subject": case.subject, "method": name, "sigma": sigma})
+            print(
+                case.subject,
+                name,
+                f"sigma {sigma:.2f}",
+                json.dumps(row, default=float),
+                flush=True,
+            )
     (out_dir / "rows.json").write_text(json.dumps(rows, indent=1, default=float))
 
 
