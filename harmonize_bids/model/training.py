@@ -61,9 +61,8 @@ class TrainingSchedule:
     each sample is a pair of neighbouring slices sharing patch, augmentation, timestep and
     noise (as slices share noise at inference), and the loss adds w times the squared error
     of the difference between their clean-image estimates against the target's difference;
-    ``val_fraction`` of the volumes (or
-    slices, with one volume) are held out for a validation loss every ``val_every`` steps
-    (default: each checkpoint).
+    ``val_fraction`` of the volumes (or slices, with one volume) are held out for a
+    validation loss every ``val_every`` steps (default: each checkpoint).
     """
 
     iterations: int = 300_000
