@@ -14,6 +14,10 @@ SUPPORTED_FIELDS = (1.5, 3.0)
 SAMPLERS = ("ddpm", "ddim", "dpm")
 DEFAULT_SAMPLER = "dpm"
 DEFAULT_STEPS = 2
+#: Slice planes a 2D model can be applied along, with their axis in a RAS+ array. Each
+#: plane's output has its own stripes across its slices; averaging planes spreads them out.
+SLICE_PLANES = {"sagittal": 0, "coronal": 1, "axial": 2}
+DEFAULT_SLICE_PLANES = ("sagittal",)
 SKULL_STRIP_METHODS = ("deepbet", "hdbet", "none")
 #: How a travelling subject's target scan is brought onto its source scan's grid (training
 #: pairs; the group level always registers rigidly): ANTs rigid, ANTs affine then SyN, or

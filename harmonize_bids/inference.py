@@ -7,11 +7,13 @@
     result = harmonize(model, volume, mask, InferenceSettings.resolve(model), reference=ref)
     result.image, result.provenance   # float32 array, the sidecar's Harmonization object
 
-Sampling (:mod:`harmonize_bids.model.sampling`) maps the volume slice by slice; the
-output's white matter is then anchored at the model's ``white_matter_level`` (the scale of
-every preprocessed image). A reference-conditioned model also sees the source
-histogram-matched to the study's target-field reference
-(:mod:`harmonize_bids.image.reference`); without one, the model folder's own.
+Sampling (:mod:`harmonize_bids.model.sampling`) maps the volume slice by slice, along each
+of the settings' slice planes, and averages the planes (each plane's stripes lie across its
+own slices, so the mean has fewer along any one axis); the output's white matter is then
+anchored at the model's ``white_matter_level`` (the scale of every preprocessed image). A
+reference-conditioned model also sees the source histogram-matched to the study's
+target-field reference (:mod:`harmonize_bids.image.reference`); without one, the model
+folder's own.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from .choices import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS, Direction
+from .choices import (
+    DEFAULT_SAMPLER,
+    DEFAULT_SLICE_PLANES,
+    DEFAULT_STEPS,
+    SAMPLERS,
+    SLICE_PLANES,
+    Direction,
+)
 from .image.reference import TargetReference
 
 LOGGER = logging.getLogger(__name__)
@@ -38,6 +47,7 @@ class InferenceSettings:
     seed: int = 0
     device: str = "cpu"
     precision: str = "auto"
+    slice_planes: tuple[str, ...] = DEFAULT_SLICE_PLANES
 
     @classmethod
     def resolve(
@@ -50,14 +60,22 @@ class InferenceSettings:
         seed: int = 0,
         device: str = "auto",
         precision: str = "auto",
+        slice_planes: tuple[str, ...] | list[str] | None = None,
     ) -> InferenceSettings:
         """Defaults filled in for ``model``: the default sampler, all of the model's
-        timesteps for ``ddpm``, ``auto`` device resolved to the one that will run."""
+        timesteps for ``ddpm``, ``auto`` device resolved to the one that will run, the
+        default slice planes (each named once, in RAS axis order)."""
         from .model.device import resolve_device
 
         sampler = sampler or DEFAULT_SAMPLER
         if sampler not in SAMPLERS:
             raise ValueError(f"Unknown sampler {sampler!r}; choose one of {SAMPLERS}.")
+        planes = set(slice_planes or DEFAULT_SLICE_PLANES)
+        if not planes <= set(SLICE_PLANES):
+            raise ValueError(
+                f"Unknown slice plane(s) {sorted(planes - set(SLICE_PLANES))}; "
+                f"choose from {tuple(SLICE_PLANES)}."
+            )
         if steps is None:
             steps = (
                 int(model.scheduler_config["num_train_timesteps"])
@@ -65,7 +83,13 @@ class InferenceSettings:
                 else DEFAULT_STEPS
             )
         return cls(
-            sampler, int(steps), int(ensemble), int(seed), str(resolve_device(device)), precision
+            sampler,
+            int(steps),
+            int(ensemble),
+            int(seed),
+            str(resolve_device(device)),
+            precision,
+            tuple(p for p in SLICE_PLANES if p in planes),
         )
 
 
@@ -106,18 +130,26 @@ def harmonize(
             )
             reference = default_reference(model)
         matched = match_to_reference(volume, mask, reference.quantiles)
-    sampled = sample_volume(
-        model,
-        volume,
-        mask,
-        sampler=settings.sampler,
-        steps=settings.steps,
-        ensemble=settings.ensemble,
-        seed=settings.seed,
-        device=settings.device,
-        precision=settings.precision,
-        progress=progress,
-        matched=matched,
+    sampled = np.mean(
+        [
+            sample_volume(
+                model,
+                volume,
+                mask,
+                sampler=settings.sampler,
+                steps=settings.steps,
+                ensemble=settings.ensemble,
+                seed=settings.seed,
+                device=settings.device,
+                precision=settings.precision,
+                progress=progress,
+                matched=matched,
+                axis=SLICE_PLANES[plane],
+            )
+            for plane in settings.slice_planes
+        ],
+        axis=0,
+        dtype=np.float32,
     )
     before = contrast_profile(volume, mask)
     after = contrast_profile(sampled, mask)
@@ -179,6 +211,7 @@ def harmonize_file(
     sampler: str | None = None,
     steps: int | None = None,
     ensemble: int = 1,
+    slice_planes: list[str] | None = None,
     seed: int = 0,
     device: str = "auto",
     num_threads: int | None = None,
@@ -203,7 +236,13 @@ def harmonize_file(
         model_dir, source_field=direction.source, target_field=direction.target
     )
     settings = InferenceSettings.resolve(
-        model, sampler=sampler, steps=steps, ensemble=ensemble, seed=seed, device=device
+        model,
+        sampler=sampler,
+        steps=steps,
+        ensemble=ensemble,
+        seed=seed,
+        device=device,
+        slice_planes=slice_planes,
     )
     reference = read_reference(reference_file) if reference_file else None
     if reference is not None and reference_origin:

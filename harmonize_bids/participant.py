@@ -32,7 +32,7 @@ from .bids import (
     reference_scans,
     validate_bids,
 )
-from .choices import Direction
+from .choices import DEFAULT_SLICE_PLANES, Direction
 from .derivatives import init_output_dataset
 from .errors import (
     InvalidBIDSError,
@@ -80,6 +80,7 @@ class ParticipantSettings:
     dry_run: bool = False
     target_reference: str = REFERENCE_AUTO  # "auto", "none" or a path
     reference_images: int = 4
+    slice_planes: tuple[str, ...] = DEFAULT_SLICE_PLANES
 
 
 @dataclass
@@ -387,6 +388,7 @@ def run_participant(
         sloppy=settings.sloppy,
         preprocessing=read_preprocessing(model_dir) if model_dir else None,
         references=references,
+        slice_planes=settings.slice_planes,
     )
     write_text(output_dir / "logs" / "CITATION.md", citation(workflow))
     crash_dir = settings.work_dir / "crash" / time.strftime("%Y%m%d-%H%M%S")

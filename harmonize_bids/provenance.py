@@ -38,6 +38,7 @@ def harmonization_record(*, model: Any, settings: Any, reference: Any = None) ->
         "Steps": settings.steps,
         "NoiseSchedule": dict(model.scheduler_config),
         "EnsembleSize": settings.ensemble,
+        "SlicePlanes": list(settings.slice_planes),
         "Seed": settings.seed,
         "Device": settings.device,
         "WhiteMatterLevel": model.preprocessing.get("white_matter_level"),

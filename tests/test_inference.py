@@ -35,3 +35,39 @@ def test_a_dark_sample_is_put_back_on_the_white_matter_scale(tmp_path, monkeypat
     assert white_matter_level(out, mask) == pytest.approx(level, abs=0.003)
     assert out[(labels == 2) & mask].mean() == pytest.approx(level, abs=0.005)
     assert np.all(out[~mask] == 0) and out.max() <= 1
+
+
+def test_planes_are_sampled_across_their_axes_and_averaged(tmp_path, monkeypatch):
+    model = load_model_folder(tiny_model(tmp_path))
+    rng = np.random.default_rng(1)
+    labels = rng.choice(3, size=(8, 20, 20), p=[0.25, 0.4, 0.35])
+    volume = np.array([0.2, 0.4, 0.6], np.float32)[labels]
+    mask = np.ones(labels.shape, bool)
+    slab = np.zeros(labels.shape, bool)
+    slab[:, :, :4] = True
+    axes = []
+
+    def by_axis(model_, volume_, mask_, *, axis, **kwargs):  # axial slicing darkens the slab
+        axes.append(axis)
+        return np.where(slab & (axis == 2), 0, volume_)
+
+    monkeypatch.setattr(sampling, "sample_volume", by_axis)
+    settings = InferenceSettings.resolve(
+        model, slice_planes=["axial", "sagittal"], steps=2, device="cpu"
+    )
+    assert settings.slice_planes == ("sagittal", "axial")  # RAS axis order
+    result = harmonize(model, volume, mask, settings)
+    assert axes == [0, 2]
+    assert result.provenance["SlicePlanes"] == ["sagittal", "axial"]
+    gain = result.image / volume  # one white-matter anchoring gain; half of it in the slab
+    assert np.allclose(gain[~slab], gain[~slab].mean(), rtol=1e-5)
+    assert np.allclose(gain[slab], gain[~slab].mean() / 2, rtol=1e-5)
+    coronal = InferenceSettings.resolve(model, slice_planes=["coronal"], steps=2, device="cpu")
+    harmonize(model, volume, mask, coronal)
+    assert axes[2:] == [1]
+
+
+def test_an_unknown_slice_plane_is_refused(tmp_path):
+    model = load_model_folder(tiny_model(tmp_path))
+    with pytest.raises(ValueError, match="oblique"):
+        InferenceSettings.resolve(model, slice_planes=["sagittal", "oblique"])

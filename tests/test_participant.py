@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from bidsfactory import SIDECAR_15, linear_plugin, make_bids, tiny_model, unreadable_file_prefix
 
+from harmonize_bids.choices import DEFAULT_SLICE_PLANES
 from harmonize_bids.cli.run import main
 
 pytestmark = pytest.mark.slow
@@ -72,6 +73,7 @@ def test_end_to_end_multiproc(travelling_dataset, test_model, tmp_path, capfd):
     assert record["ModelSHA256"] == model_meta["weights_sha256"]
     assert (record["SourceFieldStrength"], record["TargetFieldStrength"]) == (1.5, 3.0)
     assert {"Sampler", "Steps", "EnsembleSize", "Seed", "Device"} <= set(record)
+    assert record["SlicePlanes"] == list(DEFAULT_SLICE_PLANES)
     assert record["WhiteMatterLevel"] == 0.81
     schedule = json.loads((test_model / "scheduler_config.json").read_text())
     assert record["NoiseSchedule"] == schedule
@@ -128,11 +130,19 @@ def test_sloppy_end_to_end_on_tiny_phantom(test_model, tmp_path, linear_plugin):
         "--sloppy",
         "--use-plugin",
         linear_plugin,
+        "--slice-planes",
+        "axial",
+        "sagittal",
     )  # default skull stripping: deepbet
     assert code == 0
     for session in ("1p5T", "3T"):
         for path in _outputs(out, f"sub-01_ses-{session}"):
             assert path.is_file(), path
+    harmonized = _outputs(out, "sub-01_ses-1p5T")[2]
+    sidecar = json.loads(
+        harmonized.with_name(harmonized.name.replace(".nii.gz", ".json")).read_text()
+    )
+    assert sidecar["Harmonization"]["SlicePlanes"] == ["sagittal", "axial"]  # RAS axis order
     # The brain mask, brought back to the raw grid, matches the phantom's ground truth.
     raw = nib.load(bids / "sub-01/ses-1p5T/anat/sub-01_ses-1p5T_T1w.nii.gz")
     ours = resample_from_to(nib.load(_outputs(out, "sub-01_ses-1p5T")[1]), raw, order=0)

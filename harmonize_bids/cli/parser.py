@@ -8,7 +8,14 @@ import re
 from pathlib import Path
 
 from .. import __version__
-from ..choices import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS, SKULL_STRIP_METHODS
+from ..choices import (
+    DEFAULT_SAMPLER,
+    DEFAULT_SLICE_PLANES,
+    DEFAULT_STEPS,
+    SAMPLERS,
+    SKULL_STRIP_METHODS,
+    SLICE_PLANES,
+)
 from ..errors import UsageError
 
 # Mirrors of harmonize_bids.model's constants (tests check them), so --help needs no torch.
@@ -153,6 +160,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--ensemble", type=positive_int, default=1, help="average this many samples per image"
     )
     model.add_argument(
+        "--slice-planes",
+        nargs="+",
+        choices=list(SLICE_PLANES),
+        default=list(DEFAULT_SLICE_PLANES),
+        metavar="PLANE",
+        help="apply the 2D model along these planes (sagittal, coronal, axial) and average "
+        f"them; default: {' '.join(DEFAULT_SLICE_PLANES)}",
+    )
+    model.add_argument(
         "--seed",
         type=non_negative_int,
         default=0,
@@ -248,6 +264,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             f"--steps {options.steps} exceeds the model's {DDPM_STEPS} training "
             "timesteps; use at most that many."
         )
+    options.slice_planes = tuple(p for p in SLICE_PLANES if p in options.slice_planes)
     if options.omp_nthreads is None:
         options.omp_nthreads = min(8, options.nprocs)
     if options.omp_nthreads > options.nprocs:

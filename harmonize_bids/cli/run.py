@@ -66,6 +66,7 @@ def run(options: argparse.Namespace) -> int:
             sampler=options.sampler,
             steps=options.steps,
             ensemble=options.ensemble,
+            slice_planes=options.slice_planes,
             seed=options.seed,
             device=options.device,
             nprocs=options.nprocs,

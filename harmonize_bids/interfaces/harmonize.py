@@ -12,7 +12,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..choices import SAMPLERS
+from ..choices import SAMPLERS, SLICE_PLANES
 
 
 class _HarmonizeInputSpec(BaseInterfaceInputSpec):
@@ -26,6 +26,9 @@ class _HarmonizeInputSpec(BaseInterfaceInputSpec):
     sampler = traits.Enum(*SAMPLERS, desc="sampler; default: the app's")
     steps = traits.Int(desc="sampling steps; default: the sampler's")
     ensemble = traits.Int(1, usedefault=True, desc="samples averaged")
+    slice_planes = traits.List(
+        traits.Enum(*SLICE_PLANES), desc="planes sliced along and averaged; default: the app's"
+    )
     seed = traits.Int(0, usedefault=True, desc="random seed")
     device = traits.Str("auto", usedefault=True, desc="auto, cpu, cuda, cuda:N, mps")
     num_threads = traits.Int(1, usedefault=True, desc="torch CPU threads")
@@ -60,6 +63,7 @@ class Harmonize(SimpleInterface):
             sampler=given(self.inputs.sampler),
             steps=given(self.inputs.steps),
             ensemble=self.inputs.ensemble,
+            slice_planes=given(self.inputs.slice_planes),
             seed=self.inputs.seed,
             device=self.inputs.device,
             num_threads=self.inputs.num_threads,

@@ -185,6 +185,7 @@ def sample_volume(
     noise: str = "shared",
     precision: str = "auto",
     matched: np.ndarray | None = None,
+    axis: int | None = None,
 ) -> np.ndarray:
     """Map a preprocessed source volume to the model's target contrast.
 
@@ -204,6 +205,7 @@ def sample_volume(
     precision : ``'auto'`` (bf16 on capable CPUs, bf16/fp16 on CUDA), ``'fp32'``, ...
     matched : the source matched to the target-field reference (same shape as
         ``volume``); required by a model with a reference channel.
+    axis : the array axis to slice across; default: the model's (``slice_axis``).
 
     Returns a float32 array like ``volume``: zero outside ``mask``, clipped to [0, 1].
     """
@@ -226,7 +228,8 @@ def sample_volume(
     steps = int(steps or (num_train if sampler == "ddpm" else DEFAULT_STEPS))
     dev = resolve_device(device)
     dtype = resolve_precision(dev, precision)
-    axis, k, multiple = model.slice_axis, model.context_slices, model.multiple
+    axis = model.slice_axis if axis is None else int(axis)
+    k, multiple = model.context_slices, model.multiple
 
     out = np.zeros(volume.shape, dtype=np.float32)
     vol = np.moveaxis(volume, axis, 0)
@@ -244,9 +247,10 @@ def sample_volume(
     if dev.type == "cpu":  # the network sees CPU_CHUNK slices per call anyway
         batch_size = math.ceil(batch_size / CPU_CHUNK) * CPU_CHUNK
     LOGGER.info(
-        "Harmonizing %d slices of %dx%d (padded %dx%d) with %s, %d steps, ensemble %d, "
-        "batch %d on %s (%s).",
+        "Harmonizing %d slices across axis %d, %dx%d (padded %dx%d), with %s, %d steps, "
+        "ensemble %d, batch %d on %s (%s).",
         slices.size,
+        axis,
         h,
         w,
         height,

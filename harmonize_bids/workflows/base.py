@@ -10,7 +10,7 @@ from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
 from ..bids import ReferencePlan, T1wImage
-from ..choices import Direction
+from ..choices import DEFAULT_SLICE_PLANES, Direction
 from ..image import SLOPPY_SPACING_MM
 from ..interfaces.harmonize import Harmonize
 from ..interfaces.reference import TargetReference
@@ -38,6 +38,7 @@ def init_harmonize_bids_wf(
     sloppy: bool,
     preprocessing: dict | None = None,
     references: dict[str, ReferencePlan] | None = None,
+    slice_planes: tuple[str, ...] = DEFAULT_SLICE_PLANES,
     name: str = "harmonize_bids_wf",
 ) -> Workflow:
     """Preprocess every image; harmonize those not at the target field; write outputs.
@@ -65,6 +66,7 @@ def init_harmonize_bids_wf(
                     omp_nthreads=omp_nthreads,
                     sloppy=sloppy,
                     preprocessing=preprocessing,
+                    slice_planes=slice_planes,
                     reference=(references or {}).get(image.subject),
                     cache_dir=Path(work_dir) / "reference_cache",
                     name=image_workflow_name(image),
@@ -119,6 +121,7 @@ def init_single_t1w_wf(
     preprocessing: dict | None = None,
     reference: ReferencePlan | None = None,
     cache_dir: Path | None = None,
+    slice_planes: tuple[str, ...] = DEFAULT_SLICE_PLANES,
 ) -> Workflow:
     """One T1w: preprocess, harmonize (unless already at the target field), write.
 
@@ -177,6 +180,7 @@ def init_single_t1w_wf(
             source_field=image.field_strength,
             target_field=target_field,
             ensemble=ensemble,
+            slice_planes=list(slice_planes),
             seed=seed,
             device=device,
             num_threads=omp_nthreads,
@@ -193,7 +197,8 @@ def init_single_t1w_wf(
     workflow.__desc__ = (
         f"It was then translated to the contrast of the {target_field:g} T scanner by a "
         "conditional denoising diffusion model (Durrer et al., 2023) that takes the source "
-        "slice as anatomical guidance, applied to sagittal slices and stacked to 3D. "
+        f"slice as anatomical guidance, applied to {' and '.join(slice_planes)} slices, "
+        "each plane's slices stacked to 3D and the planes averaged. "
     )
     if reference is not None and reference.file is not None:
         harmonize.inputs.reference_file = str(reference.file)

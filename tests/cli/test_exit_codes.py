@@ -42,6 +42,7 @@ def test_dry_run_succeeds_and_writes_nothing(travelling_dataset, tmp_path, capsy
         (["--steps", "1001"], "--steps 1001"),
         (["--target-field", "7"], "--target-field"),
         (["--device", "gpu"], "--device"),
+        (["--slice-planes", "oblique"], "--slice-planes"),
         (["--nprocs", "1", "--omp-nthreads", "2"], "--omp-nthreads"),
     ],
 )

@@ -81,6 +81,22 @@ def test_output_geometry_mask_and_range(tiny_model):
     assert out[mask].std() > 0
 
 
+def test_slicing_across_another_axis_is_slicing_the_transposed_volume(tiny_model):
+    source, _, mask = phantom_pair((9, 12, 10))
+    mask[:, :2] = False
+
+    def run(volume, brain, axis):
+        return sample_volume(
+            tiny_model, volume, brain, steps=3, device="cpu", progress=False, axis=axis
+        )
+
+    coronal = run(source, mask, 1)
+    transposed = run(np.swapaxes(source, 0, 1), np.swapaxes(mask, 0, 1), 0)
+    assert coronal.shape == source.shape
+    assert np.array_equal(coronal, np.swapaxes(transposed, 0, 1))
+    assert not np.array_equal(coronal, run(source, mask, None))  # the model's own: sagittal
+
+
 def test_ensemble_is_deterministic_and_differs(tiny_model):
     source, _, mask = phantom_pair()
     one = sample_volume(tiny_model, source, mask, steps=4, device="cpu", progress=False)
