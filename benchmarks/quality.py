@@ -25,7 +25,7 @@ Methods, per direction:
   scans; output range their mean 1st / 99th brain percentiles.
 - Ours: the app's inference (:func:`harmonize_bids.inference.harmonize`) with the same
   pooled scans as its target reference, at each ``--steps`` (the first is the default),
-  along ``--slice-planes`` (averaged).
+  along ``--slice-planes`` (averaged), ``--even-out-slices`` or not.
 
 Metrics against the registered target inside the source brain mask: the paper's MSE,
 AHD, CSF/GM/WM volume differences, Dice and HD95
@@ -219,10 +219,15 @@ def evaluate(
 
 
 # ----------------------------------------------------------------------------- running
-def ours_name(steps: int, sampler: str, planes: tuple[str, ...]) -> str:
-    """The setting's row name; planes beyond the models' own (sagittal) are named."""
-    along = "" if tuple(planes) == ("sagittal",) else f", {' + '.join(planes)}"
-    return f"Ours ({sampler}, {steps} step{'s' * (steps != 1)}{along})"
+def ours_name(steps: int, sampler: str, options: dict) -> str:
+    """The setting's row name. ``options`` (InferenceSettings keywords) are named where
+    they differ from slicing along the models' own plane (sagittal) alone."""
+    extras = []
+    if tuple(options["slice_planes"]) != ("sagittal",):
+        extras.append(" + ".join(options["slice_planes"]))
+    if options["even_out_slices"]:
+        extras.append("slices evened out")
+    return f"Ours ({', '.join([sampler, f'{steps} step' + 's' * (steps != 1), *extras])})"
 
 
 def slug(name: str) -> str:
@@ -236,13 +241,13 @@ def methods(
     mask: np.ndarray,
     steps_list: list[int],
     sampler: str,
-    planes: tuple[str, ...],
+    options: dict,
 ) -> dict[str, Callable[[], np.ndarray]]:
     from harmonize_bids.inference import InferenceSettings, harmonize
 
     def ours(steps: int) -> Callable[[], np.ndarray]:
         settings = InferenceSettings.resolve(
-            model, sampler=sampler, steps=steps, seed=0, slice_planes=planes
+            model, sampler=sampler, steps=steps, seed=0, **options
         )
         return lambda: harmonize(model, source, mask, settings, reference=peers.reference).image
 
@@ -252,7 +257,7 @@ def methods(
         NYUL: lambda: peers.nyul(source, mask),
     }
     for steps in steps_list:
-        found[ours_name(steps, sampler, planes)] = ours(steps)
+        found[ours_name(steps, sampler, options)] = ours(steps)
     return found
 
 
@@ -276,7 +281,7 @@ def measure(
     return {**evaluate(image, target, mask, target_seg, truth, reference), "seconds": seconds}
 
 
-def model_key(model, sampler: str, steps_list: list[int], planes: tuple[str, ...]) -> dict:
+def model_key(model, sampler: str, steps_list: list[int], options: dict) -> dict:
     """What an "Ours" cache entry depends on: the weights and the sampler's timesteps."""
     from harmonize_bids.model.schedulers import sampling_scheduler
 
@@ -284,7 +289,7 @@ def model_key(model, sampler: str, steps_list: list[int], planes: tuple[str, ...
     for steps in steps_list:
         scheduler = sampling_scheduler(model.scheduler_config, sampler)
         scheduler.set_timesteps(steps)
-        timesteps[ours_name(steps, sampler, planes)] = scheduler.timesteps.tolist()
+        timesteps[ours_name(steps, sampler, options)] = scheduler.timesteps.tolist()
     return {
         "path": str(model.path),
         "weights_sha256": model.weights_sha256,
@@ -380,13 +385,13 @@ def run_direction(
         model = load_model_folder(
             folder, source_field=direction.source, target_field=direction.target
         )
-        key = model_key(model, args.sampler, args.steps, args.slice_planes)
+        key = model_key(model, args.sampler, args.steps, args.inference)
     records = labelled(pair_records(work, direction), args.subjects)[: args.max_subjects]
     cache = args.cache / set_name / direction_name
     results: dict[str, list[dict]] = {}
     for case in cases(bids, work, direction, cache, records):
         for name, make in methods(
-            model, case.peers, case.source, case.mask, args.steps, args.sampler, args.slice_planes
+            model, case.peers, case.source, case.mask, args.steps, args.sampler, args.inference
         ).items():
             stem = cache / case.subject / cache_stem(name, key)
             save = stem if args.save_images else None
@@ -621,6 +626,7 @@ def tables(title: str, summary: dict, about: dict, checks: list) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from harmonize_bids.choices import (
+        DEFAULT_EVEN_OUT_SLICES,
         DEFAULT_SAMPLER,
         DEFAULT_SLICE_PLANES,
         DEFAULT_STEPS,
@@ -659,6 +665,12 @@ def main(argv: list[str] | None = None) -> int:
         help="planes our model is applied along, averaged (default: the app's)",
     )
     parser.add_argument(
+        "--even-out-slices",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULT_EVEN_OUT_SLICES,
+        help="smooth the slow brightness changes between our output's slices (default: the app's)",
+    )
+    parser.add_argument(
         "--save-images", action="store_true", help="keep every output volume (.npy) in the cache"
     )
     parser.add_argument("--max-subjects", type=int)
@@ -674,9 +686,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="write the tables (markdown) here")
     parser.add_argument("--json", type=Path, help="write the summaries (JSON) here")
     args = parser.parse_args(argv)
-    args.slice_planes = tuple(p for p in SLICE_PLANES if p in args.slice_planes)
-
-    default = ours_name(args.steps[0], args.sampler, args.slice_planes) if args.steps else None
+    args.inference = {
+        "slice_planes": tuple(p for p in SLICE_PLANES if p in args.slice_planes),
+        "even_out_slices": args.even_out_slices,
+    }
+    default = ours_name(args.steps[0], args.sampler, args.inference) if args.steps else None
     command = " ".join(map(str, sys.argv[1:] if argv is None else argv))
     text = [
         "# Harmonization quality on held-out phantom sites",

@@ -18,6 +18,8 @@ DEFAULT_STEPS = 2
 #: plane's output has its own stripes across its slices; averaging planes spreads them out.
 SLICE_PLANES = {"sagittal": 0, "coronal": 1, "axial": 2}
 DEFAULT_SLICE_PLANES = ("sagittal",)
+#: Smooth the slow brightness changes between an output's slices (image.destripe).
+DEFAULT_EVEN_OUT_SLICES = False
 SKULL_STRIP_METHODS = ("deepbet", "hdbet", "none")
 #: How a travelling subject's target scan is brought onto its source scan's grid (training
 #: pairs; the group level always registers rigidly): ANTs rigid, ANTs affine then SyN, or

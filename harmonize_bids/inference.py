@@ -9,11 +9,12 @@
 
 Sampling (:mod:`harmonize_bids.model.sampling`) maps the volume slice by slice, along each
 of the settings' slice planes, and averages the planes (each plane's stripes lie across its
-own slices, so the mean has fewer along any one axis); the output's white matter is then
-anchored at the model's ``white_matter_level`` (the scale of every preprocessed image). A
-reference-conditioned model also sees the source histogram-matched to the study's
-target-field reference (:mod:`harmonize_bids.image.reference`); without one, the model
-folder's own.
+own slices, so the mean has fewer along any one axis); with ``even_out_slices`` each plane's
+slow brightness changes between slices are smoothed (:mod:`harmonize_bids.image.destripe`);
+the output's white matter is then anchored at the model's ``white_matter_level`` (the scale
+of every preprocessed image). A reference-conditioned model also sees the source
+histogram-matched to the study's target-field reference
+(:mod:`harmonize_bids.image.reference`); without one, the model folder's own.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .choices import (
+    DEFAULT_EVEN_OUT_SLICES,
     DEFAULT_SAMPLER,
     DEFAULT_SLICE_PLANES,
     DEFAULT_STEPS,
@@ -48,6 +50,7 @@ class InferenceSettings:
     device: str = "cpu"
     precision: str = "auto"
     slice_planes: tuple[str, ...] = DEFAULT_SLICE_PLANES
+    even_out_slices: bool = DEFAULT_EVEN_OUT_SLICES
 
     @classmethod
     def resolve(
@@ -61,6 +64,7 @@ class InferenceSettings:
         device: str = "auto",
         precision: str = "auto",
         slice_planes: tuple[str, ...] | list[str] | None = None,
+        even_out_slices: bool | None = None,
     ) -> InferenceSettings:
         """Defaults filled in for ``model``: the default sampler, all of the model's
         timesteps for ``ddpm``, ``auto`` device resolved to the one that will run, the
@@ -90,6 +94,7 @@ class InferenceSettings:
             str(resolve_device(device)),
             precision,
             tuple(p for p in SLICE_PLANES if p in planes),
+            DEFAULT_EVEN_OUT_SLICES if even_out_slices is None else bool(even_out_slices),
         )
 
 
@@ -114,6 +119,7 @@ def harmonize(
 
     ``reference`` is required by a reference-conditioned model and ignored otherwise.
     """
+    from .image.destripe import even_out_slices
     from .image.domain import contrast_profile
     from .image.intensity import anchor_white_matter
     from .image.reference import match_to_reference
@@ -130,27 +136,26 @@ def harmonize(
             )
             reference = default_reference(model)
         matched = match_to_reference(volume, mask, reference.quantiles)
-    sampled = np.mean(
-        [
-            sample_volume(
-                model,
-                volume,
-                mask,
-                sampler=settings.sampler,
-                steps=settings.steps,
-                ensemble=settings.ensemble,
-                seed=settings.seed,
-                device=settings.device,
-                precision=settings.precision,
-                progress=progress,
-                matched=matched,
-                axis=SLICE_PLANES[plane],
-            )
-            for plane in settings.slice_planes
-        ],
-        axis=0,
-        dtype=np.float32,
-    )
+
+    def along(plane: str) -> np.ndarray:
+        axis = SLICE_PLANES[plane]
+        image = sample_volume(
+            model,
+            volume,
+            mask,
+            sampler=settings.sampler,
+            steps=settings.steps,
+            ensemble=settings.ensemble,
+            seed=settings.seed,
+            device=settings.device,
+            precision=settings.precision,
+            progress=progress,
+            matched=matched,
+            axis=axis,
+        )
+        return even_out_slices(image, mask, axis) if settings.even_out_slices else image
+
+    sampled = np.mean([along(p) for p in settings.slice_planes], axis=0, dtype=np.float32)
     before = contrast_profile(volume, mask)
     after = contrast_profile(sampled, mask)
     image = anchor_white_matter(
@@ -212,6 +217,7 @@ def harmonize_file(
     steps: int | None = None,
     ensemble: int = 1,
     slice_planes: list[str] | None = None,
+    even_out_slices: bool | None = None,
     seed: int = 0,
     device: str = "auto",
     num_threads: int | None = None,
@@ -243,6 +249,7 @@ def harmonize_file(
         seed=seed,
         device=device,
         slice_planes=slice_planes,
+        even_out_slices=even_out_slices,
     )
     reference = read_reference(reference_file) if reference_file else None
     if reference is not None and reference_origin:

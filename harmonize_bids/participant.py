@@ -32,7 +32,7 @@ from .bids import (
     reference_scans,
     validate_bids,
 )
-from .choices import DEFAULT_SLICE_PLANES, Direction
+from .choices import DEFAULT_EVEN_OUT_SLICES, DEFAULT_SLICE_PLANES, Direction
 from .derivatives import init_output_dataset
 from .errors import (
     InvalidBIDSError,
@@ -81,6 +81,7 @@ class ParticipantSettings:
     target_reference: str = REFERENCE_AUTO  # "auto", "none" or a path
     reference_images: int = 4
     slice_planes: tuple[str, ...] = DEFAULT_SLICE_PLANES
+    even_out_slices: bool = DEFAULT_EVEN_OUT_SLICES
 
 
 @dataclass
@@ -389,6 +390,7 @@ def run_participant(
         preprocessing=read_preprocessing(model_dir) if model_dir else None,
         references=references,
         slice_planes=settings.slice_planes,
+        even_out_slices=settings.even_out_slices,
     )
     write_text(output_dir / "logs" / "CITATION.md", citation(workflow))
     crash_dir = settings.work_dir / "crash" / time.strftime("%Y%m%d-%H%M%S")

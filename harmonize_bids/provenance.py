@@ -39,6 +39,7 @@ def harmonization_record(*, model: Any, settings: Any, reference: Any = None) ->
         "NoiseSchedule": dict(model.scheduler_config),
         "EnsembleSize": settings.ensemble,
         "SlicePlanes": list(settings.slice_planes),
+        "SlicesEvenedOut": settings.even_out_slices,
         "Seed": settings.seed,
         "Device": settings.device,
         "WhiteMatterLevel": model.preprocessing.get("white_matter_level"),

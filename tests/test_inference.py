@@ -71,3 +71,26 @@ def test_an_unknown_slice_plane_is_refused(tmp_path):
     model = load_model_folder(tiny_model(tmp_path))
     with pytest.raises(ValueError, match="oblique"):
         InferenceSettings.resolve(model, slice_planes=["sagittal", "oblique"])
+
+
+def test_slices_are_evened_out_across_each_plane_when_asked(tmp_path, monkeypatch):
+    from harmonize_bids.qc.metrics import through_plane_consistency
+
+    model = load_model_folder(tiny_model(tmp_path))
+    rng = np.random.default_rng(2)
+    labels = rng.choice(3, size=(16, 24, 24), p=[0.25, 0.4, 0.35])
+    volume = np.array([0.2, 0.4, 0.6], np.float32)[labels]
+    mask = np.ones(labels.shape, bool)
+    gains = 1 + 0.1 * (np.arange(16) % 2)
+
+    def striped(model_, volume_, mask_, *, axis, **kwargs):  # brighter odd sagittal slices
+        return volume_ * gains[:, None, None].astype(np.float32)
+
+    monkeypatch.setattr(sampling, "sample_volume", striped)
+    outputs = {}
+    for even_out in (False, True):
+        settings = InferenceSettings.resolve(model, even_out_slices=even_out, device="cpu")
+        result = harmonize(model, volume, mask, settings)
+        assert result.provenance["SlicesEvenedOut"] is even_out
+        outputs[even_out] = through_plane_consistency(result.image, mask)
+    assert outputs[True] < outputs[False] - 0.05

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from bidsfactory import SIDECAR_15, linear_plugin, make_bids, tiny_model, unreadable_file_prefix
 
-from harmonize_bids.choices import DEFAULT_SLICE_PLANES
+from harmonize_bids.choices import DEFAULT_EVEN_OUT_SLICES, DEFAULT_SLICE_PLANES
 from harmonize_bids.cli.run import main
 
 pytestmark = pytest.mark.slow
@@ -74,6 +74,7 @@ def test_end_to_end_multiproc(travelling_dataset, test_model, tmp_path, capfd):
     assert (record["SourceFieldStrength"], record["TargetFieldStrength"]) == (1.5, 3.0)
     assert {"Sampler", "Steps", "EnsembleSize", "Seed", "Device"} <= set(record)
     assert record["SlicePlanes"] == list(DEFAULT_SLICE_PLANES)
+    assert record["SlicesEvenedOut"] is DEFAULT_EVEN_OUT_SLICES
     assert record["WhiteMatterLevel"] == 0.81
     schedule = json.loads((test_model / "scheduler_config.json").read_text())
     assert record["NoiseSchedule"] == schedule
@@ -133,6 +134,7 @@ def test_sloppy_end_to_end_on_tiny_phantom(test_model, tmp_path, linear_plugin):
         "--slice-planes",
         "axial",
         "sagittal",
+        "--even-out-slices",
     )  # default skull stripping: deepbet
     assert code == 0
     for session in ("1p5T", "3T"):
@@ -143,6 +145,7 @@ def test_sloppy_end_to_end_on_tiny_phantom(test_model, tmp_path, linear_plugin):
         harmonized.with_name(harmonized.name.replace(".nii.gz", ".json")).read_text()
     )
     assert sidecar["Harmonization"]["SlicePlanes"] == ["sagittal", "axial"]  # RAS axis order
+    assert sidecar["Harmonization"]["SlicesEvenedOut"] is True
     # The brain mask, brought back to the raw grid, matches the phantom's ground truth.
     raw = nib.load(bids / "sub-01/ses-1p5T/anat/sub-01_ses-1p5T_T1w.nii.gz")
     ours = resample_from_to(nib.load(_outputs(out, "sub-01_ses-1p5T")[1]), raw, order=0)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..choices import (
+    DEFAULT_EVEN_OUT_SLICES,
     DEFAULT_SAMPLER,
     DEFAULT_SLICE_PLANES,
     DEFAULT_STEPS,
@@ -167,6 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PLANE",
         help="apply the 2D model along these planes (sagittal, coronal, axial) and average "
         f"them; default: {' '.join(DEFAULT_SLICE_PLANES)}",
+    )
+    model.add_argument(
+        "--even-out-slices",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULT_EVEN_OUT_SLICES,
+        help="smooth the slow brightness changes between the output's slices (stripes); "
+        f"default: {'on' if DEFAULT_EVEN_OUT_SLICES else 'off'}",
     )
     model.add_argument(
         "--seed",

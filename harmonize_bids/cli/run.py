@@ -67,6 +67,7 @@ def run(options: argparse.Namespace) -> int:
             steps=options.steps,
             ensemble=options.ensemble,
             slice_planes=options.slice_planes,
+            even_out_slices=options.even_out_slices,
             seed=options.seed,
             device=options.device,
             nprocs=options.nprocs,

@@ -29,6 +29,7 @@ class _HarmonizeInputSpec(BaseInterfaceInputSpec):
     slice_planes = traits.List(
         traits.Enum(*SLICE_PLANES), desc="planes sliced along and averaged; default: the app's"
     )
+    even_out_slices = traits.Bool(desc="smooth slow brightness changes between slices")
     seed = traits.Int(0, usedefault=True, desc="random seed")
     device = traits.Str("auto", usedefault=True, desc="auto, cpu, cuda, cuda:N, mps")
     num_threads = traits.Int(1, usedefault=True, desc="torch CPU threads")
@@ -64,6 +65,7 @@ class Harmonize(SimpleInterface):
             steps=given(self.inputs.steps),
             ensemble=self.inputs.ensemble,
             slice_planes=given(self.inputs.slice_planes),
+            even_out_slices=given(self.inputs.even_out_slices),
             seed=self.inputs.seed,
             device=self.inputs.device,
             num_threads=self.inputs.num_threads,

@@ -10,7 +10,7 @@ from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
 from ..bids import ReferencePlan, T1wImage
-from ..choices import DEFAULT_SLICE_PLANES, Direction
+from ..choices import DEFAULT_EVEN_OUT_SLICES, DEFAULT_SLICE_PLANES, Direction
 from ..image import SLOPPY_SPACING_MM
 from ..interfaces.harmonize import Harmonize
 from ..interfaces.reference import TargetReference
@@ -39,6 +39,7 @@ def init_harmonize_bids_wf(
     preprocessing: dict | None = None,
     references: dict[str, ReferencePlan] | None = None,
     slice_planes: tuple[str, ...] = DEFAULT_SLICE_PLANES,
+    even_out_slices: bool = DEFAULT_EVEN_OUT_SLICES,
     name: str = "harmonize_bids_wf",
 ) -> Workflow:
     """Preprocess every image; harmonize those not at the target field; write outputs.
@@ -67,6 +68,7 @@ def init_harmonize_bids_wf(
                     sloppy=sloppy,
                     preprocessing=preprocessing,
                     slice_planes=slice_planes,
+                    even_out_slices=even_out_slices,
                     reference=(references or {}).get(image.subject),
                     cache_dir=Path(work_dir) / "reference_cache",
                     name=image_workflow_name(image),
@@ -122,6 +124,7 @@ def init_single_t1w_wf(
     reference: ReferencePlan | None = None,
     cache_dir: Path | None = None,
     slice_planes: tuple[str, ...] = DEFAULT_SLICE_PLANES,
+    even_out_slices: bool = DEFAULT_EVEN_OUT_SLICES,
 ) -> Workflow:
     """One T1w: preprocess, harmonize (unless already at the target field), write.
 
@@ -181,6 +184,7 @@ def init_single_t1w_wf(
             target_field=target_field,
             ensemble=ensemble,
             slice_planes=list(slice_planes),
+            even_out_slices=even_out_slices,
             seed=seed,
             device=device,
             num_threads=omp_nthreads,
