@@ -12,6 +12,7 @@ from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 from ..bids import ReferencePlan, T1wImage
 from ..choices import DEFAULT_EVEN_OUT_SLICES, DEFAULT_SLICE_PLANES, Direction
 from ..image import SLOPPY_SPACING_MM
+from ..image.destripe import IN_PLANE_SIGMA
 from ..interfaces.harmonize import Harmonize
 from ..interfaces.reference import TargetReference
 from ..preprocessing import DEFAULT_PREPROCESSING, preprocessing_options
@@ -201,9 +202,18 @@ def init_single_t1w_wf(
     workflow.__desc__ = (
         f"It was then translated to the contrast of the {target_field:g} T scanner by a "
         "conditional denoising diffusion model (Durrer et al., 2023) that takes the source "
-        f"slice as anatomical guidance, applied to {' and '.join(slice_planes)} slices, "
-        "each plane's slices stacked to 3D and the planes averaged. "
+        f"slice as anatomical guidance, applied to {' and '.join(slice_planes)} slices "
+        + (
+            "and stacked to 3D. "
+            if len(slice_planes) == 1
+            else "(each plane's slices stacked to 3D, the planes averaged). "
+        )
     )
+    if even_out_slices:
+        workflow.__desc__ += (
+            "Slow brightness changes between its slices (the in-plane Gaussian low-pass, "
+            f"sigma {IN_PLANE_SIGMA:g} mm) were smoothed across slices. "
+        )
     if reference is not None and reference.file is not None:
         harmonize.inputs.reference_file = str(reference.file)
         harmonize.inputs.reference_origin = "file"
