@@ -281,6 +281,17 @@ def measure(
     return {**evaluate(image, target, mask, target_seg, truth, reference), "seconds": seconds}
 
 
+def load_model(direction: Direction, folder: Path | None = None):
+    """The model folder ``folder`` of ``direction``; default: the bundled one."""
+    from harmonize_bids.model.folder import bundled_model_dir, load_model_folder
+
+    return load_model_folder(
+        folder or bundled_model_dir(direction.source, direction.target),
+        source_field=direction.source,
+        target_field=direction.target,
+    )
+
+
 def model_key(model, sampler: str, steps_list: list[int], options: dict) -> dict:
     """What an "Ours" cache entry depends on: the weights and the sampler's timesteps."""
     from harmonize_bids.model.schedulers import sampling_scheduler
@@ -373,18 +384,11 @@ def run_direction(
     """Per-method lists of per-subject results for one set and direction."""
     import torch
 
-    from harmonize_bids.model.folder import bundled_model_dir, load_model_folder
-
     torch.set_num_threads(args.threads)
     direction = DIRECTIONS[direction_name]
-    folder = getattr(args, f"model_{direction.slug.replace('-', '_')}") or bundled_model_dir(
-        direction.source, direction.target
-    )
     model = key = None
     if args.steps:
-        model = load_model_folder(
-            folder, source_field=direction.source, target_field=direction.target
-        )
+        model = load_model(direction, getattr(args, f"model_{direction.slug.replace('-', '_')}"))
         key = model_key(model, args.sampler, args.steps, args.inference)
     records = labelled(pair_records(work, direction), args.subjects)[: args.max_subjects]
     cache = args.cache / set_name / direction_name

@@ -39,16 +39,11 @@ def main(set_name, bids, work, direction_name, out_dir):
     import torch
 
     from harmonize_bids.inference import InferenceSettings, harmonize
-    from harmonize_bids.model.folder import bundled_model_dir, load_model_folder
 
     torch.set_num_threads(2)
     bids, work, out_dir = Path(bids), Path(work), Path(out_dir)
     direction = Q.DIRECTIONS[direction_name]
-    model = load_model_folder(
-        bundled_model_dir(direction.source, direction.target),
-        source_field=direction.source,
-        target_field=direction.target,
-    )
+    model = Q.load_model(direction)
     settings = InferenceSettings.resolve(model, sampler="dpm", steps=2, seed=0)
     results = {}
     for case in Q.cases(bids, work, direction, out_dir / set_name / direction_name):

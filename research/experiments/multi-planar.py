@@ -43,16 +43,11 @@ def main(bids, work, cache, direction_name, out_dir, *subjects):
     import torch
 
     from harmonize_bids.inference import InferenceSettings, harmonize
-    from harmonize_bids.model.folder import bundled_model_dir, load_model_folder
 
     torch.set_num_threads(1)
     bids, work, cache, out_dir = Path(bids), Path(work), Path(cache), Path(out_dir)
     direction = Q.DIRECTIONS[direction_name]
-    model = load_model_folder(
-        bundled_model_dir(direction.source, direction.target),
-        source_field=direction.source,
-        target_field=direction.target,
-    )
+    model = Q.load_model(direction)
     rows = []
     chosen = Q.labelled(Q.pair_records(work, direction), subjects)
     for case in Q.cases(bids, work, direction, cache / direction_name, chosen):
