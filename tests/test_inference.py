@@ -37,13 +37,16 @@ def test_a_dark_sample_is_put_back_on_the_white_matter_scale(tmp_path, monkeypat
     assert np.all(out[~mask] == 0) and out.max() <= 1
 
 
+def _three_tissues(shape: tuple[int, int, int], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """CSF, GM and WM voxels at random (no noise) and an all-brain mask."""
+    labels = np.random.default_rng(seed).choice(3, size=shape, p=[0.25, 0.4, 0.35])
+    return np.array([0.2, 0.4, 0.6], np.float32)[labels], np.ones(shape, bool)
+
+
 def test_planes_are_sampled_across_their_axes_and_averaged(tmp_path, monkeypatch):
     model = load_model_folder(tiny_model(tmp_path))
-    rng = np.random.default_rng(1)
-    labels = rng.choice(3, size=(8, 20, 20), p=[0.25, 0.4, 0.35])
-    volume = np.array([0.2, 0.4, 0.6], np.float32)[labels]
-    mask = np.ones(labels.shape, bool)
-    slab = np.zeros(labels.shape, bool)
+    volume, mask = _three_tissues((8, 20, 20), seed=1)
+    slab = np.zeros(volume.shape, bool)
     slab[:, :, :4] = True
     axes = []
 
@@ -77,10 +80,7 @@ def test_slices_are_evened_out_across_each_plane_when_asked(tmp_path, monkeypatc
     from harmonize_bids.qc.metrics import through_plane_consistency
 
     model = load_model_folder(tiny_model(tmp_path))
-    rng = np.random.default_rng(2)
-    labels = rng.choice(3, size=(16, 24, 24), p=[0.25, 0.4, 0.35])
-    volume = np.array([0.2, 0.4, 0.6], np.float32)[labels]
-    mask = np.ones(labels.shape, bool)
+    volume, mask = _three_tissues((16, 24, 24), seed=2)
     gains = 1 + 0.1 * (np.arange(16) % 2)
 
     def striped(model_, volume_, mask_, *, axis, **kwargs):  # brighter odd sagittal slices
