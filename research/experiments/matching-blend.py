@@ -1,0 +1,44 @@
+"""Averaging our output with histogram matching to the same reference.
+
+On unseen scanners the 3 T -> 1.5 T model loses to histogram matching on grey- and
+white-matter volume while beating it on MSE, and the 1.5 T -> 3 T model does the opposite
+against a histogram matching that is worse than doing nothing. Their errors differ, so a
+weighted mean ``(1 - w) * ours + w * matched`` may keep the better of each. Measured for
+each weight in WEIGHTS on outputs kept by multi-planar.py (OUT_DIR/axis0, the sagittal
+default), with benchmarks/quality.py's metrics.
+
+    python research/experiments/matching-blend.py BIDS WORK CACHE DIRECTION OUT_DIR SUBJECT...
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import quality as Q  # noqa: E402
+
+WEIGHTS = (0.25, 0.5)
+
+
+def main(bids, work, cache, direction_name, out_dir, *subjects):
+    bids, work, cache, out_dir = Path(bids), Path(work), Path(cache), Path(out_dir)
+    direction = Q.DIRECTIONS[direction_name]
+    rows = []
+    chosen = Q.labelled(Q.pair_records(work, direction), subjects)
+    for case in Q.cases(bids, work, direction, cache / direction_name, chosen):
+        ours = np.load(out_dir / "axis0" / f"{case.subject}.npy").astype(np.float32)
+        matched = np.asarray(case.peers.histogram_matching(case.source, case.mask), np.float32)
+        images = {Q.ORIGINAL: case.source, Q.MATCHING: matched, "Ours": ours}
+        for w in WEIGHTS:
+            images[f"Ours and matching, w {w}"] = (1 - w) * ours + w * matched
+        for name, image in images.items():
+            row = case.evaluate(np.asarray(image, np.float32))
+            rows.append({**row, "subject": case.subject, "method": name})
+            print(case.subject, name, json.dumps(row, default=float), flush=True)
+    (out_dir / "blend.json").write_text(json.dumps(rows, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
