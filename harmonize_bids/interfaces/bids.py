@@ -12,6 +12,8 @@ from ..atomic import move_into_place
 from ..derivatives import PATTERNS
 
 STAGING = ".staging"
+#: Tries at making a private staging folder while other jobs may remove the shared one.
+STAGING_TRIES = 20
 
 
 class DerivativesDataSink(_NiworkflowsSink):
@@ -28,8 +30,7 @@ class DerivativesDataSink(_NiworkflowsSink):
 
     def _run_interface(self, runtime):
         base = Path(self.inputs.base_directory).absolute()
-        (base / STAGING).mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix="sink-", dir=base / STAGING))
+        staging = _private_staging(base / STAGING)
         final_base = self.inputs.base_directory
         self.inputs.base_directory = str(staging)
         try:
@@ -42,6 +43,18 @@ class DerivativesDataSink(_NiworkflowsSink):
             shutil.rmtree(staging, ignore_errors=True)
             _remove_if_empty(base / STAGING)
         return runtime
+
+
+def _private_staging(shared: Path) -> Path:
+    """A new folder inside ``shared``, made again if a concurrent job (an array task
+    finishing) removed ``shared`` as empty between its creation and ours."""
+    for _ in range(STAGING_TRIES):
+        shared.mkdir(parents=True, exist_ok=True)
+        try:
+            return Path(tempfile.mkdtemp(prefix="sink-", dir=shared))
+        except FileNotFoundError:
+            continue
+    raise OSError(f"{shared} keeps disappearing; is another program deleting it?")
 
 
 def _publish(written, staging: Path, base: Path):
