@@ -4,8 +4,9 @@ On unseen scanners the 3 T -> 1.5 T model loses to histogram matching on grey- a
 white-matter volume while beating it on MSE, and the 1.5 T -> 3 T model does the opposite
 against a histogram matching that is worse than doing nothing. Their errors differ, so a
 weighted mean ``(1 - w) * ours + w * matched`` may keep the better of each. Measured for
-each weight in WEIGHTS on outputs kept by multi-planar.py (OUT_DIR/axis0, the sagittal
-default), with benchmarks/quality.py's metrics.
+each weight in WEIGHTS on our default output (sagittal), kept in OUT_DIR/axis0 as
+multi-planar.py keeps it (harmonized and saved there when missing), with
+benchmarks/quality.py's metrics.
 
     python research/experiments/matching-blend.py BIDS WORK CACHE DIRECTION OUT_DIR SUBJECT...
 """
@@ -23,12 +24,28 @@ WEIGHTS = (0.25, 0.5)
 
 
 def main(bids, work, cache, direction_name, out_dir, *subjects):
+    import torch
+
+    from harmonize_bids.inference import InferenceSettings, harmonize
+
+    torch.set_num_threads(1)
     bids, work, cache, out_dir = Path(bids), Path(work), Path(cache), Path(out_dir)
     direction = Q.DIRECTIONS[direction_name]
+    model = Q.load_model(direction)
     rows = []
     chosen = Q.labelled(Q.pair_records(work, direction), subjects)
     for case in Q.cases(bids, work, direction, cache / direction_name, chosen):
-        ours = np.load(out_dir / "axis0" / f"{case.subject}.npy").astype(np.float32)
+        saved = out_dir / "axis0" / f"{case.subject}.npy"
+        if not saved.is_file():
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            settings = InferenceSettings.resolve(model, seed=0)
+            np.save(
+                saved,
+                harmonize(
+                    model, case.source, case.mask, settings, reference=case.peers.reference
+                ).image,
+            )
+        ours = np.load(saved).astype(np.float32)
         matched = np.asarray(case.peers.histogram_matching(case.source, case.mask), np.float32)
         images = {Q.ORIGINAL: case.source, Q.MATCHING: matched, "Ours": ours}
         for w in WEIGHTS:
