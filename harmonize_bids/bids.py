@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -418,9 +419,9 @@ def create_output_dir(output_dir: Path) -> Path:
     """Create OUTPUT_DIR (after every input check passed, so errors leave nothing)."""
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
-        probe = output_dir / ".harmonize_bids_write_test"
-        probe.touch()
-        probe.unlink()
+        # A probe of its own: the jobs of an array start together on one OUTPUT_DIR.
+        with tempfile.NamedTemporaryFile(prefix=".harmonize_bids_write_test-", dir=output_dir):
+            pass
     except OSError as error:
         raise OutputNotCreatableError(
             f"OUTPUT_DIR {output_dir} cannot be written ({error.strerror}). "

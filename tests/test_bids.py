@@ -15,6 +15,7 @@ from bidsfactory import SIDECAR_3, SIDECAR_15, make_bids, unreadable_file_prefix
 from harmonize_bids.bids import (
     check_output_dir,
     check_t1w_file,
+    create_output_dir,
     discover_t1w,
     format_plan,
     load_bids_filters,
@@ -264,3 +265,13 @@ def test_a_field_of_view_in_metres_is_measured_in_millimetres(tmp_path):
     nib.save(image, tmp_path / "sub-01_T1w.nii.gz")
     with pytest.raises(ProcessingError, match="0 x 0 x 0 mm"):
         check_t1w_file(tmp_path / "sub-01_T1w.nii.gz")
+
+
+def test_the_output_check_leaves_another_job_s_probe_alone(tmp_path):
+    """Array jobs start together on one OUTPUT_DIR; each writes and removes its own probe."""
+    out = tmp_path / "out"
+    out.mkdir()
+    in_flight = out / ".harmonize_bids_write_test"  # the name every job once shared
+    in_flight.touch()
+    assert create_output_dir(out) == out
+    assert [p.name for p in out.iterdir()] == [in_flight.name]
