@@ -339,6 +339,20 @@ class Case(NamedTuple):
         """``image``'s metrics against this subject's target."""
         return evaluate(image, self.target, self.mask, self.target_seg, self.truth, self.reference)
 
+    def ours(self, model, kept: Path, **options) -> np.ndarray:
+        """``model``'s output (seed 0; ``options``: InferenceSettings keywords) with the site
+        mates' reference, kept at ``kept`` (npy) so that a rerun only measures."""
+        if not kept.is_file():
+            from harmonize_bids.inference import InferenceSettings, harmonize
+
+            settings = InferenceSettings.resolve(model, seed=0, **options)
+            image = harmonize(
+                model, self.source, self.mask, settings, reference=self.peers.reference
+            )
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            np.save(kept, image.image)
+        return np.load(kept).astype(np.float32)
+
 
 def cases(
     bids: Path, work: Path, direction: Direction, cache: Path, subjects: list[dict] | None = None

@@ -26,8 +26,6 @@ WEIGHTS = (0.25, 0.5)
 def main(bids, work, cache, direction_name, out_dir, *subjects):
     import torch
 
-    from harmonize_bids.inference import InferenceSettings, harmonize
-
     torch.set_num_threads(1)
     bids, work, cache, out_dir = Path(bids), Path(work), Path(cache), Path(out_dir)
     direction = Q.DIRECTIONS[direction_name]
@@ -35,17 +33,7 @@ def main(bids, work, cache, direction_name, out_dir, *subjects):
     rows = []
     chosen = Q.labelled(Q.pair_records(work, direction), subjects)
     for case in Q.cases(bids, work, direction, cache / direction_name, chosen):
-        saved = out_dir / "axis0" / f"{case.subject}.npy"
-        if not saved.is_file():
-            saved.parent.mkdir(parents=True, exist_ok=True)
-            settings = InferenceSettings.resolve(model, seed=0)
-            np.save(
-                saved,
-                harmonize(
-                    model, case.source, case.mask, settings, reference=case.peers.reference
-                ).image,
-            )
-        ours = np.load(saved).astype(np.float32)
+        ours = case.ours(model, out_dir / "axis0" / f"{case.subject}.npy")
         matched = np.asarray(case.peers.histogram_matching(case.source, case.mask), np.float32)
         images = {Q.ORIGINAL: case.source, Q.MATCHING: matched, "Ours": ours}
         for w in WEIGHTS:

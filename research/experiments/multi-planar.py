@@ -4,9 +4,10 @@ The models harmonize sagittal slices one at a time, and on unseen scanners the 1
 output is rougher across sagittal slices than its target. This runs the same 2D model
 along the coronal and axial axes too (the network is convolutional, so any slice shape
 fits) and measures each axis alone and the means of the three and of the two non-sagittal
-ones, next to Original and histogram matching, with benchmarks/quality.py's metrics and
-each image's anisotropy along every axis relative to its target's (``axis_ratios``: a
-slice-by-slice output has its stripes along whichever axis it was sliced on).
+ones, next to Original and histogram matching, with benchmarks/quality.py's metrics,
+among them each image's anisotropy across every axis's slices relative to its target's
+(``anisotropy_ratios``: a slice-by-slice output has its stripes across whichever axis it
+was sliced on).
 
     python research/experiments/multi-planar.py \
         BIDS WORK CACHE DIRECTION OUT_DIR SUBJECT...
@@ -15,7 +16,6 @@ CACHE is a quality.py cache folder of the set (for the targets' segmentations); 
 are kept in OUT_DIR/axisN (npy), so a rerun only measures.
 """
 
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -25,24 +25,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import quality as Q  # noqa: E402
 
-from harmonize_bids.qc import metrics  # noqa: E402
+from harmonize_bids.choices import SLICE_PLANES  # noqa: E402
 
-AXES = (0, 1, 2)
-
-
-def along(model, axis: int):
-    """The same model applied to slices across ``axis``."""
-    return dataclasses.replace(model, preprocessing={**model.preprocessing, "slice_axis": axis})
-
-
-def anisotropy(image: np.ndarray, mask: np.ndarray, axis: int) -> float:
-    return metrics.through_plane_consistency(image, mask, axis=axis)
+AXES = tuple(SLICE_PLANES.values())
 
 
 def main(bids, work, cache, direction_name, out_dir, *subjects):
     import torch
-
-    from harmonize_bids.inference import InferenceSettings, harmonize
 
     torch.set_num_threads(1)
     bids, work, cache, out_dir = Path(bids), Path(work), Path(cache), Path(out_dir)
@@ -51,21 +40,12 @@ def main(bids, work, cache, direction_name, out_dir, *subjects):
     rows = []
     chosen = Q.labelled(Q.pair_records(work, direction), subjects)
     for case in Q.cases(bids, work, direction, cache / direction_name, chosen):
-        outputs = {}
-        for axis in AXES:
-            saved = out_dir / f"axis{axis}" / f"{case.subject}.npy"
-            if not saved.is_file():
-                saved.parent.mkdir(parents=True, exist_ok=True)
-                settings = InferenceSettings.resolve(model, seed=0)
-                image = harmonize(
-                    along(model, axis),
-                    case.source,
-                    case.mask,
-                    settings,
-                    reference=case.peers.reference,
-                ).image
-                np.save(saved, image)
-            outputs[axis] = np.load(saved).astype(np.float32)
+        outputs = {
+            axis: case.ours(
+                model, out_dir / f"axis{axis}" / f"{case.subject}.npy", slice_planes=[plane]
+            )
+            for plane, axis in SLICE_PLANES.items()
+        }
         images = {
             Q.ORIGINAL: case.source,
             Q.MATCHING: case.peers.histogram_matching(case.source, case.mask),
@@ -73,12 +53,8 @@ def main(bids, work, cache, direction_name, out_dir, *subjects):
             "Ours, mean of 3 axes": np.mean([outputs[a] for a in AXES], axis=0),
             "Ours, mean of axes 1 and 2": np.mean([outputs[1], outputs[2]], axis=0),
         }
-        target_anisotropy = [anisotropy(case.target, case.mask, k) for k in AXES]
         for name, image in images.items():
             row = case.evaluate(np.asarray(image, np.float32))
-            row["axis_ratios"] = [
-                anisotropy(image, case.mask, k) / target_anisotropy[k] for k in AXES
-            ]
             rows.append({**row, "subject": case.subject, "method": name})
             print(case.subject, name, json.dumps(row, default=float), flush=True)
     (out_dir / "rows.json").write_text(json.dumps(rows, indent=1, default=float))
