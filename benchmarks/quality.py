@@ -392,6 +392,20 @@ def cases(
         )
 
 
+def research_cases(
+    bids: str, work: str, cache: str, direction_name: str, subjects: list[str], threads: int = 1
+) -> tuple[object, Iterator[Case]]:
+    """For a research script's ``BIDS WORK CACHE DIRECTION ... SUBJECT...``: the direction's
+    bundled model and the cases of those subjects (all if none), torch on ``threads``."""
+    import torch
+
+    torch.set_num_threads(threads)
+    direction = DIRECTIONS[direction_name]
+    chosen = labelled(pair_records(Path(work), direction), list(subjects))
+    found = cases(Path(bids), Path(work), direction, Path(cache) / direction_name, chosen)
+    return load_model(direction), found
+
+
 def run_direction(
     set_name: str, bids: Path, work: Path, direction_name: str, args: argparse.Namespace
 ) -> tuple[dict[str, list[dict]], dict]:

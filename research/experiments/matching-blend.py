@@ -24,15 +24,10 @@ WEIGHTS = (0.25, 0.5)
 
 
 def main(bids, work, cache, direction_name, out_dir, *subjects):
-    import torch
-
-    torch.set_num_threads(1)
-    bids, work, cache, out_dir = Path(bids), Path(work), Path(cache), Path(out_dir)
-    direction = Q.DIRECTIONS[direction_name]
-    model = Q.load_model(direction)
+    model, found = Q.research_cases(bids, work, cache, direction_name, subjects)
+    out_dir = Path(out_dir)
     rows = []
-    chosen = Q.labelled(Q.pair_records(work, direction), subjects)
-    for case in Q.cases(bids, work, direction, cache / direction_name, chosen):
+    for case in found:
         ours = case.ours(model, out_dir / "axis0" / f"{case.subject}.npy")
         matched = np.asarray(case.peers.histogram_matching(case.source, case.mask), np.float32)
         images = {Q.ORIGINAL: case.source, Q.MATCHING: matched, "Ours": ours}

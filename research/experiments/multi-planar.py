@@ -31,15 +31,10 @@ AXES = tuple(SLICE_PLANES.values())
 
 
 def main(bids, work, cache, direction_name, out_dir, *subjects):
-    import torch
-
-    torch.set_num_threads(1)
-    bids, work, cache, out_dir = Path(bids), Path(work), Path(cache), Path(out_dir)
-    direction = Q.DIRECTIONS[direction_name]
-    model = Q.load_model(direction)
+    model, found = Q.research_cases(bids, work, cache, direction_name, subjects)
+    out_dir = Path(out_dir)
     rows = []
-    chosen = Q.labelled(Q.pair_records(work, direction), subjects)
-    for case in Q.cases(bids, work, direction, cache / direction_name, chosen):
+    for case in found:
         outputs = {
             axis: case.ours(
                 model, out_dir / f"axis{axis}" / f"{case.subject}.npy", slice_planes=[plane]
