@@ -166,15 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=list(SLICE_PLANES),
         default=list(DEFAULT_SLICE_PLANES),
         metavar="PLANE",
-        help="apply the 2D model along these planes (sagittal, coronal, axial) and average "
-        f"them; default: {' '.join(DEFAULT_SLICE_PLANES)}",
+        help="apply the 2D model along these planes (sagittal, coronal, axial) and average them",
     )
     model.add_argument(
         "--even-out-slices",
         action=argparse.BooleanOptionalAction,
         default=DEFAULT_EVEN_OUT_SLICES,
-        help="smooth the slow brightness changes between the output's slices (stripes); "
-        f"default: {'on' if DEFAULT_EVEN_OUT_SLICES else 'off'}",
+        help="smooth the slow brightness changes between the output's slices (stripes)",
     )
     model.add_argument(
         "--seed",
