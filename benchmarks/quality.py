@@ -406,6 +406,18 @@ def research_cases(
     return load_model(direction), found
 
 
+def research_outputs(
+    bids: str, work: str, cache: str, direction_name: str, out_dir: str, subjects: list[str]
+) -> Iterator[tuple[Case, np.ndarray, np.ndarray]]:
+    """Each research case with our default output (kept in ``out_dir/axis0``) and the
+    source histogram-matched to the same reference."""
+    model, found = research_cases(bids, work, cache, direction_name, subjects)
+    for case in found:
+        ours = case.ours(model, Path(out_dir) / "axis0" / f"{case.subject}.npy")
+        matched = np.asarray(case.peers.histogram_matching(case.source, case.mask), np.float32)
+        yield case, ours, matched
+
+
 def run_direction(
     set_name: str, bids: Path, work: Path, direction_name: str, args: argparse.Namespace
 ) -> tuple[dict[str, list[dict]], dict]:

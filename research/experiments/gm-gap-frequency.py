@@ -23,12 +23,10 @@ BLURS = (0.6, 1.0)
 
 
 def main(bids, work, cache, direction_name, out_dir, *subjects):
-    model, found = Q.research_cases(bids, work, cache, direction_name, subjects)
-    out_dir = Path(out_dir)
     rows = []
-    for case in found:
-        ours = case.ours(model, out_dir / "axis0" / f"{case.subject}.npy")
-        matched = np.asarray(case.peers.histogram_matching(case.source, case.mask), np.float32)
+    for case, ours, matched in Q.research_outputs(
+        bids, work, cache, direction_name, out_dir, subjects
+    ):
         low_ours, low_matched = (ndimage.gaussian_filter(x, SIGMA) for x in (ours, matched))
         images = {Q.MATCHING: matched, "Ours": ours}
         for sigma in BLURS:
@@ -39,7 +37,7 @@ def main(bids, work, cache, direction_name, out_dir, *subjects):
             row = case.evaluate(np.where(case.mask, image, 0).astype(np.float32))
             rows.append({**row, "subject": case.subject, "method": name})
             print(case.subject, name, json.dumps(row, default=float), flush=True)
-    (out_dir / "gm-gap-frequency.json").write_text(json.dumps(rows, indent=1, default=float))
+    (Path(out_dir) / "gm-gap-frequency.json").write_text(json.dumps(rows, indent=1, default=float))
 
 
 if __name__ == "__main__":

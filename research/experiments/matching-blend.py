@@ -24,12 +24,10 @@ WEIGHTS = (0.25, 0.5)
 
 
 def main(bids, work, cache, direction_name, out_dir, *subjects):
-    model, found = Q.research_cases(bids, work, cache, direction_name, subjects)
-    out_dir = Path(out_dir)
     rows = []
-    for case in found:
-        ours = case.ours(model, out_dir / "axis0" / f"{case.subject}.npy")
-        matched = np.asarray(case.peers.histogram_matching(case.source, case.mask), np.float32)
+    for case, ours, matched in Q.research_outputs(
+        bids, work, cache, direction_name, out_dir, subjects
+    ):
         images = {Q.ORIGINAL: case.source, Q.MATCHING: matched, "Ours": ours}
         for w in WEIGHTS:
             images[f"Ours and matching, w {w}"] = (1 - w) * ours + w * matched
@@ -37,7 +35,7 @@ def main(bids, work, cache, direction_name, out_dir, *subjects):
             row = case.evaluate(np.asarray(image, np.float32))
             rows.append({**row, "subject": case.subject, "method": name})
             print(case.subject, name, json.dumps(row, default=float), flush=True)
-    (out_dir / "blend.json").write_text(json.dumps(rows, indent=1, default=float))
+    (Path(out_dir) / "blend.json").write_text(json.dumps(rows, indent=1, default=float))
 
 
 if __name__ == "__main__":
