@@ -268,7 +268,9 @@ def train_model(
     model = starting_model(request, init, request.schedule.seed)
     model.reference = data.pooled_targets.to_json()
     model.meta["domain"] = training_domain(
-        [data.volumes[i] for i in chosen], [data.references[i] for i in chosen]
+        [data.volumes[i] for i in chosen],
+        [data.references[i] for i in chosen],
+        start=model.meta.get("domain"),
     )
     record = describe_training_data(
         request.bids_dir, [data.pairs[i] for i in chosen], data.excluded
@@ -295,15 +297,19 @@ def train_model(
     return result
 
 
-def training_domain(volumes: list[tuple], references: list) -> dict:
+def training_domain(volumes: list[tuple], references: list, start: dict | None = None) -> dict:
     """The contrast profiles' ranges of the training sources and of their references
-    (model.json ``domain``; inference warns outside them)."""
-    from .image.domain import contrast_profile, profile_range, quantile_profile
+    (model.json ``domain``; inference warns outside them), widened to ``start``, the
+    domain of the model a fine-tuning run starts from."""
+    from .image.domain import contrast_profile, merge_ranges, profile_range, quantile_profile
 
-    return {
+    domain = {
         "source": profile_range([contrast_profile(source, mask) for source, _, mask in volumes]),
         "reference": profile_range([quantile_profile(r.quantiles) for r in references]),
     }
+    for part, ranges in (start or {}).items():
+        domain[part] = merge_ranges(ranges, domain[part]) if part in domain else ranges
+    return domain
 
 
 def lesion_masks(derivatives: Path, pairs: list[TravellingPair], prepared: list) -> list:

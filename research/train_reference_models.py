@@ -204,6 +204,7 @@ def main() -> None:
     model.meta["domain"] = training_domain(
         list(zip(volumes["sources"], volumes["targets"], volumes["masks"], strict=True)),
         volumes["references"],
+        start=model.meta.get("domain"),
     )
     schedule = TrainingSchedule(
         iterations=args.iterations,

@@ -11,6 +11,7 @@ from harmonize_bids.image.domain import contrast_profile, outside_range, profile
 from harmonize_bids.image.reference import TargetReference, brain_quantiles
 from harmonize_bids.inference import InferenceSettings, harmonize
 from harmonize_bids.model.folder import load_model_folder
+from harmonize_bids.training import training_domain
 
 
 def _brain(levels, seed=0):
@@ -57,3 +58,20 @@ def test_far_input_and_moved_tissue_classes_are_named(tmp_path, monkeypatch):
     warnings = result.provenance["DomainWarnings"]
     assert any("outside the model's training range" in w for w in warnings)
     assert any("GM/WM contrast" in w and "far from the target reference" in w for w in warnings)
+
+
+def test_a_fine_tuned_models_domain_is_its_starting_models_widened_by_the_new_data():
+    volume, mask = _brain((0.25, 0.6, 0.81))
+    reference = TargetReference.pooled(3.0, [brain_quantiles(volume, mask)], ["t"])
+    own = training_domain([(volume, None, mask)], [reference])
+    # a starting model trained on lower CSF/WM and a narrow band of GM/WM around this one's
+    gm = own["source"]["gm_wm"]
+    start = {
+        "source": {"csf_wm": [0.05, 0.1], "gm_wm": [gm[0] - 0.01, gm[1] - 0.005]},
+        "reference": {"csf_wm": [0.05, 0.1]},
+    }
+    merged = training_domain([(volume, None, mask)], [reference], start=start)
+    assert merged["source"]["csf_wm"] == [0.05, own["source"]["csf_wm"][1]]
+    assert merged["source"]["gm_wm"] == [gm[0] - 0.01, gm[1]]
+    assert merged["reference"]["csf_wm"] == [0.05, own["reference"]["csf_wm"][1]]
+    assert merged["reference"]["gm_wm"] == own["reference"]["gm_wm"]

@@ -56,6 +56,16 @@ def profile_range(profiles: Sequence[dict[str, float]]) -> dict[str, list[float]
     }
 
 
+def merge_ranges(
+    first: dict[str, list[float]], second: dict[str, list[float]]
+) -> dict[str, list[float]]:
+    """The smallest range holding both ``first`` and ``second``, per contrast entry."""
+    merged = {**first, **second}
+    for key in first.keys() & second.keys():
+        merged[key] = [min(first[key][0], second[key][0]), max(first[key][1], second[key][1])]
+    return merged
+
+
 def outside_range(
     profile: dict[str, float], ranges: dict[str, list[float]], what: str
 ) -> list[str]:

@@ -168,6 +168,8 @@ def fine_tuning_start(
         "reference_channel": base.reference_channel or add_reference,
         "context_slices": context,
     }
+    if base.meta.get("domain"):
+        fresh.meta["domain"] = base.meta["domain"]
     fresh.meta["fine_tuned_from"] = {
         "name": base.meta.get("name"),
         "path": str(base.path) if base.path else None,

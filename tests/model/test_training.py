@@ -206,6 +206,7 @@ def test_fine_tuning_starts_from_the_given_model(tmp_path):
     assert base.meta["iterations_total"] == 3
     assert base.meta["wall_time_total_s"] == base.meta["wall_time_s"]
     base.scheduler_config["dpm_last_timestep"] = 20  # a sampling setting, kept by fine-tuning
+    base.meta["domain"] = {"source": {"csf_wm": [0.2, 0.5], "gm_wm": [0.6, 0.8]}}
     # a zero learning rate keeps the weights: the start is exactly the base model
     same = train_on_arrays(
         [source],
@@ -228,6 +229,7 @@ def test_fine_tuning_starts_from_the_given_model(tmp_path):
     )
     assert tuned.context_slices == 1 and tuned.network_config == base.network_config
     assert tuned.scheduler_config == base.scheduler_config
+    assert tuned.meta["domain"] == base.meta["domain"]  # for the trainer to widen
     assert tuned.meta["fine_tuned_from"]["weights_sha256"] == base.weights_sha256
     assert tuned.meta["fine_tuned_from"]["iterations"] == 3
     assert tuned.meta["iterations"] == 2 and tuned.meta["iterations_total"] == 5
