@@ -75,3 +75,13 @@ def test_a_fine_tuned_models_domain_is_its_starting_models_widened_by_the_new_da
     assert merged["source"]["gm_wm"] == [gm[0] - 0.01, gm[1]]
     assert merged["reference"]["csf_wm"] == [0.05, own["reference"]["csf_wm"][1]]
     assert merged["reference"]["gm_wm"] == own["reference"]["gm_wm"]
+
+
+def test_a_site_mate_of_few_training_subjects_is_in_range():
+    # two travelling subjects of one site span a narrow range; a third subject of the
+    # same site, a little outside it, is not out of domain
+    training = [
+        contrast_profile(*_brain((0.25, 0.6 + d, 0.81), seed=i)) for i, d in enumerate((0, 0.005))
+    ]
+    mate = contrast_profile(*_brain((0.25, 0.625, 0.81), seed=5))
+    assert not outside_range(mate, profile_range(training), "the input's")

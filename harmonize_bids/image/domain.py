@@ -22,6 +22,9 @@ CONTRAST_KEYS = ("csf_wm", "gm_wm")
 WEIGHT_KEYS = ("csf_weight", "gm_weight", "wm_weight")
 #: Beyond the training range by more than this fraction of its width: out of domain.
 RANGE_MARGIN = 0.25
+#: The smallest margin: about the spread of one site's subjects, so that a model trained
+#: on a few travelling subjects does not flag their site mates.
+MIN_RANGE_MARGIN = 0.05
 #: Largest change of a class weight (share of brain voxels) from input to output that
 #: harmonization is expected to make.
 MAX_WEIGHT_SHIFT = 0.12
@@ -75,7 +78,7 @@ def outside_range(
         if key not in ranges:
             continue
         low, high = ranges[key]
-        margin = RANGE_MARGIN * (high - low)
+        margin = max(RANGE_MARGIN * (high - low), MIN_RANGE_MARGIN)
         value = profile[key]
         if not low - margin <= value <= high + margin:
             label = {"csf_wm": "CSF/WM", "gm_wm": "GM/WM"}[key]
