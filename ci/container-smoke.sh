@@ -128,11 +128,15 @@ fi
 #    SHELL, so pipefail would be silently off in every RUN.
 wheels=()
 if [ -d "$WHEELS" ]; then wheels=(-v /opt/wheels:/opt/wheels:ro); fi
+# Each build leaves the image it replaces untagged (2-3 GB): prune those, before (a failed
+# run's) and after, so that repeated runs keep one image and its layer cache.
+tp podman image prune -f >/dev/null
 log "building $TAG from $REPO"
 timed tp --ctx "$REPO" podman build --format docker ${wheels[@]+"${wheels[@]}"} \
   --build-arg VCS_REF="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
   --build-arg BUILD_DATE="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
   -t "$TAG" /ctx
+tp podman image prune -f >/dev/null
 tp podman images "$TAG"
 
 # 4. Smoke tests, offline, as a uid the image's /etc/passwd does not list.
