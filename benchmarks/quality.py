@@ -393,25 +393,38 @@ def cases(
 
 
 def research_cases(
-    bids: str, work: str, cache: str, direction_name: str, subjects: list[str], threads: int = 1
+    bids: str,
+    work: str,
+    cache: str,
+    direction_name: str,
+    subjects: list[str],
+    threads: int = 1,
+    model_dir: str | None = None,
 ) -> tuple[object, Iterator[Case]]:
     """For a research script's ``BIDS WORK CACHE DIRECTION ... SUBJECT...``: the direction's
-    bundled model and the cases of those subjects (all if none), torch on ``threads``."""
+    bundled model (or the folder ``model_dir``) and the cases of those subjects (all if
+    none), torch on ``threads``."""
     import torch
 
     torch.set_num_threads(threads)
     direction = DIRECTIONS[direction_name]
     chosen = labelled(pair_records(Path(work), direction), list(subjects))
     found = cases(Path(bids), Path(work), direction, Path(cache) / direction_name, chosen)
-    return load_model(direction), found
+    return load_model(direction, Path(model_dir) if model_dir else None), found
 
 
 def research_outputs(
-    bids: str, work: str, cache: str, direction_name: str, out_dir: str, subjects: list[str]
+    bids: str,
+    work: str,
+    cache: str,
+    direction_name: str,
+    out_dir: str,
+    subjects: list[str],
+    model_dir: str | None = None,
 ) -> Iterator[tuple[Case, np.ndarray, np.ndarray]]:
     """Each research case with our default output (kept in ``out_dir/axis0``) and the
     source histogram-matched to the same reference."""
-    model, found = research_cases(bids, work, cache, direction_name, subjects)
+    model, found = research_cases(bids, work, cache, direction_name, subjects, model_dir=model_dir)
     for case in found:
         ours = case.ours(model, Path(out_dir) / "axis0" / f"{case.subject}.npy")
         matched = np.asarray(case.peers.histogram_matching(case.source, case.mask), np.float32)
