@@ -194,6 +194,11 @@ def anisotropy(image: np.ndarray, mask: np.ndarray) -> list[float]:
     return [metrics.through_plane_consistency(image, mask, axis=k) for k in range(3)]
 
 
+def truth_tissues(truth: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The phantom's true tissue labels in the brain, lesions counted as WM."""
+    return np.where(truth == LESION_LABEL, metrics.TISSUE_LABELS["WM"], truth) * mask
+
+
 def evaluate(
     image: np.ndarray,
     target: np.ndarray,
@@ -204,7 +209,7 @@ def evaluate(
 ) -> dict:
     """The paper's metrics against the target, and ours relative to the target's."""
     seg = metrics.segment_tissues(image, mask)
-    truth_tissue = np.where(truth == LESION_LABEL, metrics.TISSUE_LABELS["WM"], truth) * mask
+    truth_tissue = truth_tissues(truth, mask)
     return {
         **compare_to_target(image, target, mask, target_seg, labels=seg),
         "truth_dice": metrics.dice(seg, truth_tissue),

@@ -36,8 +36,7 @@ def main(bids, work, cache, direction_name, out_dir, model_dir, *subjects):
         bids, work, cache, direction_name, out_dir, subjects, model_dir=model_dir
     )
     for case, ours, matched in outputs:
-        wm = metrics.TISSUE_LABELS["WM"]
-        truth = np.where(case.truth == Q.LESION_LABEL, wm, case.truth) * case.mask
+        truth = Q.truth_tissues(case.truth, case.mask)
         row = {"subject": case.subject, "target": millilitres(case.target_seg)}
         for name, image in (("source", case.source), (Q.MATCHING, matched), ("ours", ours)):
             row[name] = millilitres(metrics.segment_tissues(image, case.mask))
