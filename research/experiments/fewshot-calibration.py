@@ -1,0 +1,113 @@
+"""Few-shot output calibration on the travelling pairs (see fewshot-calibration.md).
+
+    python research/experiments/fewshot-calibration.py BIDS WORK CACHE DIRECTION OUT_DIR \
+        MODEL_DIR --fit 01 02 --measure 05 06 07 08 [--json RESULTS.json]
+
+MODEL_DIR's default outputs (kept in OUT_DIR/axis0) of the --fit subjects fit the mean
+quantile correction onto their targets; the --measure subjects' Original, histogram
+matching, output and calibrated output are then measured as benchmarks/quality.py does.
+Prints one line per method: fractions of Original and the few-shot bars met. CACHE must
+be a folder of this set only.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import quality as Q  # noqa: E402
+
+from harmonize_bids.qc import metrics  # noqa: E402
+
+LEVELS = np.linspace(0.0, 1.0, 1001)
+GRID = np.linspace(0.0, 1.0, 201)
+CALIBRATED = "Ours + pair calibration"
+
+
+def quantile_correction(output: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Target minus output at equal brain quantiles, as a function of output on GRID."""
+    output_q = np.maximum.accumulate(np.quantile(output[mask], LEVELS))
+    return np.interp(GRID, output_q, np.quantile(target[mask], LEVELS)) - GRID
+
+
+def fit(triples) -> np.ndarray:
+    mean = np.mean([quantile_correction(o, t, m) for o, t, m in triples], axis=0)
+    return np.maximum.accumulate(GRID + mean) - GRID
+
+
+def apply(correction: np.ndarray, output: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return np.where(mask, output + np.interp(output, GRID, correction), 0).astype(np.float32)
+
+
+def bars(summary: dict, name: str) -> list[bool]:
+    ours, hm = summary[name], summary[Q.MATCHING]
+    return [ours["mse"] < hm["mse"]] + [
+        ours["volume_diff"][t] < hm["volume_diff"][t] for t in metrics.TISSUES
+    ]
+
+
+def line(summary: dict, name: str) -> str:
+    orig, row = summary[Q.ORIGINAL], summary[name]
+    vol = " / ".join(
+        f"{row['volume_diff'][t] / orig['volume_diff'][t]:.3f}" for t in metrics.TISSUES
+    )
+    dice = " / ".join(f"{row['dice'][t]:.3f}" for t in metrics.TISSUES)
+    text = (
+        f"{name}: MSE {row['mse'] / orig['mse']:.3f}, AHD {row['ahd'] / orig['ahd']:.3f}, "
+        f"CSF/GM/WM {vol}, Dice {dice}, lesion {row['lesion_contrast_ratio']:.3f}, "
+        f"detail {row['detail_ratio']:.3f}"
+    )
+    if name not in (Q.ORIGINAL, Q.MATCHING):
+        text += f", bars met {sum(bars(summary, name))} of 4"
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    for name in ("bids", "work", "cache", "direction", "out_dir", "model_dir"):
+        parser.add_argument(name)
+    parser.add_argument("--fit", nargs="+", required=True)
+    parser.add_argument("--measure", nargs="+", required=True)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    outputs = Q.research_outputs(
+        args.bids,
+        args.work,
+        args.cache,
+        args.direction,
+        args.out_dir,
+        [*args.fit, *args.measure],
+        model_dir=args.model_dir,
+    )
+    fitted, measured = [], []
+    for case, ours, matched in outputs:
+        if case.subject.removeprefix("sub-") in args.fit:
+            fitted.append((ours, case.target, case.mask))
+        else:
+            measured.append((case, ours, matched))
+    correction = fit(fitted)
+    at = [0.3, 0.45, 0.6, 0.7, 0.8]
+    print(f"correction at {at}: " + " ".join(f"{v:+.3f}" for v in np.interp(at, GRID, correction)))
+    results: dict[str, list[dict]] = {}
+    for case, ours, matched in measured:
+        for name, image in (
+            (Q.ORIGINAL, case.source),
+            (Q.MATCHING, matched),
+            ("Ours", ours),
+            (CALIBRATED, apply(correction, ours, case.mask)),
+        ):
+            results.setdefault(name, []).append({**case.evaluate(image), "seconds": 0.0})
+        print(f"{case.subject} measured", file=sys.stderr, flush=True)
+    summary = Q.summarize(results)
+    for name in results:
+        print(line(summary, name))
+    if args.json:
+        args.json.write_text(json.dumps({"correction": correction.tolist(), "summary": summary}))
+
+
+if __name__ == "__main__":
+    main()
