@@ -12,8 +12,9 @@ of the settings' slice planes, and averages the planes (each plane's stripes lie
 own slices, so the mean has fewer along any one axis); with ``even_out_slices`` each plane's
 slow brightness changes between slices are smoothed (:mod:`harmonize_bids.image.destripe`);
 the output's white matter is then anchored at the model's ``white_matter_level`` (the scale
-of every preprocessed image). A reference-conditioned model also sees the source
-histogram-matched to the study's target-field reference
+of every preprocessed image), and a model folder's output calibration, if it has one, is
+applied (:mod:`harmonize_bids.model.output_calibration`). A reference-conditioned model
+also sees the source histogram-matched to the study's target-field reference
 (:mod:`harmonize_bids.image.reference`); without one, the model folder's own.
 """
 
@@ -164,6 +165,8 @@ def harmonize(
         level=float(model.preprocessing["white_matter_level"]),
         current=after["wm_mean"],
     )
+    if model.calibration is not None:
+        image = model.calibration.apply(image, mask)
     warnings = domain_warnings(model, before, after, reference or default_reference(model))
     for warning in warnings:
         LOGGER.warning("Out of the model's domain: %s", warning)

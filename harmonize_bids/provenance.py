@@ -44,8 +44,16 @@ def harmonization_record(*, model: Any, settings: Any, reference: Any = None) ->
         "Device": settings.device,
         "WhiteMatterLevel": model.preprocessing.get("white_matter_level"),
         "TargetReference": None if reference is None else reference_record(reference),
+        "OutputCalibration": calibration_record(model.calibration),
         "SoftwareVersions": software_versions(),
     }
+
+
+def calibration_record(calibration: Any) -> dict[str, Any] | None:
+    """What the sidecar says about the model folder's output calibration (None: none)."""
+    if calibration is None:
+        return None
+    return {"SHA256": calibration.sha256, "FittedOn": list(calibration.subjects)}
 
 
 def reference_record(reference: Any) -> dict[str, Any]:

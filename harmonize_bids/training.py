@@ -6,7 +6,8 @@ and target-field scans, preprocess and align them (training_data), leave out pai
 whose intensity scale looks broken, match every source to a target-field reference built
 from the *other* subjects' target-field scans (as the participant level does), run a
 k-fold cross-validation against Original and histogram matching if asked, and train the
-final model on every pair. Under ``torchrun``, rank 0 prepares the data and writes the
+final model on every pair (with ``calibrate_output``, each model then fits an output
+calibration on its own pairs). Under ``torchrun``, rank 0 prepares the data and writes the
 outputs; the other ranks wait for the prepared pairs.
 """
 
@@ -58,6 +59,7 @@ class TrainingRequest:
     prediction_type: str = "v_prediction"
     context_slices: int = 0
     cv_folds: int = 0
+    calibrate_output: bool = False
     sloppy: bool = False
 
 
@@ -290,11 +292,42 @@ def train_model(
         progress=progress,
     )
     if int(os.environ.get("RANK", "0")) == 0:
+        if request.calibrate_output:
+            calibrate_output(request, data, chosen, result.model)
         val = f", validation loss {result.val_losses[-1][1]:.4g}" if result.val_losses else ""
         LOGGER.info(
             "Model written to %s after %d iterations%s", result.model_dir, result.iterations, val
         )
     return result
+
+
+def calibrate_output(request: TrainingRequest, data: TrainingSet, chosen: list[int], model):
+    """Fit the output calibration on the pairs ``chosen`` (each source harmonized with the
+    app's defaults and the reference training gave it) and store it in ``model``'s folder."""
+    from .inference import InferenceSettings, harmonize
+    from .model.folder import save_model_folder
+    from .model.output_calibration import fit_calibration
+
+    settings = InferenceSettings.resolve(model, device=request.device)
+    fitted = []
+    for number, i in enumerate(chosen, start=1):
+        source, target, mask = data.volumes[i]
+        LOGGER.info(
+            "Output calibration: harmonizing sub-%s (%d of %d)",
+            data.pairs[i].subject,
+            number,
+            len(chosen),
+        )
+        output = harmonize(model, source, mask, settings, reference=data.references[i]).image
+        fitted.append((output, target, mask))
+    subjects = [f"sub-{data.pairs[i].subject}" for i in chosen]
+    model.calibration = fit_calibration(fitted, subjects)
+    save_model_folder(model, model.path)
+    LOGGER.info(
+        "Output calibration fitted on %d pair(s), stored in %s",
+        len(chosen),
+        model.path / "calibration.json",
+    )
 
 
 def training_domain(volumes: list[tuple], references: list, start: dict | None = None) -> dict:

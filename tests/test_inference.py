@@ -94,3 +94,21 @@ def test_slices_are_evened_out_across_each_plane_when_asked(tmp_path, monkeypatc
         assert result.provenance["SlicesEvenedOut"] is even_out
         outputs[even_out] = through_plane_consistency(result.image, mask)
     assert outputs[True] < outputs[False] - 0.05
+
+
+def test_a_model_folders_output_calibration_is_applied_and_recorded(tmp_path, monkeypatch):
+    from harmonize_bids.model.output_calibration import GRID, OutputCalibration
+
+    model = load_model_folder(tiny_model(tmp_path))
+    volume, mask = _three_tissues((8, 20, 20), seed=3)
+    monkeypatch.setattr(sampling, "sample_volume", lambda model_, volume_, mask_, **kw: volume_)
+    settings = InferenceSettings.resolve(model, device="cpu")
+    plain = harmonize(model, volume, mask, settings)
+    assert plain.provenance["OutputCalibration"] is None
+    model.calibration = OutputCalibration(np.where(GRID < 0.5, 0.05, 0.0), ("sub-01", "sub-02"))
+    calibrated = harmonize(model, volume, mask, settings)
+    dark = plain.image < 0.49
+    assert np.allclose(calibrated.image[dark], plain.image[dark] + 0.05, atol=1e-6)
+    assert np.allclose(calibrated.image[~dark], plain.image[~dark], atol=1e-6)
+    record = calibrated.provenance["OutputCalibration"]
+    assert record == {"SHA256": model.calibration.sha256, "FittedOn": ["sub-01", "sub-02"]}

@@ -158,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
         "scaling looks wrong (excluded by default, with a warning)",
     )
     parser.add_argument(
+        "--calibrate-output",
+        action="store_true",
+        help="after training, fit a monotone intensity map of the model's outputs of the "
+        "travelling subjects onto their target scans and store it in MODEL_DIR "
+        "(calibration.json; applied to every output, and in the cross-validation's folds)",
+    )
+    parser.add_argument(
         "--cv-folds",
         type=non_negative_int,
         default=4,
@@ -237,6 +244,7 @@ def run(options: argparse.Namespace) -> int:
             prediction_type=options.prediction_type,
             context_slices=options.context_slices,
             cv_folds=options.cv_folds,
+            calibrate_output=options.calibrate_output,
             sloppy=options.sloppy,
         )
     )

@@ -20,6 +20,7 @@ sampling), ``folder`` (model folder I/O), ``data`` (paired slice dataset), ``tra
 
 from .folder import (
     FORMAT_VERSION,
+    PLAIN_FORMAT_VERSION,
     HarmonizationModel,
     ModelFolderError,
     load_model_folder,
@@ -43,6 +44,7 @@ __all__ = [
     "DEFAULT_SAMPLER",
     "DEFAULT_STEPS",
     "FORMAT_VERSION",
+    "PLAIN_FORMAT_VERSION",
     "HarmonizationModel",
     "ModelFolderError",
     "sample_volume",

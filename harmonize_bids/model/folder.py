@@ -9,6 +9,7 @@
       model.json             direction, fields, training data, metrics, weights_sha256
       model.safetensors      weights
       reference.json         default target-field reference (reference-conditioned models)
+      calibration.json       output calibration fitted on a study's pairs (optional)
 
 :func:`load_model_folder` rebuilds a :class:`HarmonizationModel` from the folder and
 refuses (:class:`ModelFolderError`, one line naming the file and the fix) a missing or
@@ -38,10 +39,15 @@ from ..atomic import replace_folder
 from ..choices import Direction
 from ..preprocessing import DEFAULT_PREPROCESSING
 from .network import build_network, network_config, pad_multiple
+from .output_calibration import FILE as CALIBRATION_FILE
+from .output_calibration import OutputCalibration
 from .schedulers import dpm_timesteps, schedule_config
 
-#: 2: preprocessing.json may set ``reference_channel`` (older readers would misuse it).
-FORMAT_VERSION = 2
+#: 2: preprocessing.json may set ``reference_channel`` (older readers would misuse it);
+#: 3: calibration.json (older readers would skip it).
+FORMAT_VERSION = 3
+#: What a folder without calibration.json is written as, so that older releases read it.
+PLAIN_FORMAT_VERSION = 2
 #: The model folders shipped in the package, one per direction (``1p5T-to-3T``, ...).
 BUNDLED_MODELS = Path(__file__).parents[1] / "data" / "models"
 CONFIG_FILES = ("config.json", "scheduler_config.json", "preprocessing.json", "model.json")
@@ -75,6 +81,7 @@ class HarmonizationModel:
     meta: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
     reference: dict[str, Any] | None = None  # reference.json: the default target reference
+    calibration: OutputCalibration | None = None  # calibration.json
 
     @property
     def slice_axis(self) -> int:
@@ -131,7 +138,7 @@ def new_model(
     }
     direction = format_direction(source_field, target_field)
     meta = {
-        "format_version": FORMAT_VERSION,
+        "format_version": PLAIN_FORMAT_VERSION,
         "name": name or Direction(source_field, target_field).slug,
         "version": "0.0.0",
         "direction": direction,
@@ -167,7 +174,7 @@ def save_model_folder(
     full_meta = {**model.meta, **(meta or {})}
     full_meta.update(
         {
-            "format_version": FORMAT_VERSION,
+            "format_version": FORMAT_VERSION if model.calibration else PLAIN_FORMAT_VERSION,
             "package_version": __version__,
             "weights_sha256": hashlib.sha256(weights).hexdigest(),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -186,6 +193,9 @@ def save_model_folder(
         (tmp / WEIGHTS_FILE).write_bytes(weights)
         if model.reference is not None:
             (tmp / REFERENCE_FILE).write_text(json.dumps(model.reference, indent=1) + "\n")
+        if model.calibration is not None:
+            text = json.dumps(model.calibration.to_json(), indent=1)
+            (tmp / CALIBRATION_FILE).write_text(text + "\n")
         replace_folder(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -263,7 +273,20 @@ def load_model_folder(
         docs["model.json"],
         path,
         _read_json(path / REFERENCE_FILE) if (path / REFERENCE_FILE).is_file() else None,
+        _read_calibration(path / CALIBRATION_FILE),
     )
+
+
+def _read_calibration(path: Path) -> OutputCalibration | None:
+    if not path.is_file():
+        return None
+    try:
+        return OutputCalibration.from_json(_read_json(path))
+    except ValueError as exc:
+        raise ModelFolderError(
+            f"{path} cannot be used: {exc} Delete it to harmonize without the calibration, "
+            "or train again with --calibrate-output."
+        ) from None
 
 
 def check_model_folder(

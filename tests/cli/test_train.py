@@ -66,11 +66,19 @@ def test_train_writes_a_loadable_model_and_resumes(travelling_dataset, tmp_path)
             model_dir,
             "-w",
             tmp_path / "model.work",
+            "--calibrate-output",
         )
         == 0
     )
     tuned = json.loads((tuned_dir / "model.json").read_text())
     assert tuned["fine_tuned_from"]["weights_sha256"] == meta["weights_sha256"]
+    # the final model's calibration is fitted on every pair, each fold's on its own pair
+    assert load_model_folder(tuned_dir).calibration.subjects == ("sub-01", "sub-02")
+    folds = sorted((tmp_path / "model.work" / "cv-1p5T-to-3T").glob("fold-*/model"))
+    assert [load_model_folder(f).calibration.subjects for f in folds] == [
+        ("sub-02",),
+        ("sub-01",),
+    ]
 
 
 def test_init_from_must_be_a_model_of_the_direction(travelling_dataset, tmp_path, capsys):

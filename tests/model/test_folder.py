@@ -9,6 +9,7 @@ import pytest
 
 from harmonize_bids.model import (
     FORMAT_VERSION,
+    PLAIN_FORMAT_VERSION,
     ModelFolderError,
     load_model_folder,
     new_model,
@@ -36,7 +37,7 @@ def test_folder_contents(folder):
         "model.safetensors",
     }
     meta = json.loads((path / "model.json").read_text())
-    assert meta["direction"] == "1.5T->3T" and meta["format_version"] == FORMAT_VERSION
+    assert meta["direction"] == "1.5T->3T" and meta["format_version"] == PLAIN_FORMAT_VERSION
     assert len(meta["weights_sha256"]) == 64
     pre = json.loads((path / "preprocessing.json").read_text())
     assert pre["slice_axis"] == 0 and pre["orientation"] == "RAS"
