@@ -298,7 +298,8 @@ def load_model(direction: Direction, folder: Path | None = None):
 
 
 def model_key(model, sampler: str, steps_list: list[int], options: dict) -> dict:
-    """What an "Ours" cache entry depends on: the weights and the sampler's timesteps."""
+    """What an "Ours" cache entry depends on: the weights, the output calibration and the
+    sampler's timesteps."""
     from harmonize_bids.model.schedulers import sampling_scheduler
 
     timesteps = {}
@@ -309,6 +310,7 @@ def model_key(model, sampler: str, steps_list: list[int], options: dict) -> dict
     return {
         "path": str(model.path),
         "weights_sha256": model.weights_sha256,
+        "calibration_sha256": model.calibration.sha256 if model.calibration else None,
         "iterations": model.meta.get("iterations"),
         "iterations_total": model.meta.get("iterations_total", model.meta.get("iterations")),
         "timesteps": timesteps,
@@ -318,7 +320,10 @@ def model_key(model, sampler: str, steps_list: list[int], options: dict) -> dict
 def cache_stem(name: str, key: dict | None) -> str:
     if not name.startswith("Ours"):
         return slug(name)
-    digest = hashlib.sha256(json.dumps(key["timesteps"][name]).encode()).hexdigest()[:8]
+    what = key["timesteps"][name]
+    if key.get("calibration_sha256"):
+        what = [what, key["calibration_sha256"]]
+    digest = hashlib.sha256(json.dumps(what).encode()).hexdigest()[:8]
     return f"{slug(name)}_{key['weights_sha256'][:12]}_{digest}"
 
 

@@ -112,3 +112,14 @@ def test_quality_tables_on_a_tiny_phantom_with_sites(tmp_path, capsys):
     assert quality.main([*common, "--steps", "2", "--json", str(record)]) == 0
     again = json.loads(record.read_text())["unseen 1.5T-to-3T"]["methods"]
     assert again["Ours (dpm, 2 steps)"]["mse"] == methods["Ours (dpm, 2 steps)"]["mse"]
+
+
+def test_a_calibrated_models_outputs_are_cached_apart_from_the_plain_ones():
+    quality = _quality()
+    name = "Ours (dpm, 2 steps)"
+    plain = {"weights_sha256": "a" * 64, "timesteps": {name: [999, 500]}}
+    calibrated = {**plain, "calibration_sha256": "b" * 64}
+    assert quality.cache_stem(name, plain) == quality.cache_stem(
+        name, {**plain, "calibration_sha256": None}
+    )
+    assert quality.cache_stem(name, calibrated) != quality.cache_stem(name, plain)
