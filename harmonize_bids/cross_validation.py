@@ -4,7 +4,8 @@ Each fold trains a model (the same schedule and starting point as the final one)
 other folds' pairs and harmonizes its own pairs with the app's defaults. Every left-out
 pair is then measured against its real target scan three ways: Original (the source as it
 is), histogram matching of the source to the other subjects' target-field scans (the
-simple baseline a user would pick), and the model. The rows go to
+simple baseline a user would pick), and the model (with an output calibration, also the
+model's output without it). The rows go to
 ``MODEL_DIR/cross_validation.tsv`` and a summary page ``cross_validation.html``; the
 summary, with the verdict, into model.json.
 """
@@ -19,6 +20,8 @@ import numpy as np
 
 LOGGER = logging.getLogger(__name__)
 METHODS = ("Original", "Histogram matching", "Model")
+#: The fold model's output before its output calibration (--calibrate-output runs only).
+UNCALIBRATED = "Model without output calibration"
 TABLE = "cross_validation.tsv"
 REPORT = "cross_validation.html"
 #: What the verdict compares, lower is better for each.
@@ -70,14 +73,18 @@ def cross_validate(request, data, init) -> dict | None:
             progress=False,
         )
         model = load_model_folder(model_dir)
+        calibration, model.calibration = model.calibration, None
         settings = InferenceSettings.resolve(model, device=request.device)
         for i in held:
             source, target, mask = data.volumes[i]
             reference = data.references[i]
+            plain = harmonize(model, source, mask, settings, reference=reference).image
             outputs = {
                 "Histogram matching": match_to_reference(source, mask, reference.quantiles),
-                "Model": harmonize(model, source, mask, settings, reference=reference).image,
+                "Model": plain if calibration is None else calibration.apply(plain, mask),
             }
+            if calibration is not None:
+                outputs[UNCALIBRATED] = plain
             for method, row in evaluate(source, outputs, target, mask).items():
                 rows.append(
                     {
@@ -115,7 +122,8 @@ def summarize(rows: list[dict]) -> dict:
         method: {
             key: float(np.mean([r[key] for r in rows if r["method"] == method])) for key in metrics
         }
-        for method in METHODS
+        for method in (*METHODS, UNCALIBRATED)
+        if any(r["method"] == method for r in rows)
     }
     beats = {
         key: means["Model"][key] <= means["Histogram matching"][key] for key in VERDICT_METRICS
@@ -152,7 +160,11 @@ def write_report(model_dir: Path, cv: dict) -> None:
     write_text(
         model_dir / REPORT,
         template.render(
-            cv=cv, metrics=metrics, methods=METHODS, fmt=_cell, rows_json=json.dumps(cv["rows"])
+            cv=cv,
+            metrics=metrics,
+            methods=list(cv["means"]),
+            fmt=_cell,
+            rows_json=json.dumps(cv["rows"]),
         ),
     )
 

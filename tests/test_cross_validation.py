@@ -45,3 +45,17 @@ def test_verdict_names_what_the_model_loses_on(model_mse, beats):
     assert ("NOT" in summary["verdict"]) is not beats
     if not beats:
         assert "mse" in summary["verdict"]
+
+
+def test_the_uncalibrated_output_is_summarized_beside_the_model_it_ships():
+    rows = _rows(0.25)
+    rows.append({**rows[2], "method": "Model without output calibration", "mse": 0.75})
+    summary = summarize(rows)
+    assert list(summary["means"]) == [
+        "Original",
+        "Histogram matching",
+        "Model",
+        "Model without output calibration",
+    ]
+    assert summary["means"]["Model without output calibration"]["mse"] == 0.75
+    assert summary["model_beats_histogram_matching"]["mse"] is True  # the shipped model's

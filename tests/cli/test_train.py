@@ -72,6 +72,16 @@ def test_train_writes_a_loadable_model_and_resumes(travelling_dataset, tmp_path)
     )
     tuned = json.loads((tuned_dir / "model.json").read_text())
     assert tuned["fine_tuned_from"]["weights_sha256"] == meta["weights_sha256"]
+    # the folds are measured with and without their calibration
+    cv = tuned["training_data"]["cross_validation"]
+    assert set(cv["means"]) == {
+        "Original",
+        "Histogram matching",
+        "Model",
+        "Model without output calibration",
+    }
+    assert len((tuned_dir / "cross_validation.tsv").read_text().splitlines()) == 1 + 2 * 4
+    assert "Model without output calibration" in (tuned_dir / "cross_validation.html").read_text()
     # the final model's calibration is fitted on every pair, each fold's on its own pair
     assert load_model_folder(tuned_dir).calibration.subjects == ("sub-01", "sub-02")
     folds = sorted((tmp_path / "model.work" / "cv-1p5T-to-3T").glob("fold-*/model"))
