@@ -303,6 +303,7 @@ def check_model_folder(
 
     path = Path(path)
     docs, _ = _checked_folder(path, source_field, target_field)
+    _read_calibration(path / CALIBRATION_FILE)
     try:
         with torch.device("meta"):
             expected = {

@@ -3,11 +3,14 @@
     python research/experiments/fewshot-calibration.py BIDS WORK CACHE DIRECTION OUT_DIR \
         MODEL_DIR --fit 01 02 --measure 05 06 07 08 [--json RESULTS.json]
 
-MODEL_DIR's default outputs (kept in OUT_DIR/axis0) of the --fit subjects fit the mean
-quantile correction onto their targets; the --measure subjects' Original, histogram
-matching, output and calibrated output are then measured as benchmarks/quality.py does.
+MODEL_DIR's default outputs (kept in OUT_DIR/axis0) of the --fit subjects fit the output
+calibration (harmonize_bids.model.output_calibration) onto their targets; the --measure
+subjects' Original, histogram matching, output and calibrated output are then measured as
+benchmarks/quality.py does.
 Prints one line per method: fractions of Original and the few-shot bars met. CACHE must
-be a folder of this set only.
+be a folder of this set only. With --oracles, two maps that read each measured subject's
+own target join them: its own quantile map, and the monotone map of least squared error
+(isotonic regression): what the best monotone map could do for MSE and for the volumes.
 """
 
 import argparse
@@ -20,26 +23,22 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import quality as Q  # noqa: E402
 
+from harmonize_bids.model.output_calibration import GRID, fit_calibration  # noqa: E402
 from harmonize_bids.qc import metrics  # noqa: E402
 
-LEVELS = np.linspace(0.0, 1.0, 1001)
-GRID = np.linspace(0.0, 1.0, 201)
 CALIBRATED = "Ours + pair calibration"
+QUANTILE_ORACLE = "Ours + own quantile map (oracle)"
+LEAST_SQUARES_ORACLE = "Ours + own least-squares monotone map (oracle)"
 
 
-def quantile_correction(output: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Target minus output at equal brain quantiles, as a function of output on GRID."""
-    output_q = np.maximum.accumulate(np.quantile(output[mask], LEVELS))
-    return np.interp(GRID, output_q, np.quantile(target[mask], LEVELS)) - GRID
+def least_squares_map(output: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The monotone map of the output with the lowest squared error to its own target."""
+    from sklearn.isotonic import IsotonicRegression
 
-
-def fit(triples) -> np.ndarray:
-    mean = np.mean([quantile_correction(o, t, m) for o, t, m in triples], axis=0)
-    return np.maximum.accumulate(GRID + mean) - GRID
-
-
-def apply(correction: np.ndarray, output: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    return np.where(mask, output + np.interp(output, GRID, correction), 0).astype(np.float32)
+    fitted = IsotonicRegression(out_of_bounds="clip").fit(output[mask], target[mask])
+    return np.where(mask, fitted.predict(output.ravel()).reshape(output.shape), 0).astype(
+        np.float32
+    )
 
 
 def bars(summary: dict, name: str) -> list[bool]:
@@ -72,6 +71,11 @@ def main() -> None:
     parser.add_argument("--fit", nargs="+", required=True)
     parser.add_argument("--measure", nargs="+", required=True)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--oracles",
+        action="store_true",
+        help="also measure the monotone maps that read each subject's own target",
+    )
     args = parser.parse_args()
 
     outputs = Q.research_outputs(
@@ -89,24 +93,34 @@ def main() -> None:
             fitted.append((ours, case.target, case.mask))
         else:
             measured.append((case, ours, matched))
-    correction = fit(fitted)
+    calibration = fit_calibration(fitted, args.fit)
     at = [0.3, 0.45, 0.6, 0.7, 0.8]
-    print(f"correction at {at}: " + " ".join(f"{v:+.3f}" for v in np.interp(at, GRID, correction)))
+    values = np.interp(at, GRID, calibration.correction)
+    print(f"correction at {at}: " + " ".join(f"{v:+.3f}" for v in values))
     results: dict[str, list[dict]] = {}
     for case, ours, matched in measured:
-        for name, image in (
+        methods = [
             (Q.ORIGINAL, case.source),
             (Q.MATCHING, matched),
             ("Ours", ours),
-            (CALIBRATED, apply(correction, ours, case.mask)),
-        ):
+            (CALIBRATED, calibration.apply(ours, case.mask)),
+        ]
+        if args.oracles:
+            own = fit_calibration([(ours, case.target, case.mask)], [case.subject])
+            methods += [
+                (QUANTILE_ORACLE, own.apply(ours, case.mask)),
+                (LEAST_SQUARES_ORACLE, least_squares_map(ours, case.target, case.mask)),
+            ]
+        for name, image in methods:
             results.setdefault(name, []).append({**case.evaluate(image), "seconds": 0.0})
         print(f"{case.subject} measured", file=sys.stderr, flush=True)
     summary = Q.summarize(results)
     for name in results:
         print(line(summary, name))
     if args.json:
-        args.json.write_text(json.dumps({"correction": correction.tolist(), "summary": summary}))
+        args.json.write_text(
+            json.dumps({"calibration": calibration.to_json(), "summary": summary})
+        )
 
 
 if __name__ == "__main__":

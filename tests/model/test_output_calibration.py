@@ -12,6 +12,7 @@ from harmonize_bids.model.folder import (
     FORMAT_VERSION,
     PLAIN_FORMAT_VERSION,
     ModelFolderError,
+    check_model_folder,
     load_model_folder,
     save_model_folder,
 )
@@ -78,8 +79,9 @@ def test_a_broken_calibration_file_is_refused_with_its_name(tmp_path):
     path = tiny_model(tmp_path)
     zigzag = OutputCalibration(np.where(np.arange(GRID.size) % 2, 0.05, -0.05), ("sub-01",))
     (path / "calibration.json").write_text(json.dumps(zigzag.to_json()))
-    with pytest.raises(ModelFolderError, match=r"calibration\.json.*not monotone"):
-        load_model_folder(path)
+    for check in (load_model_folder, check_model_folder):
+        with pytest.raises(ModelFolderError, match=r"calibration\.json.*not monotone"):
+            check(path)
     (path / "calibration.json").write_text('{"grid": [0, 1]}')
     with pytest.raises(ModelFolderError, match=r"calibration\.json.*Delete it"):
         load_model_folder(path)
