@@ -4,13 +4,14 @@
         MODEL_DIR --fit 01 02 --measure 05 06 07 08 [--json RESULTS.json]
 
 MODEL_DIR's default outputs (kept in OUT_DIR/axis0) of the --fit subjects fit the output
-calibration (harmonize_bids.model.output_calibration) onto their targets; the --measure
-subjects' Original, histogram matching, output and calibrated output are then measured as
-benchmarks/quality.py does.
-Prints one line per method: fractions of Original and the few-shot bars met. CACHE must
-be a folder of this set only. With --oracles, two maps that read each measured subject's
-own target join them: its own quantile map, and the monotone map of least squared error
-(isotonic regression): what the best monotone map could do for MSE and for the volumes.
+calibration (harmonize_bids.model.output_calibration) onto their targets. The --measure
+subjects' Original, histogram matching, output and calibrated output, and their source put
+through the same kind of map fitted from the --fit subjects' sources to their targets (no
+model), are then measured as benchmarks/quality.py does. Prints one line per method:
+fractions of Original and the few-shot bars met. CACHE must be a folder of this set only.
+With --oracles, two maps that read each measured subject's own target join them: its own
+quantile map, and the monotone map of least squared error (isotonic regression): what the
+best monotone map could do for MSE and for the volumes.
 """
 
 import argparse
@@ -27,6 +28,7 @@ from harmonize_bids.model.output_calibration import GRID, fit_calibration  # noq
 from harmonize_bids.qc import metrics  # noqa: E402
 
 CALIBRATED = "Ours + pair calibration"
+SOURCE_MAPPED = "Source + pair map"
 QUANTILE_ORACLE = "Ours + own quantile map (oracle)"
 LEAST_SQUARES_ORACLE = "Ours + own least-squares monotone map (oracle)"
 
@@ -87,13 +89,15 @@ def main() -> None:
         [*args.fit, *args.measure],
         model_dir=args.model_dir,
     )
-    fitted, measured = [], []
+    fitted, sources, measured = [], [], []
     for case, ours, matched in outputs:
         if case.subject.removeprefix("sub-") in args.fit:
             fitted.append((ours, case.target, case.mask))
+            sources.append((case.source, case.target, case.mask))
         else:
             measured.append((case, ours, matched))
     calibration = fit_calibration(fitted, args.fit)
+    source_map = fit_calibration(sources, args.fit)
     at = [0.3, 0.45, 0.6, 0.7, 0.8]
     values = np.interp(at, GRID, calibration.correction)
     print(f"correction at {at}: " + " ".join(f"{v:+.3f}" for v in values))
@@ -104,6 +108,7 @@ def main() -> None:
             (Q.MATCHING, matched),
             ("Ours", ours),
             (CALIBRATED, calibration.apply(ours, case.mask)),
+            (SOURCE_MAPPED, source_map.apply(case.source, case.mask)),
         ]
         if args.oracles:
             own = fit_calibration([(ours, case.target, case.mask)], [case.subject])
