@@ -2,10 +2,12 @@
 
 Each fold trains a model (the same schedule and starting point as the final one) on the
 other folds' pairs and harmonizes its own pairs with the app's defaults. Every left-out
-pair is then measured against its real target scan three ways: Original (the source as it
-is), histogram matching of the source to the other subjects' target-field scans (the
-simple baseline a user would pick), and the model (with an output calibration, also the
-model's output without it). The rows go to
+pair is then measured against its real target scan: Original (the source as it is),
+histogram matching of the source to the other subjects' target-field scans (the simple
+baseline a user would pick), the paired quantile map (the source put through a monotone
+map fitted on the fold's training pairs, source to target: the baseline a user with pairs
+could pick, no model), and the model (with an output calibration, also the model's output
+without it). The rows go to
 ``MODEL_DIR/cross_validation.tsv`` and a summary page ``cross_validation.html``; the
 summary, with the verdict, into model.json.
 """
@@ -19,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 LOGGER = logging.getLogger(__name__)
-METHODS = ("Original", "Histogram matching", "Model")
+PAIRED = "Paired quantile map"
+METHODS = ("Original", "Histogram matching", PAIRED, "Model")
 #: The fold model's output before its output calibration (--calibrate-output runs only).
 UNCALIBRATED = "Model without output calibration"
 TABLE = "cross_validation.tsv"
@@ -44,6 +47,7 @@ def cross_validate(request, data, init) -> dict | None:
     from .image.reference import match_to_reference
     from .inference import InferenceSettings, harmonize
     from .model.folder import load_model_folder
+    from .model.quantile_map import fit_quantile_map
     from .training import train_model
 
     n = len(data.prepared)
@@ -74,6 +78,9 @@ def cross_validate(request, data, init) -> dict | None:
         )
         model = load_model_folder(model_dir)
         calibration, model.calibration = model.calibration, None
+        paired = fit_quantile_map(
+            [data.volumes[i] for i in kept], [f"sub-{data.pairs[i].subject}" for i in kept]
+        )
         settings = InferenceSettings.resolve(model, device=request.device)
         for i in held:
             source, target, mask = data.volumes[i]
@@ -81,6 +88,7 @@ def cross_validate(request, data, init) -> dict | None:
             plain = harmonize(model, source, mask, settings, reference=reference).image
             outputs = {
                 "Histogram matching": match_to_reference(source, mask, reference.quantiles),
+                PAIRED: paired.apply(source, mask),
                 "Model": plain if calibration is None else calibration.apply(plain, mask),
             }
             if calibration is not None:
@@ -115,8 +123,8 @@ def evaluate(
 
 
 def summarize(rows: list[dict]) -> dict:
-    """Per-method means and whether the model beats histogram matching on each of
-    MSE and the three volume differences."""
+    """Per-method means, whether the model beats histogram matching on each of MSE and
+    the three volume differences, and (when measured) the paired quantile map too."""
     metrics = [key for key in rows[0] if key not in ("participant_id", "fold", "method")]
     means = {
         method: {
@@ -125,18 +133,31 @@ def summarize(rows: list[dict]) -> dict:
         for method in (*METHODS, UNCALIBRATED)
         if any(r["method"] == method for r in rows)
     }
-    beats = {
-        key: means["Model"][key] <= means["Histogram matching"][key] for key in VERDICT_METRICS
-    }
+    beats = _beats(means, "Histogram matching")
     if all(beats.values()):
         verdict = "the model beats histogram matching on MSE and every tissue volume"
     else:
-        lost = ", ".join(key for key, ok in beats.items() if not ok)
         verdict = (
-            f"the model does NOT beat histogram matching on {lost}: consider histogram "
-            "matching to your target-field scans, or more travelling subjects"
+            f"the model does NOT beat histogram matching on {_lost(beats)}: consider "
+            "histogram matching to your target-field scans, or more travelling subjects"
         )
-    return {"means": means, "model_beats_histogram_matching": beats, "verdict": verdict}
+    summary = {"means": means, "model_beats_histogram_matching": beats}
+    if PAIRED in means:
+        summary["model_beats_paired_quantile_map"] = paired = _beats(means, PAIRED)
+        if not all(paired.values()):
+            verdict += (
+                f"; the paired quantile map of the sources (no model) does better on "
+                f"{_lost(paired)}"
+            )
+    return {**summary, "verdict": verdict}
+
+
+def _beats(means: dict, baseline: str) -> dict[str, bool]:
+    return {key: means["Model"][key] <= means[baseline][key] for key in VERDICT_METRICS}
+
+
+def _lost(beats: dict[str, bool]) -> str:
+    return ", ".join(key for key, ok in beats.items() if not ok)
 
 
 def write_rows(path: Path, rows: list[dict]) -> Path:
@@ -184,7 +205,9 @@ th:first-child,td:first-child{text-align:left}.bad{color:#b00;font-weight:bold}<
 <h1>Cross-validation on the study's travelling subjects</h1>
 <p>{{ cv.folds }}-fold: each fold's pairs were harmonized by a model trained without them and
 compared with their real target scans. Histogram matching maps each source onto the other
-subjects' target-field scans (no model). Lower is better except Dice.</p>
+subjects' target-field scans; the paired quantile map puts it through a monotone map
+fitted on the fold's training pairs (neither uses a model). Lower is better except
+Dice.</p>
 <p class="{{ '' if cv.model_beats_histogram_matching.values()|min else 'bad' }}">Verdict:
 {{ cv.verdict }}.</p>
 <table><tr><th>method</th>{% for m in metrics %}<th>{{ m }}</th>{% endfor %}</tr>

@@ -306,7 +306,7 @@ def calibrate_output(request: TrainingRequest, data: TrainingSet, chosen: list[i
     app's defaults and the reference training gave it) and store it in ``model``'s folder."""
     from .inference import InferenceSettings, harmonize
     from .model.folder import save_model_folder
-    from .model.output_calibration import fit_calibration
+    from .model.quantile_map import fit_quantile_map
 
     settings = InferenceSettings.resolve(model, device=request.device)
     fitted = []
@@ -321,7 +321,7 @@ def calibrate_output(request: TrainingRequest, data: TrainingSet, chosen: list[i
         output = harmonize(model, source, mask, settings, reference=data.references[i]).image
         fitted.append((output, target, mask))
     subjects = [f"sub-{data.pairs[i].subject}" for i in chosen]
-    model.calibration = fit_calibration(fitted, subjects)
+    model.calibration = fit_quantile_map(fitted, subjects)
     save_model_folder(model, model.path)
     LOGGER.info(
         "Output calibration fitted on %d pair(s), stored in %s",

@@ -59,3 +59,13 @@ def test_the_uncalibrated_output_is_summarized_beside_the_model_it_ships():
     ]
     assert summary["means"]["Model without output calibration"]["mse"] == 0.75
     assert summary["model_beats_histogram_matching"]["mse"] is True  # the shipped model's
+
+
+@pytest.mark.parametrize(("paired_mse", "named"), [(0.2, True), (0.3, False)])
+def test_the_verdict_names_what_the_paired_map_does_better(paired_mse, named):
+    rows = _rows(0.25)  # the model beats histogram matching everywhere
+    rows.append({**rows[2], "method": "Paired quantile map", "mse": paired_mse})
+    summary = summarize(rows)
+    assert "NOT" not in summary["verdict"]
+    assert summary["model_beats_paired_quantile_map"]["mse"] is not named
+    assert ("paired quantile map" in summary["verdict"]) is named

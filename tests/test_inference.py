@@ -97,7 +97,7 @@ def test_slices_are_evened_out_across_each_plane_when_asked(tmp_path, monkeypatc
 
 
 def test_a_model_folders_output_calibration_is_applied_and_recorded(tmp_path, monkeypatch):
-    from harmonize_bids.model.output_calibration import GRID, OutputCalibration
+    from harmonize_bids.model.quantile_map import GRID, QuantileMap
 
     model = load_model_folder(tiny_model(tmp_path))
     volume, mask = _three_tissues((8, 20, 20), seed=3)
@@ -105,7 +105,7 @@ def test_a_model_folders_output_calibration_is_applied_and_recorded(tmp_path, mo
     settings = InferenceSettings.resolve(model, device="cpu")
     plain = harmonize(model, volume, mask, settings)
     assert plain.provenance["OutputCalibration"] is None
-    model.calibration = OutputCalibration(np.where(GRID < 0.5, 0.05, 0.0), ("sub-01", "sub-02"))
+    model.calibration = QuantileMap(np.where(GRID < 0.5, 0.05, 0.0), ("sub-01", "sub-02"))
     calibrated = harmonize(model, volume, mask, settings)
     dark = plain.image < 0.49
     assert np.allclose(calibrated.image[dark], plain.image[dark] + 0.05, atol=1e-6)

@@ -39,8 +39,7 @@ from ..atomic import replace_folder
 from ..choices import Direction
 from ..preprocessing import DEFAULT_PREPROCESSING
 from .network import build_network, network_config, pad_multiple
-from .output_calibration import FILE as CALIBRATION_FILE
-from .output_calibration import OutputCalibration
+from .quantile_map import QuantileMap
 from .schedulers import dpm_timesteps, schedule_config
 
 #: 2: preprocessing.json may set ``reference_channel`` (older readers would misuse it);
@@ -53,6 +52,7 @@ BUNDLED_MODELS = Path(__file__).parents[1] / "data" / "models"
 CONFIG_FILES = ("config.json", "scheduler_config.json", "preprocessing.json", "model.json")
 WEIGHTS_FILE = "model.safetensors"
 REFERENCE_FILE = "reference.json"
+CALIBRATION_FILE = "calibration.json"
 
 
 class ModelFolderError(ValueError):
@@ -81,7 +81,7 @@ class HarmonizationModel:
     meta: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
     reference: dict[str, Any] | None = None  # reference.json: the default target reference
-    calibration: OutputCalibration | None = None  # calibration.json
+    calibration: QuantileMap | None = None  # calibration.json: the output calibration
 
     @property
     def slice_axis(self) -> int:
@@ -277,11 +277,11 @@ def load_model_folder(
     )
 
 
-def _read_calibration(path: Path) -> OutputCalibration | None:
+def _read_calibration(path: Path) -> QuantileMap | None:
     if not path.is_file():
         return None
     try:
-        return OutputCalibration.from_json(_read_json(path))
+        return QuantileMap.from_json(_read_json(path))
     except ValueError as exc:
         raise ModelFolderError(
             f"{path} cannot be used: {exc} Delete it to harmonize without the calibration, "

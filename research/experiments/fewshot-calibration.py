@@ -4,7 +4,7 @@
         MODEL_DIR --fit 01 02 --measure 05 06 07 08 [--json RESULTS.json]
 
 MODEL_DIR's default outputs (kept in OUT_DIR/axis0) of the --fit subjects fit the output
-calibration (harmonize_bids.model.output_calibration) onto their targets. The --measure
+calibration (harmonize_bids.model.quantile_map) onto their targets. The --measure
 subjects' Original, histogram matching, output and calibrated output, and their source put
 through the same kind of map fitted from the --fit subjects' sources to their targets (no
 model), are then measured as benchmarks/quality.py does. Prints one line per method:
@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import quality as Q  # noqa: E402
 
-from harmonize_bids.model.output_calibration import GRID, fit_calibration  # noqa: E402
+from harmonize_bids.model.quantile_map import GRID, fit_quantile_map  # noqa: E402
 from harmonize_bids.qc import metrics  # noqa: E402
 
 CALIBRATED = "Ours + pair calibration"
@@ -96,8 +96,8 @@ def main() -> None:
             sources.append((case.source, case.target, case.mask))
         else:
             measured.append((case, ours, matched))
-    calibration = fit_calibration(fitted, args.fit)
-    source_map = fit_calibration(sources, args.fit)
+    calibration = fit_quantile_map(fitted, args.fit)
+    source_map = fit_quantile_map(sources, args.fit)
     at = [0.3, 0.45, 0.6, 0.7, 0.8]
     values = np.interp(at, GRID, calibration.correction)
     print(f"correction at {at}: " + " ".join(f"{v:+.3f}" for v in values))
@@ -111,7 +111,7 @@ def main() -> None:
             (SOURCE_MAPPED, source_map.apply(case.source, case.mask)),
         ]
         if args.oracles:
-            own = fit_calibration([(ours, case.target, case.mask)], [case.subject])
+            own = fit_quantile_map([(ours, case.target, case.mask)], [case.subject])
             methods += [
                 (QUANTILE_ORACLE, own.apply(ours, case.mask)),
                 (LEAST_SQUARES_ORACLE, least_squares_map(ours, case.target, case.mask)),

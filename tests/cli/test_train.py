@@ -43,10 +43,15 @@ def test_train_writes_a_loadable_model_and_resumes(travelling_dataset, tmp_path)
     assert model.meta["training"]["lesion_weight"] == 1.0  # no --lesion-masks: no weighting
     # the default 4-fold cross-validation, capped at the 2 subjects: one fold each
     cv = model.meta["training_data"]["cross_validation"]
-    assert cv["folds"] == 2 and set(cv["means"]) == {"Original", "Histogram matching", "Model"}
+    assert cv["folds"] == 2 and set(cv["means"]) == {
+        "Original",
+        "Histogram matching",
+        "Paired quantile map",
+        "Model",
+    }
     assert "histogram matching" in cv["verdict"]
     rows = (model_dir / "cross_validation.tsv").read_text().splitlines()
-    assert rows[0].startswith("participant_id\tfold\tmethod\tmse") and len(rows) == 1 + 2 * 3
+    assert rows[0].startswith("participant_id\tfold\tmethod\tmse") and len(rows) == 1 + 2 * 4
     assert "Verdict" in (model_dir / "cross_validation.html").read_text()
     with pytest.raises(ModelFolderError, match="direction"):
         load_model_folder(model_dir, source_field=3.0, target_field=1.5)
@@ -77,10 +82,11 @@ def test_train_writes_a_loadable_model_and_resumes(travelling_dataset, tmp_path)
     assert set(cv["means"]) == {
         "Original",
         "Histogram matching",
+        "Paired quantile map",
         "Model",
         "Model without output calibration",
     }
-    assert len((tuned_dir / "cross_validation.tsv").read_text().splitlines()) == 1 + 2 * 4
+    assert len((tuned_dir / "cross_validation.tsv").read_text().splitlines()) == 1 + 2 * 5
     assert "Model without output calibration" in (tuned_dir / "cross_validation.html").read_text()
     # the final model's calibration is fitted on every pair, each fold's on its own pair
     assert load_model_folder(tuned_dir).calibration.subjects == ("sub-01", "sub-02")

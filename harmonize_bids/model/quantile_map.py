@@ -1,11 +1,12 @@
-"""Output calibration: a monotone intensity map a model folder may carry (calibration.json).
+"""A monotone intensity map fitted on travelling pairs: at each intensity x (on ``GRID``) it
+adds the mean, over the pairs, of the target's minus the image's intensity at the same
+brain quantile. The two images of a pair show one anatomy, so the map carries the
+scanners' contrast, not the subjects' tissue proportions; it is monotone, so it moves no
+voxel past another.
 
-``harmonize-bids-train --calibrate-output`` fits it on the study's own travelling pairs:
-at each output intensity x (on ``GRID``) it adds the mean, over the pairs, of the
-target's minus the trained model's output intensity at the same brain quantile. A
-fine-tuned model can keep a shift of a tissue boundary that its loss leaves in place on
-its own training pairs; the map moves it back. It is monotone, so it moves no voxel past
-another, and applied after the white-matter anchoring.
+Fitted on a trained model's outputs of its travelling subjects it is the model folder's
+output calibration (``harmonize-bids-train --calibrate-output``, calibration.json);
+fitted on their source scans it is the paired baseline of the cross-validation report.
 """
 
 from __future__ import annotations
@@ -17,46 +18,45 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Quantile levels compared between output and target, and the output-intensity grid.
+#: Quantile levels compared between image and target, and the intensity grid of the map.
 LEVELS = np.linspace(0.0, 1.0, 1001)
 GRID = np.linspace(0.0, 1.0, 201)
-FILE = "calibration.json"
 
 
-def quantile_correction(output: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Target minus output at equal brain quantiles, as a function of output on GRID."""
+def quantile_correction(image: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Target minus image at equal brain quantiles, as a function of the image on GRID."""
     mask = np.asarray(mask) > 0
-    output_q = np.maximum.accumulate(np.quantile(output[mask], LEVELS))
-    return np.interp(GRID, output_q, np.quantile(target[mask], LEVELS)) - GRID
+    image_q = np.maximum.accumulate(np.quantile(image[mask], LEVELS))
+    return np.interp(GRID, image_q, np.quantile(target[mask], LEVELS)) - GRID
 
 
 @dataclass(frozen=True)
-class OutputCalibration:
+class QuantileMap:
     """A correction on ``GRID`` and the pairs it was fitted on."""
 
     correction: np.ndarray
     subjects: tuple[str, ...]
 
-    def apply(self, output: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """The calibrated output, kept in [0, 1] and zero outside the brain."""
-        shifted = output + np.interp(output, GRID, self.correction)
+    def apply(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The mapped image, kept in [0, 1] and zero outside the brain."""
+        shifted = image + np.interp(image, GRID, self.correction)
         return np.where(np.asarray(mask) > 0, np.clip(shifted, 0.0, 1.0), 0.0).astype(np.float32)
 
     @property
     def sha256(self) -> str:
-        """Identifies the calibration (its JSON form), in sidecars and benchmark records."""
+        """Identifies the map (its JSON form), in sidecars and benchmark records."""
         return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()
 
     def to_json(self) -> dict:
         return {
-            "method": "mean quantile correction on the travelling pairs",
+            "method": "mean quantile correction over travelling pairs",
             "subjects": list(self.subjects),
             "grid": GRID.round(6).tolist(),
             "correction": self.correction.round(6).tolist(),
         }
 
     @classmethod
-    def from_json(cls, doc: dict) -> OutputCalibration:
+    def from_json(cls, doc: dict) -> QuantileMap:
         """Raises ValueError (naming the problem) on a document this version cannot use."""
         try:
             grid = np.asarray(doc["grid"], float)
@@ -76,11 +76,11 @@ class OutputCalibration:
         return cls(correction, subjects)
 
 
-def fit_calibration(
+def fit_quantile_map(
     pairs: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], subjects: Sequence[str]
-) -> OutputCalibration:
-    """The mean quantile correction over (output, target, mask) pairs, made monotone."""
+) -> QuantileMap:
+    """The mean quantile correction over (image, target, mask) pairs, made monotone."""
     if not len(pairs):
-        raise ValueError("an output calibration needs at least one pair.")
+        raise ValueError("a quantile map needs at least one pair.")
     mean = np.mean([quantile_correction(o, t, m) for o, t, m in pairs], axis=0)
-    return OutputCalibration(np.maximum.accumulate(GRID + mean) - GRID, tuple(subjects))
+    return QuantileMap(np.maximum.accumulate(GRID + mean) - GRID, tuple(subjects))

@@ -1,4 +1,5 @@
-"""The output calibration: a monotone map fitted on pairs, stored in the model folder."""
+"""The quantile map: a monotone map fitted on pairs; a model folder keeps one as its output
+calibration."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from harmonize_bids.model.folder import (
     load_model_folder,
     save_model_folder,
 )
-from harmonize_bids.model.output_calibration import GRID, OutputCalibration, fit_calibration
+from harmonize_bids.model.quantile_map import GRID, QuantileMap, fit_quantile_map
 
 
 def _brain(seed: int, shape=(12, 24, 24)) -> tuple[np.ndarray, np.ndarray]:
@@ -40,7 +41,7 @@ def test_a_shared_monotone_shift_is_learnt_on_pairs_and_removed_on_another_subje
     for seed in (1, 2):
         target, mask = _brain(seed)
         pairs.append((_darker_grey(target), target, mask))
-    calibration = fit_calibration(pairs, ["sub-01", "sub-02"])
+    calibration = fit_quantile_map(pairs, ["sub-01", "sub-02"])
     target, mask = _brain(7)  # other tissue proportions than either pair
     output = _darker_grey(target)
     fixed = calibration.apply(output, mask)
@@ -51,13 +52,13 @@ def test_a_shared_monotone_shift_is_learnt_on_pairs_and_removed_on_another_subje
 
 def test_an_output_equal_to_its_target_needs_no_correction():
     target, mask = _brain(3)
-    calibration = fit_calibration([(target, target, mask)], ["sub-01"])
+    calibration = fit_quantile_map([(target, target, mask)], ["sub-01"])
     assert np.abs(calibration.correction[(GRID > 0.25) & (GRID < 0.85)]).max() < 0.01
 
 
 def test_fit_needs_a_pair():
     with pytest.raises(ValueError, match="at least one pair"):
-        fit_calibration([], [])
+        fit_quantile_map([], [])
 
 
 def test_the_folder_keeps_the_calibration_and_says_older_releases_cannot_read_it(tmp_path):
@@ -66,7 +67,7 @@ def test_the_folder_keeps_the_calibration_and_says_older_releases_cannot_read_it
     model = load_model_folder(path)
     assert model.calibration is None
     target, mask = _brain(4)
-    model.calibration = fit_calibration([(_darker_grey(target), target, mask)], ["sub-04"])
+    model.calibration = fit_quantile_map([(_darker_grey(target), target, mask)], ["sub-04"])
     save_model_folder(model, path)
     assert json.loads((path / "model.json").read_text())["format_version"] == FORMAT_VERSION
     again = load_model_folder(path)
@@ -77,7 +78,7 @@ def test_the_folder_keeps_the_calibration_and_says_older_releases_cannot_read_it
 
 def test_a_broken_calibration_file_is_refused_with_its_name(tmp_path):
     path = tiny_model(tmp_path)
-    zigzag = OutputCalibration(np.where(np.arange(GRID.size) % 2, 0.05, -0.05), ("sub-01",))
+    zigzag = QuantileMap(np.where(np.arange(GRID.size) % 2, 0.05, -0.05), ("sub-01",))
     (path / "calibration.json").write_text(json.dumps(zigzag.to_json()))
     for check in (load_model_folder, check_model_folder):
         with pytest.raises(ModelFolderError, match=r"calibration\.json.*not monotone"):
