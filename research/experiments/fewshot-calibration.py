@@ -9,9 +9,10 @@ subjects' Original, histogram matching, output and calibrated output, and their 
 through the same kind of map fitted from the --fit subjects' sources to their targets (no
 model), are then measured as benchmarks/quality.py does. Prints one line per method:
 fractions of Original and the few-shot bars met. CACHE must be a folder of this set only.
-With --oracles, two maps that read each measured subject's own target join them: its own
-quantile map, and the monotone map of least squared error (isotonic regression): what the
-best monotone map could do for MSE and for the volumes.
+With --paired-reference, the model's output with that mapped source as its reference
+joins them. With --oracles, two maps that read each measured subject's own target do: its
+own quantile map, and the monotone map of least squared error (isotonic regression): what
+the best monotone map could do for MSE and for the volumes.
 """
 
 import argparse
@@ -29,6 +30,7 @@ from harmonize_bids.qc import metrics  # noqa: E402
 
 CALIBRATED = "Ours + pair calibration"
 SOURCE_MAPPED = "Source + pair map"
+PAIRED_REFERENCE = "Ours, paired reference"
 QUANTILE_ORACLE = "Ours + own quantile map (oracle)"
 LEAST_SQUARES_ORACLE = "Ours + own least-squares monotone map (oracle)"
 
@@ -66,6 +68,26 @@ def line(summary: dict, name: str) -> str:
     return text
 
 
+def paired_reference_output(args, case, source_map) -> np.ndarray:
+    """The model's default output with the mapped source as its reference (kept)."""
+    from harmonize_bids.image.reference import TargetReference, brain_quantiles
+    from harmonize_bids.inference import InferenceSettings, harmonize
+
+    kept = Path(args.out_dir) / "paired" / f"{case.subject}.npy"
+    if not kept.is_file():
+        direction = Q.DIRECTIONS[args.direction]
+        model = Q.load_model(direction, Path(args.model_dir))
+        mapped = source_map.apply(case.source, case.mask)
+        reference = TargetReference(
+            direction.target, brain_quantiles(mapped, case.mask), [], "paired map"
+        )
+        settings = InferenceSettings.resolve(model, seed=0)
+        image = harmonize(model, case.source, case.mask, settings, reference=reference).image
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        np.save(kept, image)
+    return np.load(kept).astype(np.float32)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     for name in ("bids", "work", "cache", "direction", "out_dir", "model_dir"):
@@ -73,6 +95,12 @@ def main() -> None:
     parser.add_argument("--fit", nargs="+", required=True)
     parser.add_argument("--measure", nargs="+", required=True)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--paired-reference",
+        action="store_true",
+        help="also harmonize each measured subject with its source put through the pairs' "
+        "source map as the model's reference (kept in OUT_DIR/paired)",
+    )
     parser.add_argument(
         "--oracles",
         action="store_true",
@@ -110,6 +138,8 @@ def main() -> None:
             (CALIBRATED, calibration.apply(ours, case.mask)),
             (SOURCE_MAPPED, source_map.apply(case.source, case.mask)),
         ]
+        if args.paired_reference:
+            methods.append((PAIRED_REFERENCE, paired_reference_output(args, case, source_map)))
         if args.oracles:
             own = fit_quantile_map([(ours, case.target, case.mask)], [case.subject])
             methods += [
