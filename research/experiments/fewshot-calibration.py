@@ -12,7 +12,10 @@ fractions of Original and the few-shot bars met. CACHE must be a folder of this 
 With --paired-reference, the model's output with that mapped source as its reference
 joins them. With --oracles, two maps that read each measured subject's own target do: its
 own quantile map, and the monotone map of least squared error (isotonic regression): what
-the best monotone map could do for MSE and for the volumes.
+the best monotone map could do for MSE and for the volumes. With --per-subject, the sixth
+rule's candidates join them: our output quantile-matched to the subject's own source put
+through the pairs' source map, and the calibrated output shrunk towards the source by the
+weight of least squared error on the pairs.
 """
 
 import argparse
@@ -31,6 +34,8 @@ from harmonize_bids.qc import metrics  # noqa: E402
 CALIBRATED = "Ours + pair calibration"
 SOURCE_MAPPED = "Source + pair map"
 PAIRED_REFERENCE = "Ours, paired reference"
+OWN_MAPPED_SOURCE = "Ours matched to its own mapped source"
+SHRUNK = "Ours + pair calibration, shrunk to the source"
 QUANTILE_ORACLE = "Ours + own quantile map (oracle)"
 LEAST_SQUARES_ORACLE = "Ours + own least-squares monotone map (oracle)"
 
@@ -68,6 +73,16 @@ def line(summary: dict, name: str) -> str:
     return text
 
 
+def shrink_weight(pairs: list[tuple[np.ndarray, ...]]) -> float:
+    """The weight w in [0, 1] of least squared error, over the pairs' brains, of
+    source + w (calibrated output - source) to the target."""
+    num = den = 0.0
+    for calibrated, source, target, mask in pairs:
+        step, gap = (calibrated - source)[mask > 0], (target - source)[mask > 0]
+        num, den = num + float(step @ gap), den + float(step @ step)
+    return float(np.clip(num / den, 0.0, 1.0)) if den else 1.0
+
+
 def paired_reference_output(args, case, source_map) -> np.ndarray:
     """The model's default output with the mapped source as its reference (kept)."""
     from harmonize_bids.image.reference import TargetReference, brain_quantiles
@@ -102,6 +117,11 @@ def main() -> None:
         "source map as the model's reference (kept in OUT_DIR/paired)",
     )
     parser.add_argument(
+        "--per-subject",
+        action="store_true",
+        help="also measure the two per-subject candidates of the sixth rule",
+    )
+    parser.add_argument(
         "--oracles",
         action="store_true",
         help="also measure the monotone maps that read each subject's own target",
@@ -126,6 +146,13 @@ def main() -> None:
             measured.append((case, ours, matched))
     calibration = fit_quantile_map(fitted, args.fit)
     source_map = fit_quantile_map(sources, args.fit)
+    weight = shrink_weight(
+        [
+            (calibration.apply(o, m), s, t, m)
+            for (o, t, m), (s, _, _) in zip(fitted, sources, strict=True)
+        ]
+    )
+    print(f"shrink weight {weight:.3f}")
     at = [0.3, 0.45, 0.6, 0.7, 0.8]
     values = np.interp(at, GRID, calibration.correction)
     print(f"correction at {at}: " + " ".join(f"{v:+.3f}" for v in values))
@@ -138,6 +165,15 @@ def main() -> None:
             (CALIBRATED, calibration.apply(ours, case.mask)),
             (SOURCE_MAPPED, source_map.apply(case.source, case.mask)),
         ]
+        if args.per_subject:
+            mapped = source_map.apply(case.source, case.mask)
+            own = fit_quantile_map([(ours, mapped, case.mask)], [case.subject])
+            calibrated = calibration.apply(ours, case.mask)
+            shrunk = np.where(case.mask > 0, case.source + weight * (calibrated - case.source), 0)
+            methods += [
+                (OWN_MAPPED_SOURCE, own.apply(ours, case.mask)),
+                (SHRUNK, shrunk.astype(np.float32)),
+            ]
         if args.paired_reference:
             methods.append((PAIRED_REFERENCE, paired_reference_output(args, case, source_map)))
         if args.oracles:
@@ -154,7 +190,9 @@ def main() -> None:
         print(line(summary, name))
     if args.json:
         args.json.write_text(
-            json.dumps({"calibration": calibration.to_json(), "summary": summary})
+            json.dumps(
+                {"calibration": calibration.to_json(), "shrink_weight": weight, "summary": summary}
+            )
         )
 
 
