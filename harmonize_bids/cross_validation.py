@@ -89,7 +89,7 @@ def cross_validate(request, data, init) -> dict | None:
             outputs = {
                 "Histogram matching": match_to_reference(source, mask, reference.quantiles),
                 PAIRED: paired.apply(source, mask),
-                "Model": plain if calibration is None else calibration.apply(plain, mask),
+                "Model": plain if calibration is None else calibration.apply(plain, source, mask),
             }
             if calibration is not None:
                 outputs[UNCALIBRATED] = plain

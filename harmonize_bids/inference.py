@@ -166,7 +166,7 @@ def harmonize(
         current=after["wm_mean"],
     )
     if model.calibration is not None:
-        image = model.calibration.apply(image, mask)
+        image = model.calibration.apply(image, volume, mask)
     warnings = domain_warnings(model, before, after, reference or default_reference(model))
     for warning in warnings:
         LOGGER.warning("Out of the model's domain: %s", warning)

@@ -53,7 +53,11 @@ def calibration_record(calibration: Any) -> dict[str, Any] | None:
     """What the sidecar says about the model folder's output calibration (None: none)."""
     if calibration is None:
         return None
-    return {"SHA256": calibration.sha256, "FittedOn": list(calibration.subjects)}
+    return {
+        "SHA256": calibration.sha256,
+        "FittedOn": list(calibration.subjects),
+        "ChangeWeight": calibration.change_weight,
+    }
 
 
 def reference_record(reference: Any) -> dict[str, Any]:

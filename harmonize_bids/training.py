@@ -306,7 +306,7 @@ def calibrate_output(request: TrainingRequest, data: TrainingSet, chosen: list[i
     app's defaults and the reference training gave it) and store it in ``model``'s folder."""
     from .inference import InferenceSettings, harmonize
     from .model.folder import save_model_folder
-    from .model.quantile_map import fit_quantile_map
+    from .model.output_calibration import fit_output_calibration
 
     settings = InferenceSettings.resolve(model, device=request.device)
     fitted = []
@@ -319,13 +319,14 @@ def calibrate_output(request: TrainingRequest, data: TrainingSet, chosen: list[i
             len(chosen),
         )
         output = harmonize(model, source, mask, settings, reference=data.references[i]).image
-        fitted.append((output, target, mask))
+        fitted.append((output, source, target, mask))
     subjects = [f"sub-{data.pairs[i].subject}" for i in chosen]
-    model.calibration = fit_quantile_map(fitted, subjects)
+    model.calibration = fit_output_calibration(fitted, subjects)
     save_model_folder(model, model.path)
     LOGGER.info(
-        "Output calibration fitted on %d pair(s), stored in %s",
+        "Output calibration fitted on %d pair(s) (change weight %.3f), stored in %s",
         len(chosen),
+        model.calibration.change_weight,
         model.path / "calibration.json",
     )
 

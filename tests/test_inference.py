@@ -97,6 +97,7 @@ def test_slices_are_evened_out_across_each_plane_when_asked(tmp_path, monkeypatc
 
 
 def test_a_model_folders_output_calibration_is_applied_and_recorded(tmp_path, monkeypatch):
+    from harmonize_bids.model.output_calibration import OutputCalibration
     from harmonize_bids.model.quantile_map import GRID, QuantileMap
 
     model = load_model_folder(tiny_model(tmp_path))
@@ -105,10 +106,16 @@ def test_a_model_folders_output_calibration_is_applied_and_recorded(tmp_path, mo
     settings = InferenceSettings.resolve(model, device="cpu")
     plain = harmonize(model, volume, mask, settings)
     assert plain.provenance["OutputCalibration"] is None
-    model.calibration = QuantileMap(np.where(GRID < 0.5, 0.05, 0.0), ("sub-01", "sub-02"))
+    output_map = QuantileMap(np.where(GRID < 0.5, 0.05, 0.0), ("sub-01", "sub-02"))
+    model.calibration = OutputCalibration(output_map, 0.5)
     calibrated = harmonize(model, volume, mask, settings)
-    dark = plain.image < 0.49
-    assert np.allclose(calibrated.image[dark], plain.image[dark] + 0.05, atol=1e-6)
-    assert np.allclose(calibrated.image[~dark], plain.image[~dark], atol=1e-6)
+    mapped = np.where(plain.image < 0.5, plain.image + 0.05, plain.image)
+    # half of the mapped output's change to the source
+    halfway = np.where(mask, (volume + mapped) / 2, 0)
+    assert np.allclose(calibrated.image, halfway, atol=1e-5)
     record = calibrated.provenance["OutputCalibration"]
-    assert record == {"SHA256": model.calibration.sha256, "FittedOn": ["sub-01", "sub-02"]}
+    assert record == {
+        "SHA256": model.calibration.sha256,
+        "FittedOn": ["sub-01", "sub-02"],
+        "ChangeWeight": 0.5,
+    }

@@ -39,12 +39,13 @@ from ..atomic import replace_folder
 from ..choices import Direction
 from ..preprocessing import DEFAULT_PREPROCESSING
 from .network import build_network, network_config, pad_multiple
-from .quantile_map import QuantileMap
+from .output_calibration import OutputCalibration
 from .schedulers import dpm_timesteps, schedule_config
 
 #: 2: preprocessing.json may set ``reference_channel`` (older readers would misuse it);
-#: 3: calibration.json (older readers would skip it).
-FORMAT_VERSION = 3
+#: 3: calibration.json (older readers would skip it);
+#: 4: calibration.json may carry a change weight (older readers would ignore it).
+FORMAT_VERSION = 4
 #: What a folder without calibration.json is written as, so that older releases read it.
 PLAIN_FORMAT_VERSION = 2
 #: The model folders shipped in the package, one per direction (``1p5T-to-3T``, ...).
@@ -81,7 +82,7 @@ class HarmonizationModel:
     meta: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
     reference: dict[str, Any] | None = None  # reference.json: the default target reference
-    calibration: QuantileMap | None = None  # calibration.json: the output calibration
+    calibration: OutputCalibration | None = None  # calibration.json: the output calibration
 
     @property
     def slice_axis(self) -> int:
@@ -277,11 +278,11 @@ def load_model_folder(
     )
 
 
-def _read_calibration(path: Path) -> QuantileMap | None:
+def _read_calibration(path: Path) -> OutputCalibration | None:
     if not path.is_file():
         return None
     try:
-        return QuantileMap.from_json(_read_json(path))
+        return OutputCalibration.from_json(_read_json(path))
     except ValueError as exc:
         raise ModelFolderError(
             f"{path} cannot be used: {exc} Delete it to harmonize without the calibration, "

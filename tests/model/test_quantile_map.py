@@ -1,5 +1,5 @@
-"""The quantile map: a monotone map fitted on pairs; a model folder keeps one as its output
-calibration."""
+"""The quantile map: a monotone map fitted on pairs; a model folder keeps one, with a change
+weight, as its output calibration."""
 
 from __future__ import annotations
 
@@ -16,6 +16,11 @@ from harmonize_bids.model.folder import (
     check_model_folder,
     load_model_folder,
     save_model_folder,
+)
+from harmonize_bids.model.output_calibration import (
+    OutputCalibration,
+    change_weight,
+    fit_output_calibration,
 )
 from harmonize_bids.model.quantile_map import GRID, QuantileMap, fit_quantile_map
 
@@ -67,13 +72,25 @@ def test_the_folder_keeps_the_calibration_and_says_older_releases_cannot_read_it
     model = load_model_folder(path)
     assert model.calibration is None
     target, mask = _brain(4)
-    model.calibration = fit_quantile_map([(_darker_grey(target), target, mask)], ["sub-04"])
+    output_map = fit_quantile_map([(_darker_grey(target), target, mask)], ["sub-04"])
+    model.calibration = OutputCalibration(output_map, 0.625)
     save_model_folder(model, path)
     assert json.loads((path / "model.json").read_text())["format_version"] == FORMAT_VERSION
     again = load_model_folder(path)
     assert again.calibration.subjects == ("sub-04",)
+    assert again.calibration.change_weight == 0.625
     assert again.calibration.sha256 == model.calibration.sha256
-    assert np.allclose(again.calibration.correction, model.calibration.correction, atol=1e-6)
+    assert np.allclose(again.calibration.output_map.correction, output_map.correction, atol=1e-6)
+
+
+def test_a_calibration_written_before_the_change_weight_keeps_the_whole_change(tmp_path):
+    target, mask = _brain(4)
+    output_map = fit_quantile_map([(_darker_grey(target), target, mask)], ["sub-04"])
+    calibration = OutputCalibration.from_json(output_map.to_json())
+    assert calibration.change_weight == 1.0
+    output = _darker_grey(target)
+    whole = output_map.apply(output, mask)
+    assert np.allclose(calibration.apply(output, target, mask), whole, atol=1e-5)
 
 
 def test_a_broken_calibration_file_is_refused_with_its_name(tmp_path):
@@ -86,3 +103,37 @@ def test_a_broken_calibration_file_is_refused_with_its_name(tmp_path):
     (path / "calibration.json").write_text('{"grid": [0, 1]}')
     with pytest.raises(ModelFolderError, match=r"calibration\.json.*Delete it"):
         load_model_folder(path)
+    flat = QuantileMap(np.zeros(GRID.size), ("sub-01",))
+    (path / "calibration.json").write_text(json.dumps({**flat.to_json(), "change_weight": 1.5}))
+    with pytest.raises(ModelFolderError, match=r"calibration\.json.*change_weight"):
+        load_model_folder(path)
+
+
+def _overshooting(source: np.ndarray, target: np.ndarray, seed: int) -> np.ndarray:
+    """A model output that makes the right change and adds its own error of the same size."""
+    error = np.random.default_rng(seed).normal(0, 1, source.shape)
+    return (target + np.abs(target - source).mean() * error).astype(np.float32)
+
+
+def test_the_change_weight_learnt_on_pairs_lowers_the_error_on_another_subject():
+    pairs = []
+    for seed in (1, 2):
+        target, mask = _brain(seed)
+        source = _darker_grey(target)
+        pairs.append((_overshooting(source, target, seed), source, target, mask))
+    calibration = fit_output_calibration(pairs, ["sub-01", "sub-02"])
+    assert 0.2 < calibration.change_weight < 0.8
+    target, mask = _brain(7)
+    source = _darker_grey(target)
+    output = _overshooting(source, target, 7)
+    moved = calibration.apply(output, source, mask)
+    whole = calibration.output_map.apply(output, mask)
+    assert ((moved - target)[mask] ** 2).mean() < 0.8 * ((whole - target)[mask] ** 2).mean()
+    assert np.all(moved[~mask] == 0)
+
+
+def test_an_output_that_makes_exactly_the_targets_change_keeps_all_of_it():
+    target, mask = _brain(5)
+    source = _darker_grey(target)
+    assert change_weight([target], [source], [target], [mask]) == pytest.approx(1.0)
+    assert change_weight([source], [source], [target], [mask]) == 1.0  # no change at all
