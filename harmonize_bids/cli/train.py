@@ -161,8 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--calibrate-output",
         action="store_true",
         help="after training, fit a monotone intensity map of the model's outputs of the "
-        "travelling subjects onto their target scans and store it in MODEL_DIR "
-        "(calibration.json; applied to every output, and in the cross-validation's folds)",
+        "travelling subjects onto their target scans, and the share of its change to the "
+        "source that fits them best, and store both in MODEL_DIR (calibration.json; "
+        "applied to every output, and in the cross-validation's folds)",
     )
     parser.add_argument(
         "--cv-folds",
