@@ -4,8 +4,8 @@ brain quantile. The two images of a pair show one anatomy, so the map carries th
 scanners' contrast, not the subjects' tissue proportions; it is monotone, so it moves no
 voxel past another.
 
-Fitted on a trained model's outputs of its travelling subjects it is the model folder's
-output calibration (``harmonize-bids-train --calibrate-output``, calibration.json);
+Fitted on a trained model's outputs of its travelling subjects it is the first step of the
+model folder's output calibration (:mod:`.output_calibration`);
 fitted on their source scans it is the paired baseline of the cross-validation report.
 """
 
