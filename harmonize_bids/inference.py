@@ -13,7 +13,7 @@ own slices, so the mean has fewer along any one axis); with ``even_out_slices`` 
 slow brightness changes between slices are smoothed (:mod:`harmonize_bids.image.destripe`);
 the output's white matter is then anchored at the model's ``white_matter_level`` (the scale
 of every preprocessed image), and a model folder's output calibration, if it has one, is
-applied (:mod:`harmonize_bids.model.output_calibration`). A reference-conditioned model
+applied (:mod:`harmonize_bids.model.calibration`). A reference-conditioned model
 also sees the source histogram-matched to the study's target-field reference
 (:mod:`harmonize_bids.image.reference`); without one, the model folder's own.
 """

@@ -305,8 +305,8 @@ def calibrate_output(request: TrainingRequest, data: TrainingSet, chosen: list[i
     """Fit the output calibration on the pairs ``chosen`` (each source harmonized with the
     app's defaults and the reference training gave it) and store it in ``model``'s folder."""
     from .inference import InferenceSettings, harmonize
+    from .model.calibration import fit_output_calibration
     from .model.folder import save_model_folder
-    from .model.output_calibration import fit_output_calibration
 
     settings = InferenceSettings.resolve(model, device=request.device)
     fitted = []

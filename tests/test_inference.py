@@ -97,7 +97,7 @@ def test_slices_are_evened_out_across_each_plane_when_asked(tmp_path, monkeypatc
 
 
 def test_a_model_folders_output_calibration_is_applied_and_recorded(tmp_path, monkeypatch):
-    from harmonize_bids.model.output_calibration import OutputCalibration
+    from harmonize_bids.model.calibration import OutputCalibration
     from harmonize_bids.model.quantile_map import GRID, QuantileMap
 
     model = load_model_folder(tiny_model(tmp_path))

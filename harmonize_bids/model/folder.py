@@ -38,8 +38,8 @@ from safetensors.torch import save as st_save
 from ..atomic import replace_folder
 from ..choices import Direction
 from ..preprocessing import DEFAULT_PREPROCESSING
+from .calibration import OutputCalibration
 from .network import build_network, network_config, pad_multiple
-from .output_calibration import OutputCalibration
 from .schedulers import dpm_timesteps, schedule_config
 
 #: 2: preprocessing.json may set ``reference_channel`` (older readers would misuse it);

@@ -5,7 +5,7 @@ scanners' contrast, not the subjects' tissue proportions; it is monotone, so it 
 voxel past another.
 
 Fitted on a trained model's outputs of its travelling subjects it is the first step of the
-model folder's output calibration (:mod:`.output_calibration`);
+model folder's output calibration (:mod:`.calibration`);
 fitted on their source scans it is the paired baseline of the cross-validation report.
 """
 

@@ -9,6 +9,11 @@ import numpy as np
 import pytest
 from bidsfactory import tiny_model
 
+from harmonize_bids.model.calibration import (
+    OutputCalibration,
+    change_weight,
+    fit_output_calibration,
+)
 from harmonize_bids.model.folder import (
     FORMAT_VERSION,
     PLAIN_FORMAT_VERSION,
@@ -16,11 +21,6 @@ from harmonize_bids.model.folder import (
     check_model_folder,
     load_model_folder,
     save_model_folder,
-)
-from harmonize_bids.model.output_calibration import (
-    OutputCalibration,
-    change_weight,
-    fit_output_calibration,
 )
 from harmonize_bids.model.quantile_map import GRID, QuantileMap, fit_quantile_map
 
