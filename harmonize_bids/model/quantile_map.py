@@ -11,8 +11,6 @@ fitted on their source scans it is the paired baseline of the cross-validation r
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -41,11 +39,6 @@ class QuantileMap:
         """The mapped image, kept in [0, 1] and zero outside the brain."""
         shifted = image + np.interp(image, GRID, self.correction)
         return np.where(np.asarray(mask) > 0, np.clip(shifted, 0.0, 1.0), 0.0).astype(np.float32)
-
-    @property
-    def sha256(self) -> str:
-        """Identifies the map (its JSON form), in sidecars and benchmark records."""
-        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()
 
     def to_json(self) -> dict:
         return {
