@@ -1,7 +1,7 @@
 """Round-trip output calibration without pairs (see round-trip-calibration.md).
 
     python research/experiments/round-trip-calibration.py BIDS WORK CACHE DIRECTION OUT_DIR \
-        --fit 01 02 03 04 --measure 05 06 07 08 [--json RESULTS.json]
+        (--fit 01 02 03 04 | --site-mates) --measure 05 06 07 08 [--json RESULTS.json]
 
 Each --fit subject's target-field scan (registered to its source) is taken to the source
 field by the other direction's bundled model and back by this direction's; both runs use
@@ -9,6 +9,9 @@ references pooled from the other --fit subjects only. The output calibration
 (harmonize_bids.model.calibration) is fitted on (round trip, its source, the real scan)
 and applied to the bundled model's default outputs of the --measure subjects (kept in
 OUT_DIR/axis0), measured as benchmarks/quality.py does. Prints one line per method.
+With --site-mates instead of --fit, each measured subject's calibration is fitted on the
+round trips of all its site mates (each referencing the others but itself and the
+measured subject), as a participant job would fit it.
 """
 
 import argparse
@@ -39,14 +42,14 @@ def run(model, image, mask, field, scans, names) -> np.ndarray:
     return harmonize(model, image, mask, settings, reference=reference).image
 
 
-def round_trip(args, case, fit_cases) -> tuple[np.ndarray, np.ndarray]:
-    """(source-field image, round-trip output) of ``case``'s target-field scan, kept."""
-    kept = Path(args.out_dir) / "round_trip" / f"{case.subject}.npz"
+def round_trip(args, case, others) -> tuple[np.ndarray, np.ndarray]:
+    """(source-field image, round-trip output) of ``case``'s target-field scan, with
+    ``others`` as the references of both runs, kept."""
+    names = [c.subject for c in others]
+    kept = Path(args.out_dir) / "round_trip" / f"{case.subject}_from_{'_'.join(names)}.npz"
     if not kept.is_file():
         direction = Q.DIRECTIONS[args.direction]
         reverse = next(d for name, d in Q.DIRECTIONS.items() if name != args.direction)
-        others = [c for c in fit_cases if c.subject != case.subject]
-        names = [c.subject for c in others]
         sources = [(c.source, c.mask) for c in others]
         targets = [(c.target, c.mask) for c in others]
         there = run(Q.load_model(reverse), case.target, case.mask, reverse.target, sources, names)
@@ -57,34 +60,61 @@ def round_trip(args, case, fit_cases) -> tuple[np.ndarray, np.ndarray]:
         return saved["there"].astype(np.float32), saved["back"].astype(np.float32)
 
 
+def fit_round_trips(args, fit_cases) -> OutputCalibration:
+    """The output calibration fitted on the round trips of ``fit_cases``, each referencing
+    the others."""
+    pairs = []
+    for case in fit_cases:
+        others = [c for c in fit_cases if c.subject != case.subject]
+        there, back = round_trip(args, case, others)
+        pairs.append((back, there, case.target, case.mask))
+        print(f"{case.subject} round trip", file=sys.stderr, flush=True)
+    return fit_output_calibration(pairs, [c.subject for c in fit_cases])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     for name in ("bids", "work", "cache", "direction", "out_dir"):
         parser.add_argument(name)
-    parser.add_argument("--fit", nargs="+", required=True)
+    choice = parser.add_mutually_exclusive_group(required=True)
+    choice.add_argument("--fit", nargs="+")
+    choice.add_argument("--site-mates", action="store_true")
     parser.add_argument("--measure", nargs="+", required=True)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--checks",
+        choices=("unseen", "in-distribution"),
+        help="also print these acceptance bars for Ours and the round-trip calibration",
+    )
     args = parser.parse_args()
 
-    _, found = Q.research_cases(args.bids, args.work, args.cache, args.direction, args.fit)
+    site_of = Q.sites(Path(args.bids))
+    every = [] if args.fit else args.measure
+    labels = args.fit or [s.removeprefix("sub-") for s in site_of]
+    _, found = Q.research_cases(args.bids, args.work, args.cache, args.direction, labels)
     fit_cases = list(found)
-    pairs = []
-    for case in fit_cases:
-        there, back = round_trip(args, case, fit_cases)
-        pairs.append((back, there, case.target, case.mask))
-        print(f"{case.subject} round trip", file=sys.stderr, flush=True)
-    calibration = fit_output_calibration(pairs, [c.subject for c in fit_cases])
-    map_alone = OutputCalibration(calibration.output_map)
-    print(f"change weight {calibration.change_weight:.3f}")
+    calibrations = {}
+    if args.fit:
+        shared = fit_round_trips(args, fit_cases)
+        calibrations = dict.fromkeys(args.measure, shared)
+    for label in every:
+        sub = f"sub-{label}"
+        mates = [c for c in fit_cases if c.subject != sub and site_of[c.subject] == site_of[sub]]
+        calibrations[label] = fit_round_trips(args, mates)
+    for label, calibration in calibrations.items():
+        print(f"sub-{label} change weight {calibration.change_weight:.3f}")
 
     outputs = Q.research_outputs(
         args.bids, args.work, args.cache, args.direction, args.out_dir, args.measure
     )
     results: dict[str, list[dict]] = {}
     for case, ours, matched in outputs:
+        calibration = calibrations[case.subject.removeprefix("sub-")]
+        map_alone = OutputCalibration(calibration.output_map)
         methods = [
             (Q.ORIGINAL, case.source),
             (Q.MATCHING, matched),
+            (Q.NYUL, case.peers.nyul(case.source, case.mask)),
             ("Ours", ours),
             (ROUND_TRIP, calibration.apply(ours, case.source, case.mask)),
             (MAP_ALONE, map_alone.apply(ours, case.source, case.mask)),
@@ -95,11 +125,20 @@ def main() -> None:
     summary = Q.summarize(results)
     for name in results:
         print(fewshot.line(summary, name))
+    if args.checks:
+        acceptance = {
+            "unseen": Q.acceptance_unseen,
+            "in-distribution": Q.acceptance_in_distribution,
+        }
+        for name in ("Ours", ROUND_TRIP):
+            print(f"{name}, {args.checks} bars:")
+            for check, measured, met in acceptance[args.checks](summary, name):
+                print(f"  {check}: {measured}: {'met' if met else 'NOT met'}")
     if args.json:
         args.json.write_text(
             json.dumps(
                 {
-                    "calibration": calibration.to_json(),
+                    "calibrations": {k: c.to_json() for k, c in calibrations.items()},
                     "bars": {n: fewshot.bars(summary, n) for n in ("Ours", ROUND_TRIP)},
                     "summary": summary,
                 }
