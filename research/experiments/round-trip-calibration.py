@@ -15,6 +15,7 @@ measured subject), as a participant job would fit it.
 """
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -24,7 +25,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import quality as Q  # noqa: E402
 
-from harmonize_bids.image.reference import TargetReference, brain_quantiles  # noqa: E402
 from harmonize_bids.inference import InferenceSettings, harmonize  # noqa: E402
 from harmonize_bids.model.calibration import OutputCalibration, fit_output_calibration  # noqa: E402
 
@@ -35,9 +35,17 @@ ROUND_TRIP = "Ours + round-trip calibration"
 MAP_ALONE = "Ours + round-trip map alone"
 
 
-def run(model, image, mask, field, scans, names) -> np.ndarray:
-    """``model``'s default output of ``image`` with ``scans`` pooled as its reference."""
-    reference = TargetReference.pooled(field, [brain_quantiles(s, m) for s, m in scans], names)
+@functools.cache
+def bundled(direction):
+    """The direction's bundled model, loaded once."""
+    return Q.load_model(direction)
+
+
+def run(direction, image, mask, scans, names) -> np.ndarray:
+    """The bundled model's default output of ``image`` with ``scans`` pooled as its
+    reference (as benchmarks/quality.py pools site mates)."""
+    model = bundled(direction)
+    reference = Q.SitePeers(scans, names, direction.target).reference
     settings = InferenceSettings.resolve(model, seed=0)
     return harmonize(model, image, mask, settings, reference=reference).image
 
@@ -52,8 +60,8 @@ def round_trip(args, case, others) -> tuple[np.ndarray, np.ndarray]:
         reverse = next(d for name, d in Q.DIRECTIONS.items() if name != args.direction)
         sources = [(c.source, c.mask) for c in others]
         targets = [(c.target, c.mask) for c in others]
-        there = run(Q.load_model(reverse), case.target, case.mask, reverse.target, sources, names)
-        back = run(Q.load_model(direction), there, case.mask, direction.target, targets, names)
+        there = run(reverse, case.target, case.mask, sources, names)
+        back = run(direction, there, case.mask, targets, names)
         kept.parent.mkdir(parents=True, exist_ok=True)
         np.savez(kept, there=there, back=back)
     with np.load(kept) as saved:
