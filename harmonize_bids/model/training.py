@@ -57,15 +57,12 @@ class TrainingSchedule:
     ``a = contrast_augmentation``; with a reference channel, that channel and the target
     of each sample are raised together to a power exp(U(-b, b)) about the white-matter
     level, ``b = target_contrast_augmentation``, so the target contrast follows the
-    study's reference instead of the training sites'; with ``target_contrast_knee`` k > 0,
-    intensities below k times that level take a second, independent power, so the dark
-    (CSF / grey matter) contrast varies apart from the grey / white; with
-    ``through_plane_weight`` w > 0 each sample is a pair of neighbouring slices sharing
-    patch, augmentation, timestep and noise (as slices share noise at inference), and the
-    loss adds w times the squared error of the difference between their clean-image
-    estimates against the target's difference; ``val_fraction`` of the volumes (or slices,
-    with one volume) are held out for a validation loss every ``val_every`` steps (default:
-    each checkpoint).
+    study's reference instead of the training sites'; with ``through_plane_weight`` w > 0
+    each sample is a pair of neighbouring slices sharing patch, augmentation, timestep and
+    noise (as slices share noise at inference), and the loss adds w times the squared error
+    of the difference between their clean-image estimates against the target's difference;
+    ``val_fraction`` of the volumes (or slices, with one volume) are held out for a
+    validation loss every ``val_every`` steps (default: each checkpoint).
     """
 
     iterations: int = 300_000
@@ -79,7 +76,6 @@ class TrainingSchedule:
     lesion_weight: float = 1.0
     contrast_augmentation: float = 0.0
     target_contrast_augmentation: float = 0.0
-    target_contrast_knee: float = 0.0
     through_plane_weight: float = 0.0
     checkpoint_every: int = 1000
     val_fraction: float = 0.1
@@ -89,10 +85,6 @@ class TrainingSchedule:
     def __post_init__(self) -> None:
         if self.lesion_weight < 1.0:
             raise ValueError(f"lesion_weight must be at least 1, got {self.lesion_weight}.")
-        if not 0.0 <= self.target_contrast_knee < 1.0:
-            raise ValueError(
-                f"target_contrast_knee must be in [0, 1), got {self.target_contrast_knee}."
-            )
 
 
 @dataclass
@@ -309,12 +301,9 @@ def _augment_target_contrast(
     strength: float,
     level: float,
     generator: torch.Generator,
-    knee: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Map the reference channel (the last of ``src``) and ``target`` of each sample by one
     random power about ``level``: ``level * (x / level) ** exp(U(-s, s))``, clipped to [0, 1].
-    With ``knee`` k > 0, below ``k * level`` the map continues with a second random power
-    about that point, so it stays continuous and monotone.
 
     Histogram matching commutes with a monotone map of the reference, so this is the
     sample the study of another target scanner would give: the reference channel and the
@@ -322,16 +311,9 @@ def _augment_target_contrast(
     if strength <= 0:
         return src, target
     gamma = _random_powers(len(src), strength, generator)
-    dark_gamma = _random_powers(len(src), strength, generator) if knee > 0 else None
 
     def mapped(x: torch.Tensor) -> torch.Tensor:
-        x = x.clamp(min=0)
-        y = level * (x / level) ** gamma
-        if dark_gamma is not None:
-            bend = knee * level
-            dark = level * knee**gamma * (x / bend) ** dark_gamma
-            y = torch.where(x < bend, dark, y)
-        return y.clamp(max=1.0)
+        return (level * (x.clamp(min=0) / level) ** gamma).clamp(max=1.0)
 
     out = src.clone()
     out[:, -1:] = mapped(src[:, -1:])
@@ -574,12 +556,7 @@ def train(
         src = _augment_contrast(src, source_channels, schedule.contrast_augmentation, gen)
         if model.reference_channel:
             src, tgt = _augment_target_contrast(
-                src,
-                tgt,
-                schedule.target_contrast_augmentation,
-                white_matter,
-                gen,
-                knee=schedule.target_contrast_knee,
+                src, tgt, schedule.target_contrast_augmentation, white_matter, gen
             )
         return src, tgt, lesion
 

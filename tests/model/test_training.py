@@ -454,23 +454,3 @@ def test_target_contrast_augmentation_maps_reference_and_target_together():
     assert torch.all(target.flatten(1).diff(dim=1) >= 0)  # monotone
     same, same_target = _augment_target_contrast(src, x, 0.0, 0.81, gen)
     assert same is src and same_target is x
-
-
-def test_target_contrast_knee_bends_the_dark_end_alone():
-    from harmonize_bids.model.training import TrainingSchedule, _augment_target_contrast
-
-    x = torch.linspace(0, 1, 4097).reshape(1, 1, 1, -1).repeat(8, 1, 1, 1)
-    src = torch.cat([x, x], dim=1)
-    one = _augment_target_contrast(src, x.clone(), 0.5, 0.81, torch.Generator().manual_seed(3))
-    two = _augment_target_contrast(
-        src, x.clone(), 0.5, 0.81, torch.Generator().manual_seed(3), knee=0.5
-    )
-    out, target = two
-    assert torch.allclose(out[:, 1:], target)  # still one map for reference and target
-    above = x[0, 0, 0] >= 0.405
-    assert torch.allclose(target[..., above], one[1][..., above])  # bright end unchanged
-    assert not torch.allclose(target[..., ~above], one[1][..., ~above])
-    steps = target.flatten(1).diff(dim=1)
-    assert torch.all(steps >= 0) and steps.max() < 0.01  # monotone and continuous
-    with pytest.raises(ValueError, match="knee"):
-        TrainingSchedule(target_contrast_knee=1.0)
