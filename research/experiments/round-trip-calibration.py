@@ -97,18 +97,19 @@ def main() -> None:
     args = parser.parse_args()
 
     site_of = Q.sites(Path(args.bids))
-    every = [] if args.fit else args.measure
     labels = args.fit or [s.removeprefix("sub-") for s in site_of]
     _, found = Q.research_cases(args.bids, args.work, args.cache, args.direction, labels)
     fit_cases = list(found)
-    calibrations = {}
     if args.fit:
-        shared = fit_round_trips(args, fit_cases)
-        calibrations = dict.fromkeys(args.measure, shared)
-    for label in every:
-        sub = f"sub-{label}"
-        mates = [c for c in fit_cases if c.subject != sub and site_of[c.subject] == site_of[sub]]
-        calibrations[label] = fit_round_trips(args, mates)
+        calibrations = dict.fromkeys(args.measure, fit_round_trips(args, fit_cases))
+    else:
+        calibrations = {}
+        for label in args.measure:
+            sub = f"sub-{label}"
+            mates = [
+                c for c in fit_cases if c.subject != sub and site_of[c.subject] == site_of[sub]
+            ]
+            calibrations[label] = fit_round_trips(args, mates)
     for label, calibration in calibrations.items():
         print(f"sub-{label} change weight {calibration.change_weight:.3f}")
 
