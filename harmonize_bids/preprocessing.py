@@ -29,6 +29,7 @@ DEFAULT_PREPROCESSING: dict[str, Any] = {
     "context_slices": 0,
     "source_masked": True,
     "reference_channel": False,
+    "residual_to_reference": False,
 }
 
 

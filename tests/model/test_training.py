@@ -454,3 +454,46 @@ def test_target_contrast_augmentation_maps_reference_and_target_together():
     assert torch.all(target.flatten(1).diff(dim=1) >= 0)  # monotone
     same, same_target = _augment_target_contrast(src, x, 0.0, 0.81, gen)
     assert same is src and same_target is x
+
+
+def test_a_residual_model_learns_the_target_minus_its_reference():
+    """The loss of a residual model on (reference m, target y) is the plain loss on the
+    target y - m + 0.5 (image scale), and a fine-tuned copy keeps or switches the option."""
+    from diffusers import DDPMScheduler
+
+    from harmonize_bids.model.training import _loss
+
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(3, 1, 3, padding=1)
+    scheduler = DDPMScheduler(num_train_timesteps=10)
+    src, tgt = torch.rand(2, 2, 8, 8), torch.rand(2, 1, 8, 8)
+    noise, t = torch.randn(2, 1, 8, 8), torch.tensor([3, 7])
+
+    @torch.no_grad()
+    def loss(target, residual):
+        return float(
+            _loss(
+                lambda x, _: net(x),
+                scheduler,
+                "v_prediction",
+                src,
+                target,
+                t,
+                noise,
+                torch.device("cpu"),
+                torch.float32,
+                residual_to_reference=residual,
+            )
+        )
+
+    shifted = tgt - src[:, -1:] + 0.5
+    assert loss(tgt, True) == pytest.approx(loss(shifted, False), rel=1e-5)
+    assert loss(tgt, True) != pytest.approx(loss(tgt, False), rel=1e-3)
+
+    base = new_model("sloppy", reference_channel=True, seed=3)
+    residual = fine_tuning_start(base, 1.5, 3.0, residual_to_reference=True)
+    assert residual.residual_to_reference and not base.residual_to_reference
+    assert fine_tuning_start(residual, 1.5, 3.0).residual_to_reference
+    assert not fine_tuning_start(
+        residual, 1.5, 3.0, residual_to_reference=False
+    ).residual_to_reference
