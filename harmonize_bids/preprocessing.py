@@ -29,7 +29,6 @@ DEFAULT_PREPROCESSING: dict[str, Any] = {
     "context_slices": 0,
     "source_masked": True,
     "reference_channel": False,
-    "residual_to_reference": False,
 }
 
 

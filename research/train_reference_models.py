@@ -163,11 +163,6 @@ def main() -> None:
     parser.add_argument("--target-contrast-augmentation", type=float, default=0.0)
     parser.add_argument("--context-slices", type=int, default=None)
     parser.add_argument("--through-plane-weight", type=float, default=0.0)
-    parser.add_argument(
-        "--residual",
-        action="store_true",
-        help="sample the target minus the reference channel instead of the target",
-    )
     parser.add_argument("--checkpoint-every", type=int, default=250)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--resume", action="store_true")
@@ -188,7 +183,6 @@ def main() -> None:
             name=name,
             seed=args.seed,
         )
-        model.preprocessing["residual_to_reference"] = args.residual
     else:
         init_dir = (
             bundled_model_dir(source_field, target_field)
@@ -205,7 +199,6 @@ def main() -> None:
             name,
             reference_channel=True,
             context_slices=args.context_slices,
-            residual_to_reference=args.residual,
         )
     model.reference = volumes["pooled"].to_json()
     model.meta["domain"] = training_domain(

@@ -98,12 +98,6 @@ class HarmonizationModel:
         return bool(self.preprocessing.get("reference_channel", False))
 
     @property
-    def residual_to_reference(self) -> bool:
-        """Whether the network samples the target minus its reference channel (the source
-        matched to the target-field reference) instead of the target itself."""
-        return bool(self.preprocessing.get("residual_to_reference", False))
-
-    @property
     def multiple(self) -> int:
         return pad_multiple(self.network_config)
 

@@ -57,21 +57,6 @@ def from_network(x: torch.Tensor) -> torch.Tensor:
     return ((x + 1.0) * 0.5).clamp_(0.0, 1.0)
 
 
-def diffused_image(
-    target: torch.Tensor, source: torch.Tensor, residual_to_reference: bool
-) -> torch.Tensor:
-    """What the network samples, in network scale: the target, or with
-    ``residual_to_reference`` the target minus the reference channel (last of ``source``)."""
-    return target - source[:, -1:] if residual_to_reference else target
-
-
-def target_image(
-    sampled: torch.Tensor, source: torch.Tensor, residual_to_reference: bool
-) -> torch.Tensor:
-    """The target a sample of :func:`diffused_image` stands for (network scale)."""
-    return sampled + source[:, -1:] if residual_to_reference else sampled
-
-
 def slice_generators(
     seed: int, member: int, slices: list[int] | np.ndarray, *, noise: str = "shared"
 ) -> list[torch.Generator]:
@@ -234,8 +219,6 @@ def sample_volume(
         )
     if ensemble < 1:
         raise ValueError(f"ensemble must be >= 1, got {ensemble}.")
-    if model.residual_to_reference and not model.reference_channel:
-        raise ValueError("a model residual to its reference needs a reference channel.")
     if model.reference_channel and (matched is None or np.shape(matched) != volume.shape):
         raise ValueError(
             "this model needs the source matched to a target-field reference "
@@ -301,7 +284,7 @@ def sample_volume(
             acc = torch.zeros((batch.size, 1, height, width), device=dev)
             for member in range(ensemble):
                 gens = slice_generators(seed, member, batch, noise=noise)
-                sampled = sample(
+                acc += sample(
                     net,
                     sampling_scheduler(model.scheduler_config, sampler),
                     source,
@@ -312,7 +295,6 @@ def sample_volume(
                     memory_format=layout,
                     callback=bar.update,
                 )
-                acc += target_image(sampled, source, model.residual_to_reference)
             frame.paste(res, from_network(acc / ensemble)[:, 0].cpu().numpy(), msk, batch)
     finally:
         bar.close()

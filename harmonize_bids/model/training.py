@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from .data import SlicePairs, extract_slice_pairs
 from .device import autocast, resolve_device, resolve_precision
 from .folder import HarmonizationModel, new_model, save_model_folder
-from .sampling import diffused_image, to_network
+from .sampling import to_network
 from .schedulers import training_scheduler
 
 LOGGER = logging.getLogger(__name__)
@@ -122,15 +122,12 @@ def fine_tuning_start(
     name: str | None = None,
     reference_channel: bool | None = None,
     context_slices: int | None = None,
-    residual_to_reference: bool | None = None,
 ) -> HarmonizationModel:
     """A trainable copy of ``base`` (same direction) that records where it started.
 
     ``reference_channel=True`` on a model without one adds that input channel, and
     ``context_slices`` above ``base``'s adds neighbouring source slices on each side, with
-    zero weights: training starts from ``base``'s outputs. ``residual_to_reference``
-    switches what the network samples (see :func:`~harmonize_bids.model.sampling.diffused_image`);
-    default: as ``base``.
+    zero weights: training starts from ``base``'s outputs.
     """
     add_reference = bool(reference_channel) and not base.reference_channel
     context = base.context_slices if context_slices is None else int(context_slices)
@@ -170,9 +167,6 @@ def fine_tuning_start(
         **base.preprocessing,
         "reference_channel": base.reference_channel or add_reference,
         "context_slices": context,
-        "residual_to_reference": base.residual_to_reference
-        if residual_to_reference is None
-        else bool(residual_to_reference),
     }
     if base.meta.get("domain"):
         fresh.meta["domain"] = base.meta["domain"]
@@ -248,14 +242,11 @@ def _loss(
     dtype: torch.dtype,
     weight: torch.Tensor | None = None,
     through_plane_weight: float = 0.0,
-    residual_to_reference: bool = False,
 ) -> torch.Tensor:
     """Mean squared error of the network's prediction, per pixel times ``weight`` if given;
     with ``through_plane_weight``, the batch's halves are neighbouring slices and the
-    error of their clean-image estimates' difference is added with that weight; the clean
-    image is :func:`~harmonize_bids.model.sampling.diffused_image`."""
-    src = to_network(src.to(device))
-    x0 = diffused_image(to_network(tgt.to(device)), src, residual_to_reference)
+    error of their clean-image estimates' difference is added with that weight."""
+    src, x0 = to_network(src.to(device)), to_network(tgt.to(device))
     noise, t = noise.to(device), t.to(device)
     x_t = scheduler.add_noise(x0, noise, t)
     with autocast(device, dtype):
@@ -347,7 +338,6 @@ def _validate(
     seed: int,
     device: torch.device,
     dtype: torch.dtype,
-    residual_to_reference: bool = False,
 ) -> float:
     """Mean loss on up to 64 held-out slices at fixed timesteps and noise."""
     idx = torch.as_tensor(val_idx[:: max(1, len(val_idx) // _VAL_SLICES)][:_VAL_SLICES])
@@ -360,18 +350,7 @@ def _validate(
         src, tgt, _ = pairs.batch(chunk)
         noise = torch.randn(tgt.shape, generator=gen)
         t = steps[start : start + len(chunk)]
-        loss = _loss(
-            net,
-            scheduler,
-            prediction_type,
-            src,
-            tgt,
-            t,
-            noise,
-            device,
-            dtype,
-            residual_to_reference=residual_to_reference,
-        )
+        loss = _loss(net, scheduler, prediction_type, src, tgt, t, noise, device, dtype)
         total += float(loss) * len(chunk)
     return total / len(idx)
 
@@ -487,8 +466,6 @@ def train(
             "a model with a reference channel trains on matched sources, and "
             "only such a model does."
         )
-    if model.residual_to_reference and not model.reference_channel:
-        raise ValueError("a model residual to its reference needs a reference channel.")
     t_start = time.monotonic()
     model_dir = Path(model_dir)
     work = (
@@ -621,7 +598,6 @@ def train(
                 proc.dtype,
                 _pixel_weight(lesion, schedule.lesion_weight),
                 schedule.through_plane_weight,
-                model.residual_to_reference,
             )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -648,7 +624,6 @@ def train(
                     schedule.seed,
                     proc.device,
                     proc.dtype,
-                    model.residual_to_reference,
                 )
                 net.train()
                 ema.restore(net.parameters())

@@ -197,24 +197,3 @@ def test_context_slices_model_runs(tmp_path):
     assert np.array_equal(
         out, sample_volume(loaded, source, mask, steps=3, device="cpu", progress=False)
     )
-
-
-def test_a_residual_model_adds_its_reference_channel(tmp_path):
-    """Same network and noise: the residual model's output is the plain one's sample
-    (image scale, before clipping) minus 0.5 plus the matched source."""
-    from harmonize_bids.model import load_model_folder, save_model_folder
-
-    plain = new_model("sloppy", reference_channel=True, seed=3)
-    source, _, mask = phantom_pair((5, 18, 14))
-    matched = np.clip(source * 0.8 + 0.1, 0, 1).astype(np.float32)
-    kwargs = {"steps": 3, "device": "cpu", "precision": "fp32", "progress": False}
-    out_plain = sample_volume(plain, source, mask, matched=matched, **kwargs)
-    plain.preprocessing["residual_to_reference"] = True
-    residual = load_model_folder(save_model_folder(plain, tmp_path / "m"))
-    assert residual.residual_to_reference
-    out = sample_volume(residual, source, mask, matched=matched, **kwargs)
-    inside = mask & (out_plain > 0) & (out_plain < 1)
-    expected = np.clip(out_plain - 0.5 + matched, 0, 1)
-    assert inside.sum() > 100
-    assert np.allclose(out[inside], expected[inside], atol=1e-5)
-    assert not np.allclose(out[inside], out_plain[inside], atol=1e-2)
