@@ -1,0 +1,65 @@
+"""The mean output of several independently trained models of one direction.
+
+Models trained along different paths err in opposite directions on the grey-matter
+volume from one unseen site pair to the next (from-scratch-sites.md), so their mean may
+carry less of each one's error. Each member harmonizes every subject at the default
+setting (its output kept in OUT_DIR/<member>/axis0, as multi-planar.py keeps it); the
+members and their voxel-wise mean are measured with benchmarks/quality.py's metrics and
+issue 34's bars, and the tables are printed as markdown.
+
+    python research/experiments/model-ensemble.py BIDS WORK CACHE DIRECTION OUT_DIR \
+        NAME=MODEL_DIR [NAME=MODEL_DIR ...]
+
+MODEL_DIR ``bundled`` is the direction's bundled model.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import quality as Q  # noqa: E402
+
+ENSEMBLE = "Mean of the members"
+
+
+def main(bids, work, cache, direction_name, out_dir, *members):
+    direction = Q.DIRECTIONS[direction_name]
+    models = {}
+    for item in members:
+        name, folder = item.split("=", 1)
+        models[name] = Q.load_model(direction, None if folder == "bundled" else Path(folder))
+    results = {Q.ORIGINAL: [], Q.MATCHING: [], **{name: [] for name in models}, ENSEMBLE: []}
+    site_of = Q.sites(Path(bids))
+    measured = set()
+    for case in Q.cases(Path(bids), Path(work), direction, Path(cache) / direction_name):
+        measured.add(site_of[case.subject])
+        images = {
+            Q.ORIGINAL: case.source,
+            Q.MATCHING: case.peers.histogram_matching(case.source, case.mask),
+        }
+        for name, model in models.items():
+            kept = Path(out_dir) / name / "axis0" / f"{case.subject}.npy"
+            images[name] = case.ours(model, kept)
+        images[ENSEMBLE] = np.mean([images[name] for name in models], axis=0)
+        for name, image in images.items():
+            row = {**case.evaluate(np.asarray(image, np.float32)), "seconds": float("nan")}
+            results[name].append(row)
+            print(case.subject, name, json.dumps(row, default=float), file=sys.stderr, flush=True)
+    Path(out_dir, "ensemble.json").write_text(json.dumps(results, indent=1, default=float))
+    summary = Q.summarize(results)
+    about = {
+        "subjects": len(results[ENSEMBLE]),
+        "sites": len(measured),
+        "phantom": Path(bids).name,
+    }
+    for name in [*models, ENSEMBLE]:
+        shown = {k: summary[k] for k in (Q.ORIGINAL, Q.MATCHING, name)}
+        checks = Q.acceptance_unseen(summary, name)
+        print(Q.tables(f"{Path(bids).name}: {direction_name}, {name}", shown, about, checks))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
