@@ -13,7 +13,12 @@ issue 34's bars, and the tables are printed as markdown.
     python research/experiments/model-ensemble.py BIDS WORK CACHE DIRECTION OUT_DIR \
         NAME=MODEL_DIR [NAME=MODEL_DIR ...]
 
-MODEL_DIR ``bundled`` is the direction's bundled model.
+MODEL_DIR ``bundled`` is the direction's bundled model. On the real scans of
+benchmarks/real_scans.py (3 T -> 1.5 T: the real 3 T scan harmonized to the real 1.5 T
+one), with that benchmark's measures:
+
+    python research/experiments/model-ensemble.py real SCAN_1P5T SCAN_3T WORK \
+        NAME=MODEL_DIR [NAME=MODEL_DIR ...]
 """
 
 import json
@@ -29,6 +34,50 @@ import quality as Q  # noqa: E402
 ENSEMBLE = "Mean of the members"
 ENSEMBLE_FINE = "Mean of the members, first member's fine scales"
 SIGMA = 1.0
+
+
+def combinations(images: dict, members: list[str], mask: np.ndarray) -> dict:
+    """The members' mean, and the mean with the first member's fine scales."""
+    mean = np.mean([images[name] for name in members], axis=0)
+    change = images[members[0]] - mean
+    fine = mean + change - ndimage.gaussian_filter(change, SIGMA)
+    return {ENSEMBLE: mean, ENSEMBLE_FINE: np.where(mask, fine, 0)}
+
+
+def real(scan_1p5T, scan_3T, work, *members):
+    import real_scans as R
+
+    from harmonize_bids.image.reference import (
+        TargetReference,
+        brain_quantiles,
+        match_to_reference,
+    )
+    from harmonize_bids.inference import InferenceSettings, harmonize
+
+    direction = Q.DIRECTIONS["3T-to-1.5T"]
+    image, mask = R.preprocess(Path(scan_3T), Path(work))
+    target, target_mask = R.preprocess(Path(scan_1p5T), Path(work))
+    reference = TargetReference.pooled(
+        direction.target, [brain_quantiles(target, target_mask)], ["real target-field scan"]
+    )
+    images = {
+        Q.ORIGINAL: image,
+        Q.MATCHING: match_to_reference(image, mask, reference.quantiles),
+    }
+    names = []
+    for item in members:
+        name, folder = item.split("=", 1)
+        model = Q.load_model(direction, None if folder == "bundled" else Path(folder))
+        settings = InferenceSettings.resolve(model)
+        images[name] = harmonize(model, image, mask, settings, reference=reference).image
+        names.append(name)
+    images.update(combinations(images, names, mask))
+    hist = R.metrics.brain_histogram(target, target_mask)
+    goal = R.fractions(target, target_mask)
+    print("target fractions", json.dumps(goal))
+    for name, out in images.items():
+        row = R.measure(np.asarray(out, np.float32), mask, image, hist, goal)
+        print(name, json.dumps(row, default=float), flush=True)
 
 
 def main(bids, work, cache, direction_name, out_dir, *members):
@@ -50,12 +99,7 @@ def main(bids, work, cache, direction_name, out_dir, *members):
         for name, model in models.items():
             kept = Path(out_dir) / name / "axis0" / f"{case.subject}.npy"
             images[name] = case.ours(model, kept)
-        mean = np.mean([images[name] for name in models], axis=0)
-        change = images[next(iter(models))] - mean
-        images[ENSEMBLE] = mean
-        images[ENSEMBLE_FINE] = np.where(
-            case.mask, mean + change - ndimage.gaussian_filter(change, SIGMA), 0
-        )
+        images.update(combinations(images, list(models), case.mask))
         for name, image in images.items():
             row = {**case.evaluate(np.asarray(image, np.float32)), "seconds": float("nan")}
             results[name].append(row)
@@ -74,4 +118,7 @@ def main(bids, work, cache, direction_name, out_dir, *members):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    if sys.argv[1] == "real":
+        real(*sys.argv[2:])
+    else:
+        main(*sys.argv[1:])
