@@ -36,6 +36,15 @@ ENSEMBLE_FINE = "Mean of the members, first member's fine scales"
 SIGMA = 1.0
 
 
+def load_members(direction, members: tuple[str, ...]) -> dict:
+    """``NAME=MODEL_DIR`` arguments as name -> model (``bundled``: the bundled model)."""
+    models = {}
+    for item in members:
+        name, folder = item.split("=", 1)
+        models[name] = Q.load_model(direction, None if folder == "bundled" else Path(folder))
+    return models
+
+
 def combinations(images: dict, members: list[str], mask: np.ndarray) -> dict:
     """The members' mean, and the mean with the first member's fine scales."""
     mean = np.mean([images[name] for name in members], axis=0)
@@ -64,14 +73,11 @@ def real(scan_1p5T, scan_3T, work, *members):
         Q.ORIGINAL: image,
         Q.MATCHING: match_to_reference(image, mask, reference.quantiles),
     }
-    names = []
-    for item in members:
-        name, folder = item.split("=", 1)
-        model = Q.load_model(direction, None if folder == "bundled" else Path(folder))
+    models = load_members(direction, members)
+    for name, model in models.items():
         settings = InferenceSettings.resolve(model)
         images[name] = harmonize(model, image, mask, settings, reference=reference).image
-        names.append(name)
-    images.update(combinations(images, names, mask))
+    images.update(combinations(images, list(models), mask))
     hist = R.metrics.brain_histogram(target, target_mask)
     goal = R.fractions(target, target_mask)
     print("target fractions", json.dumps(goal))
@@ -82,10 +88,7 @@ def real(scan_1p5T, scan_3T, work, *members):
 
 def main(bids, work, cache, direction_name, out_dir, *members):
     direction = Q.DIRECTIONS[direction_name]
-    models = {}
-    for item in members:
-        name, folder = item.split("=", 1)
-        models[name] = Q.load_model(direction, None if folder == "bundled" else Path(folder))
+    models = load_members(direction, members)
     combined = [*models, ENSEMBLE, ENSEMBLE_FINE]
     results = {name: [] for name in [Q.ORIGINAL, Q.MATCHING, *combined]}
     site_of = Q.sites(Path(bids))
