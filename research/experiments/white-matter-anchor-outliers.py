@@ -1,9 +1,12 @@
-"""Prepared scans whose preprocessed brain looks mis-scaled, with the mixture behind it.
+"""Prepared scans whose preprocessed brain looks mis-scaled, with the mixture behind it
+and the level the phantom's true white matter ended at.
 
-Usage: python white-matter-anchor-outliers.py WORK_DIR [WORK_DIR ...]   (prepared by
-``harmonize-bids-train --prepare-only``). Prints, per work folder, each scan whose
-preprocessed brain's 99th percentile is below ``MIN_SCALED_P99`` with the 3-class mixture
-(means, weights) of its clipped-and-scaled brain before white-matter anchoring.
+Usage: python white-matter-anchor-outliers.py BIDS WORK [BIDS WORK ...]: a phantom and its
+work folder (``harmonize-bids-train --prepare-only``). Prints, per work folder, the mean
+preprocessed intensity inside the true WM label over all scans (anchoring aims at 0.81),
+and each scan whose preprocessed brain's 99th percentile is below ``MIN_SCALED_P99`` with
+that mean and the 3-class mixture (means, weights) of its clipped-and-scaled brain before
+white-matter anchoring.
 """
 
 import sys
@@ -11,36 +14,56 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from nibabel.processing import resample_from_to
 
 from harmonize_bids.image.intensity import (
     MIN_SCALED_P99,
     clip_and_scale_array,
     tissue_mixture,
 )
+from harmonize_bids.phantom import truth_file
+from harmonize_bids.qc.metrics import TISSUE_LABELS
 
 
 def _array(path: Path) -> np.ndarray:
     return np.asanyarray(nib.load(path).dataobj)
 
 
-def main(work_dirs: list[str]) -> None:
-    for work in work_dirs:
+def _truth_wm_mean(bids: Path, preproc: Path, mask: np.ndarray) -> float:
+    sub, ses = preproc.name.split("_")[:2]
+    labels = resample_from_to(
+        nib.load(truth_file(bids, sub, ses, "dseg.nii.gz")), nib.load(preproc), order=0
+    )
+    wm = (np.asarray(labels.dataobj) == TISSUE_LABELS["WM"]) & mask
+    return float(_array(preproc)[wm].mean())
+
+
+def main(args: list[str]) -> None:
+    for bids, work in zip(args[::2], args[1::2], strict=True):
         scans = sorted(Path(work).glob("pairs/sub-*/ses-*/*_preproc.nii.gz"))
-        flagged = 0
+        levels, flagged = [], []
         for preproc in scans:
             mask = _array(Path(str(preproc).replace("_preproc", "_mask"))) > 0
+            level = _truth_wm_mean(Path(bids), preproc, mask)
+            levels.append(level)
             p99 = float(np.percentile(_array(preproc)[mask], 99))
             if p99 >= MIN_SCALED_P99:
                 continue
-            flagged += 1
             resampled = _array(Path(str(preproc).replace("_preproc", "_resampled")))
-            scaled = clip_and_scale_array(resampled, mask, white_matter=None)
-            means, weights = tissue_mixture(scaled, mask)
-            print(
-                f"  {preproc.relative_to(work)}: p99 {p99:.2f}, class means "
-                f"{np.round(means, 3).tolist()}, weights {np.round(weights, 3).tolist()}"
+            means, weights = tissue_mixture(
+                clip_and_scale_array(resampled, mask, white_matter=None), mask
             )
-        print(f"{work}: {len(scans)} preprocessed scans, {flagged} below p99 {MIN_SCALED_P99}")
+            flagged.append(
+                f"  {preproc.relative_to(work)}: p99 {p99:.2f}, true WM at {level:.3f}, class "
+                f"means {np.round(means, 3).tolist()}, weights {np.round(weights, 3).tolist()}"
+            )
+        print(
+            f"{work}: {len(scans)} preprocessed scans, true WM at {np.median(levels):.3f} "
+            f"(median; {min(levels):.3f}-{max(levels):.3f}), {len(flagged)} below p99 "
+            f"{MIN_SCALED_P99}"
+        )
+        for line in flagged:
+            print(line)
 
 
 if __name__ == "__main__":
