@@ -14,28 +14,27 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from nibabel.processing import resample_from_to
 
 from harmonize_bids.image.intensity import (
     MIN_SCALED_P99,
     clip_and_scale_array,
+    scaling_problem,
     tissue_mixture,
 )
-from harmonize_bids.phantom import truth_file
 from harmonize_bids.qc.metrics import TISSUE_LABELS
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import quality as Q  # noqa: E402
 
 
 def _array(path: Path) -> np.ndarray:
     return np.asanyarray(nib.load(path).dataobj)
 
 
-def _truth_wm_mean(bids: Path, preproc: Path, mask: np.ndarray) -> float:
-    sub, ses = preproc.name.split("_")[:2]
-    labels = resample_from_to(
-        nib.load(truth_file(bids, sub, ses, "dseg.nii.gz")), nib.load(preproc), order=0
-    )
-    wm = (np.asarray(labels.dataobj) == TISSUE_LABELS["WM"]) & mask
-    return float(_array(preproc)[wm].mean())
+def _truth_wm_mean(bids: Path, preproc: Path, image: np.ndarray, mask: np.ndarray) -> float:
+    # the benchmark's truth on a preprocessed grid; the scan's own name gives its session
+    labels = Q.truth_labels(bids, {"inputs": [str(preproc)], "source": str(preproc)})
+    return float(image[(labels == TISSUE_LABELS["WM"]) & mask].mean())
 
 
 def main(args: list[str]) -> None:
@@ -43,19 +42,20 @@ def main(args: list[str]) -> None:
         scans = sorted(Path(work).glob("pairs/sub-*/ses-*/*_preproc.nii.gz"))
         levels, flagged = [], []
         for preproc in scans:
+            image = _array(preproc)
             mask = _array(Path(str(preproc).replace("_preproc", "_mask"))) > 0
-            level = _truth_wm_mean(Path(bids), preproc, mask)
+            level = _truth_wm_mean(Path(bids), preproc, image, mask)
             levels.append(level)
-            p99 = float(np.percentile(_array(preproc)[mask], 99))
-            if p99 >= MIN_SCALED_P99:
+            problem = scaling_problem(image, mask)
+            if problem is None:
                 continue
             resampled = _array(Path(str(preproc).replace("_preproc", "_resampled")))
             means, weights = tissue_mixture(
                 clip_and_scale_array(resampled, mask, white_matter=None), mask
             )
             flagged.append(
-                f"  {preproc.relative_to(work)}: p99 {p99:.2f}, true WM at {level:.3f}, class "
-                f"means {np.round(means, 3).tolist()}, weights {np.round(weights, 3).tolist()}"
+                f"  {preproc.relative_to(work)}: {problem}; true WM at {level:.3f}, class means "
+                f"{np.round(means, 3).tolist()}, weights {np.round(weights, 3).tolist()}"
             )
         print(
             f"{work}: {len(scans)} preprocessed scans, true WM at {np.median(levels):.3f} "
