@@ -24,6 +24,10 @@ _MIXTURE_SAMPLES = 150_000
 _MIXTURE_BINS = 4096
 #: Covariance floor, as scikit-learn's GaussianMixture.
 _REG_VARIANCE = 1e-6
+#: The least share of the brain the white-matter class holds (about a third in adults).
+MIN_WHITE_MATTER_SHARE = 0.05
+#: Bright tails left out before giving up on finding white matter.
+_MAX_TAIL_TRIMS = 4
 
 
 def tissue_mixture(data: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -34,12 +38,22 @@ def tissue_mixture(data: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.n
     scikit-learn's GaussianMixture (k-means classes for weights and variances, the 10th,
     50th and 90th percentiles for means) and stopped by its rule.
     """
-    from sklearn.cluster import KMeans
+    means, weights, _ = _fit_mixture(_brain_sample(data, mask))
+    return means, weights
 
+
+def _brain_sample(data: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The brain intensities the mixture is fitted on, as float64."""
     values = np.asarray(data, np.float64)[np.asarray(mask) > 0]
     if values.size < 3:
         raise ImageError('brain mask has fewer than 3 voxels. Check the skull-stripping step.')
-    values = values[:: max(1, values.size // _MIXTURE_SAMPLES)]
+    return values[:: max(1, values.size // _MIXTURE_SAMPLES)]
+
+
+def _fit_mixture(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Means, weights and variances of 3 Gaussian classes of ``values``, darkest first."""
+    from sklearn.cluster import KMeans
+
     counts, edges = np.histogram(values, bins=_MIXTURE_BINS)
     filled = counts > 0
     x = ((edges[:-1] + edges[1:]) / 2)[filled]
@@ -54,9 +68,7 @@ def tissue_mixture(data: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.n
     bound = -np.inf
     # a tight tolerance: stopped early (the default), the WM mean drifts by up to 0.02
     for _ in range(1000):
-        log_density = -0.5 * (
-            (x[:, None] - means) ** 2 / variances + np.log(2 * np.pi * variances)
-        ) + np.log(weights)
+        log_density = _log_density(x, means, weights, variances)
         log_total = np.logaddexp.reduce(log_density, axis=1)
         resp = np.exp(log_density - log_total[:, None]) * counts[:, None]
         weights, means, variances = _mixture_update(x, resp)
@@ -64,7 +76,14 @@ def tissue_mixture(data: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.n
         if abs(bound - previous) < 1e-6:
             break
     order = np.argsort(means)
-    return means[order], weights[order]
+    return means[order], weights[order], variances[order]
+
+
+def _log_density(x, means, weights, variances) -> np.ndarray:
+    """Log of each class's weighted Gaussian density at each of ``x`` (rows)."""
+    return -0.5 * (
+        (x[:, None] - means) ** 2 / variances + np.log(2 * np.pi * variances)
+    ) + np.log(weights)
 
 
 def _mixture_update(x: np.ndarray, resp: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -76,8 +95,31 @@ def _mixture_update(x: np.ndarray, resp: np.ndarray) -> tuple[np.ndarray, ...]:
 
 
 def white_matter_level(data: np.ndarray, mask: np.ndarray) -> float:
-    """Mean intensity of the brightest of 3 Gaussian classes of the brain (T1w: WM)."""
-    return float(tissue_mixture(data, mask)[0][-1])
+    """Mean intensity of the brightest of 3 Gaussian classes of the brain (T1w: WM).
+
+    A brightest class holding under :data:`MIN_WHITE_MATTER_SHARE` of the brain is a bright
+    tail (fat or vessels left by skull stripping) that made grey and white matter share a
+    class: the voxels that class claims are left out and the mixture fitted again.
+    """
+    values = _brain_sample(data, mask)
+    for _ in range(_MAX_TAIL_TRIMS + 1):
+        means, weights, variances = _fit_mixture(values)
+        if weights[-1] >= MIN_WHITE_MATTER_SHARE:
+            return float(means[-1])
+        values = values[values < _tail_start(values, means, weights, variances)]
+    raise ImageError(
+        'no intensity class holds enough of the brain to be white matter. Check the brain '
+        'mask (skull stripping) and the input.'
+    )
+
+
+def _tail_start(values, means, weights, variances) -> float:
+    """The lowest of ``values`` above the second-brightest class's mean that the brightest
+    class claims (its posterior above one half)."""
+    above = np.unique(values[values > means[-2]])
+    log_density = _log_density(above, means, weights, variances)
+    claimed = log_density[:, -1] > np.logaddexp.reduce(log_density[:, :-1], axis=1)
+    return float(above[claimed][0]) if claimed.any() else float(means[-1])
 
 
 def anchor_white_matter(

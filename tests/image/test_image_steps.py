@@ -16,6 +16,7 @@ from harmonize_bids.image import (
     skull_strip,
     white_matter_level,
 )
+from harmonize_bids.image.intensity import tissue_mixture
 
 
 def _com_mm(img):
@@ -172,6 +173,28 @@ def test_white_matter_is_anchored_whatever_the_brightest_voxels():
         assert out.max() <= 1 and out.min() >= 0
     # percentile scaling alone lets the fat darken the brain
     assert clip_and_scale_array(brain, mask, white_matter=None)[labels == 2].mean() < 0.4
+
+
+def test_white_matter_is_found_under_a_spread_bright_tail():
+    # 1.4 % of the brain spread far above white matter: a 3-class fit gives the tail a
+    # class of its own and merges grey with white matter
+    rng = np.random.default_rng(5)
+    mask = np.ones((40, 40, 40), bool)
+    brain, labels = _three_tissue_brain(rng, 1000.0)
+    tail = rng.random(brain.shape) < 0.014
+    brain[tail] = rng.uniform(1000.0, 2500.0, tail.sum())
+    scaled = clip_and_scale_array(brain, mask, white_matter=None)
+    assert tissue_mixture(scaled, mask)[1][-1] < 0.05
+    out = clip_and_scale_array(brain, mask)
+    assert out[(labels == 2) & ~tail].mean() == pytest.approx(WHITE_MATTER_LEVEL, abs=0.01)
+    assert scaling_problem(out, mask) is None
+
+
+def test_white_matter_level_of_a_brain_without_tissue_classes_says_so():
+    values = np.zeros((20, 20, 20))
+    values.flat[:3] = [1.0, 2.0, 3.0]  # three lone bright voxels, the rest one intensity
+    with pytest.raises(ImageError, match='Check the input'):
+        white_matter_level(values, np.ones(values.shape, bool))
 
 
 def test_anchor_white_matter_file_keeps_the_grid_and_zeroes_outside(save, tmp_path):
