@@ -1,12 +1,14 @@
-"""Prepared scans whose preprocessed brain looks mis-scaled, with the mixture behind it
-and the level the phantom's true white matter ended at.
+"""Prepared scans whose white-matter anchor the bright-tail refit moves, and where the
+phantom's true white matter ends up before and after.
 
 Usage: python white-matter-anchor-outliers.py BIDS WORK [BIDS WORK ...]: a phantom and its
-work folder (``harmonize-bids-train --prepare-only``). Prints, per work folder, the mean
-preprocessed intensity inside the true WM label over all scans (anchoring aims at 0.81),
-and each scan whose preprocessed brain's 99th percentile is below ``MIN_SCALED_P99`` with
-that mean and the 3-class mixture (means, weights) of its clipped-and-scaled brain before
-white-matter anchoring.
+work folder (``harmonize-bids-train --prepare-only``). For each prepared scan, from its
+resampled image and brain mask: the white-matter level of the first 3-class mixture of the
+clipped-and-scaled brain (the anchor before the refit) and that of ``white_matter_level``
+(after), and the mean of the anchored brain inside the true WM label (anchoring aims at
+0.81) for each. Prints per work folder the true-WM means after the refit (median, range),
+and each scan whose anchor moved or whose anchored brain fails ``scaling_problem``, with
+the first mixture's class means and weights.
 """
 
 import sys
@@ -16,10 +18,11 @@ import nibabel as nib
 import numpy as np
 
 from harmonize_bids.image.intensity import (
-    MIN_SCALED_P99,
+    anchor_white_matter,
     clip_and_scale_array,
     scaling_problem,
     tissue_mixture,
+    white_matter_level,
 )
 from harmonize_bids.qc.metrics import TISSUE_LABELS
 
@@ -31,38 +34,38 @@ def _array(path: Path) -> np.ndarray:
     return np.asanyarray(nib.load(path).dataobj)
 
 
-def _truth_wm_mean(bids: Path, preproc: Path, image: np.ndarray, mask: np.ndarray) -> float:
-    # the benchmark's truth on a preprocessed grid; the scan's own name gives its session
-    labels = Q.truth_labels(bids, {"inputs": [str(preproc)], "source": str(preproc)})
-    return float(image[(labels == TISSUE_LABELS["WM"]) & mask].mean())
-
-
 def main(args: list[str]) -> None:
     for bids, work in zip(args[::2], args[1::2], strict=True):
         scans = sorted(Path(work).glob("pairs/sub-*/ses-*/*_preproc.nii.gz"))
-        levels, flagged = [], []
+        after_levels, lines = [], []
         for preproc in scans:
-            image = _array(preproc)
             mask = _array(Path(str(preproc).replace("_preproc", "_mask"))) > 0
-            level = _truth_wm_mean(Path(bids), preproc, image, mask)
-            levels.append(level)
-            problem = scaling_problem(image, mask)
-            if problem is None:
-                continue
             resampled = _array(Path(str(preproc).replace("_preproc", "_resampled")))
-            means, weights = tissue_mixture(
-                clip_and_scale_array(resampled, mask, white_matter=None), mask
-            )
-            flagged.append(
-                f"  {preproc.relative_to(work)}: {problem}; true WM at {level:.3f}, class means "
-                f"{np.round(means, 3).tolist()}, weights {np.round(weights, 3).tolist()}"
-            )
+            scaled = clip_and_scale_array(resampled, mask, white_matter=None)
+            means, weights = tissue_mixture(scaled, mask)
+            # the benchmark's truth on a preprocessed grid; the scan's name gives its session
+            labels = Q.truth_labels(Path(bids), {"inputs": [str(preproc)], "source": str(preproc)})
+            wm = (labels == TISSUE_LABELS["WM"]) & mask
+            anchors, true_wm, problems = [], [], []
+            for level in (means[-1], white_matter_level(scaled, mask)):
+                anchored = anchor_white_matter(scaled, mask, current=level)
+                anchors.append(level)
+                true_wm.append(float(anchored[wm].mean()))
+                problems.append(scaling_problem(anchored, mask))
+            after_levels.append(true_wm[1])
+            if anchors[0] != anchors[1] or any(problems):
+                lines.append(
+                    f"  {preproc.relative_to(work)}: anchor {anchors[0]:.3f} -> {anchors[1]:.3f}, "
+                    f"true WM {true_wm[0]:.3f} -> {true_wm[1]:.3f}, flagged "
+                    f"{problems[0] is not None} -> {problems[1] is not None}; first mixture "
+                    f"means {np.round(means, 3).tolist()}, weights {np.round(weights, 3).tolist()}"
+                )
         print(
-            f"{work}: {len(scans)} preprocessed scans, true WM at {np.median(levels):.3f} "
-            f"(median; {min(levels):.3f}-{max(levels):.3f}), {len(flagged)} below p99 "
-            f"{MIN_SCALED_P99}"
+            f"{work}: {len(scans)} scans, true WM after refit at {np.median(after_levels):.3f} "
+            f"(median; {min(after_levels):.3f}-{max(after_levels):.3f}), {len(lines)} moved or "
+            "flagged"
         )
-        for line in flagged:
+        for line in lines:
             print(line)
 
 

@@ -181,6 +181,9 @@ def test_white_matter_is_found_under_a_spread_bright_tail():
     rng = np.random.default_rng(5)
     mask = np.ones((40, 40, 40), bool)
     brain, labels = _three_tissue_brain(rng, 1000.0)
+    # without the tail, the level is the first mixture's, as it always was
+    scaled = clip_and_scale_array(brain, mask, white_matter=None)
+    assert white_matter_level(scaled, mask) == tissue_mixture(scaled, mask)[0][-1]
     tail = rng.random(brain.shape) < 0.014
     brain[tail] = rng.uniform(1000.0, 2500.0, tail.sum())
     scaled = clip_and_scale_array(brain, mask, white_matter=None)
