@@ -81,9 +81,8 @@ def _fit_mixture(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 def _log_density(x, means, weights, variances) -> np.ndarray:
     """Log of each class's weighted Gaussian density at each of ``x`` (rows)."""
-    return -0.5 * (
-        (x[:, None] - means) ** 2 / variances + np.log(2 * np.pi * variances)
-    ) + np.log(weights)
+    scaled_square = (x[:, None] - means) ** 2 / variances
+    return -0.5 * (scaled_square + np.log(2 * np.pi * variances)) + np.log(weights)
 
 
 def _mixture_update(x: np.ndarray, resp: np.ndarray) -> tuple[np.ndarray, ...]:
