@@ -97,8 +97,8 @@ def white_matter_level(data: np.ndarray, mask: np.ndarray) -> float:
     """Mean intensity of the brightest of 3 Gaussian classes of the brain (T1w: WM).
 
     A brightest class holding under :data:`MIN_WHITE_MATTER_SHARE` of the brain is a bright
-    tail (fat or vessels left by skull stripping) that made grey and white matter share a
-    class: the voxels that class claims are left out and the mixture fitted again.
+    tail (fat or vessels left by skull stripping) that crowded the tissues below it into two
+    classes: the voxels that class claims are left out and the mixture fitted again.
     """
     values = _brain_sample(data, mask)
     for _ in range(_MAX_TAIL_TRIMS + 1):
