@@ -20,6 +20,10 @@ On the real scans of benchmarks/real_scans.py, with that benchmark's measures
 other way):
 
     python research/experiments/output-reference-matching.py real SCAN_1P5T SCAN_3T WORK DIRECTION
+
+The rule's conditions over several runs (research note):
+
+    python research/experiments/output-reference-matching.py verdict BIDS=OUT_DIR ...
 """
 
 import json
@@ -167,8 +171,38 @@ def main(bids, work, cache, direction_name, out_dir):
         print(f"- {name}: " + " / ".join(f"{e[t]:.3f}" for t in Q.metrics.TISSUES))
 
 
+def verdict(*runs):
+    """The rule's four conditions over ``BIDS=OUT_DIR`` runs of :func:`main`."""
+    arms = [OURS, MATCHED, OWN]
+    bars = {name: [] for name in arms}
+    errors = {name: [] for name in arms}
+    for run in runs:
+        bids, out_dir = run.split("=", 1)
+        results = json.loads(Path(out_dir, "output-reference-matching.json").read_text())
+        summary = Q.summarize(results)
+        within = within_site_errors(results, Q.sites(Path(bids)))
+        for name in arms:
+            checks = dict((c, ok) for c, _, ok in Q.acceptance_unseen(summary, name))
+            bars[name].append(
+                (sum(checks.values()), checks["GM volume difference <= histogram matching's"])
+            )
+            errors[name].append([within[name][t] for t in Q.metrics.TISSUES])
+        print(run, {name: bars[name][-1] for name in arms})
+    for name in arms:
+        met = [b for b, _ in bars[name]]
+        base = [b for b, _ in bars[OURS]]
+        mean_error = np.mean(errors[name], axis=0)
+        print(
+            f"{name}: bars {met} (sum {sum(met)}), GM bar met on {sum(g for _, g in bars[name])},"
+            f" fewer than default on {sum(m < b for m, b in zip(met, base, strict=True))},"
+            " within-site error CSF / GM / WM " + " / ".join(f"{e:.3f}" for e in mean_error)
+        )
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "real":
         real(*sys.argv[2:])
+    elif sys.argv[1] == "verdict":
+        verdict(*sys.argv[2:])
     else:
         main(*sys.argv[1:])
