@@ -34,7 +34,9 @@ AHD, CSF/GM/WM volume differences, Dice and HD95
 through-plane roughness over the target's (across sagittal slices; and across each axis's
 slices, since a model applied along other planes puts its stripes there), fine-detail
 energy (Laplacian RMS in the eroded brain) over the target's, Dice with the true tissue
-labels, seconds per volume.
+labels, seconds per volume, and the within-site volume deviation error: how far each
+subject's tissue volumes lie from its site mates', against the same for the targets (what a
+study of differences between subjects loses; not one of issue 34's bars).
 Every per-image result is cached; a rerun only fills gaps. The record: docs/quality.md
 and docs/quality.json; how they were made: RECIPE.
 """
@@ -220,6 +222,8 @@ def evaluate(
             a / b for a, b in zip(anisotropy(image, mask), reference["anisotropy"], strict=True)
         ],
         "detail_ratio": metrics.detail_energy(image, mask) / reference["detail"],
+        "volumes": metrics.tissue_volumes(seg),
+        "target_volumes": metrics.tissue_volumes(target_seg),
     }
 
 
@@ -456,6 +460,7 @@ def run_direction(
     records = labelled(pair_records(work, direction), args.subjects)[: args.max_subjects]
     cache = args.cache / set_name / direction_name
     results: dict[str, list[dict]] = {}
+    site_of = sites(bids)
     for case in cases(bids, work, direction, cache, records):
         for name, make in methods(
             model, case.peers, case.source, case.mask, args.steps, args.sampler, args.inference
@@ -475,7 +480,7 @@ def run_direction(
                     save,
                 ),
             )
-            result["subject"] = case.subject
+            result["subject"], result["site"] = case.subject, site_of[case.subject]
             results.setdefault(name, []).append(result)
             print(
                 f"{set_name} {direction_name} {case.subject} {name}: MSE {result['mse']:.3g}, "
@@ -483,7 +488,6 @@ def run_direction(
                 file=sys.stderr,
                 flush=True,
             )
-    site_of = sites(bids)
     about = {
         "set": set_name,
         "phantom": bids.name,
@@ -509,6 +513,31 @@ def _mean(rows: list[dict], *keys: str) -> float:
     return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
 
 
+def site_deviation_error(rows: list[dict]) -> dict[str, float] | None:
+    """Per tissue, how far each subject's difference from its site mates is from its
+    target's: ``|d_out - d_target|`` averaged over subjects, ``d`` a subject's volume minus
+    its site's mean volume (the same method's, the targets'), in mm^3. What a study of
+    differences between subjects (atrophy, lesion load) loses; None for rows measured
+    before volumes were kept, or without a site of two subjects."""
+    if not all("volumes" in row and "site" in row for row in rows):
+        return None
+    by_site: dict[str, list[dict]] = {}
+    for row in rows:
+        by_site.setdefault(row["site"], []).append(row)
+    shared = [group for group in by_site.values() if len(group) > 1]
+    if not shared:
+        return None
+    errors = {}
+    for t in metrics.TISSUES:
+        gaps = []
+        for group in shared:
+            out = np.array([row["volumes"][t] for row in group])
+            target = np.array([row["target_volumes"][t] for row in group])
+            gaps += list(np.abs((out - out.mean()) - (target - target.mean())))
+        errors[t] = float(np.mean(gaps))
+    return errors
+
+
 def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
     summary = {}
     for name, rows in results.items():
@@ -530,6 +559,9 @@ def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
         # Rows cached before the per-axis measure lack it.
         if all("anisotropy_ratios" in row for row in rows):
             entry["anisotropy_ratios"] = [_mean(rows, "anisotropy_ratios", k) for k in range(3)]
+        deviation = site_deviation_error(rows)
+        if deviation is not None:
+            entry["site_deviation_error"] = deviation
         summary[name] = entry
     return summary
 
@@ -685,6 +717,18 @@ def tables(title: str, summary: dict, about: dict, checks: list) -> str:
             f"{through} | {s['detail_ratio']:.3f} | {truth} | "
             f"{s['seconds']:.1f} |"
         )
+    if all("site_deviation_error" in s for s in summary.values()):
+        lines += [
+            "",
+            "| method | within-site volume deviation error CSF / GM / WM (x Original) |",
+            "|---|---|",
+        ]
+        for name, s in summary.items():
+            deviation = " / ".join(
+                _ratio(s["site_deviation_error"][t], orig["site_deviation_error"][t])
+                for t in metrics.TISSUES
+            )
+            lines.append(f"| {name} | {deviation} |")
     if checks:
         lines += ["", "| check | measured | met |", "|---|---|---|"]
         lines += [f"| {c} | {m} | {'yes' if ok else '**no**'} |" for c, m, ok in checks]

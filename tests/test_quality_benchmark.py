@@ -35,6 +35,34 @@ def test_lesion_contrast_compares_lesions_with_white_matter():
     assert np.isnan(quality.lesion_contrast(image, truth))
 
 
+def test_site_deviation_error_compares_each_subjects_gap_to_its_site_mates():
+    quality = _quality()
+
+    def row(site, out, target):
+        return {
+            "site": site,
+            "volumes": {"CSF": out, "GM": 2 * out, "WM": 0.0},
+            "target_volumes": {"CSF": target, "GM": target, "WM": 0.0},
+        }
+
+    # site A: the outputs keep the targets' 10 mm^3 gap for CSF; site B: every output
+    # alike, so each subject misses its 4 mm^3 deviation
+    rows = [
+        row("A", 100, 50),
+        row("A", 110, 60),
+        row("B", 70, 68),
+        row("B", 70, 76),
+        row("C", 1, 9),
+    ]
+    errors = quality.site_deviation_error(rows)
+    assert errors["CSF"] == pytest.approx((0 + 0 + 4 + 4) / 4)
+    assert errors["GM"] == pytest.approx((5 + 5 + 4 + 4) / 4)
+    assert errors["WM"] == 0
+    # rows cached before volumes were kept, or no site with two subjects: no figure
+    assert quality.site_deviation_error([{"site": "A", "subject": "01"}]) is None
+    assert quality.site_deviation_error([row("A", 1, 1), row("B", 1, 1)]) is None
+
+
 def test_quality_tables_on_a_tiny_phantom_with_sites(tmp_path, capsys):
     quality = _quality()
     bids = write_phantom_dataset(
@@ -106,6 +134,8 @@ def test_quality_tables_on_a_tiny_phantom_with_sites(tmp_path, capsys):
     assert summary["model"]["timesteps"]["Ours (dpm, 2 steps)"] == [999, 50]
     assert [c["check"] for c in summary["acceptance"]][0] == "MSE <= histogram matching's"
     assert "detail energy" in report.read_text()
+    assert "within-site volume deviation error" in report.read_text()
+    assert set(methods["Original"]["site_deviation_error"]) == {"CSF", "GM", "WM"}
     # the benchmark writes its own records only: the model folder is left as it was
     assert (model / "model.json").read_bytes() == model_json
     # a rerun is served from the cache and gives the same figures

@@ -103,57 +103,18 @@ def real(scan_1p5T, scan_3T, work, direction_name):
         print(name, json.dumps(row, default=float), flush=True)
 
 
-class RememberedLabels:
-    """benchmarks/quality.py's segmentation, remembering the last labels it made, so that
-    each image's signed tissue volumes come without segmenting it twice."""
-
-    def __init__(self):
-        self.segment = Q.metrics.segment_tissues
-        self.last = None
-        Q.metrics.segment_tissues = self
-
-    def __call__(self, image, mask, **options):
-        self.last = self.segment(image, mask, **options)
-        return self.last
-
-
-def within_site_errors(results: dict, site_of: dict) -> dict:
-    """Per method and class: the mean over subjects of |d_out - d_target|, d a subject's
-    volume minus its site's mean volume (same method), as a fraction of Original's."""
-    errors = {}
-    for name, rows in results.items():
-        by_class = {}
-        for t in Q.metrics.TISSUES:
-            out = {r["subject"]: r["volumes"][t] for r in rows}
-            tgt = {r["subject"]: r["target_volumes"][t] for r in rows}
-            gaps = []
-            for sub in out:
-                mates = [s for s in out if site_of[s] == site_of[sub]]
-                d_out = out[sub] - np.mean([out[s] for s in mates])
-                d_tgt = tgt[sub] - np.mean([tgt[s] for s in mates])
-                gaps.append(abs(d_out - d_tgt))
-            by_class[t] = float(np.mean(gaps))
-        errors[name] = by_class
-    return {
-        name: {t: v / errors[Q.ORIGINAL][t] for t, v in e.items()} for name, e in errors.items()
-    }
-
-
 def main(bids, work, cache, direction_name, out_dir):
     arms = [OURS, MATCHED, OWN]
     results = {name: [] for name in [Q.ORIGINAL, Q.MATCHING, *arms]}
     site_of = Q.sites(Path(bids))
     measured = set()
-    labels = RememberedLabels()
     for case, ours, matched in Q.research_outputs(bids, work, cache, direction_name, out_dir, []):
         measured.add(site_of[case.subject])
         images = {Q.ORIGINAL: case.source, Q.MATCHING: matched, OURS: ours}
         images.update(variants(ours, case.mask, case.peers.reference.quantiles))
         for name, image in images.items():
             row = {**case.evaluate(np.asarray(image, np.float32)), "seconds": float("nan")}
-            row["volumes"] = Q.metrics.tissue_volumes(labels.last)
-            row["target_volumes"] = Q.metrics.tissue_volumes(case.target_seg)
-            results[name].append({**row, "subject": case.subject})
+            results[name].append({**row, "subject": case.subject, "site": site_of[case.subject]})
             print(case.subject, name, json.dumps(row, default=float), file=sys.stderr, flush=True)
     Path(out_dir, "output-reference-matching.json").write_text(
         json.dumps(results, indent=1, default=float)
@@ -166,9 +127,6 @@ def main(bids, work, cache, direction_name, out_dir):
         met = sum(ok for _, _, ok in checks)
         print(Q.tables(f"{Path(bids).name}: {direction_name}, {name}", shown, about, checks))
         print(f"bars met: {met} of {len(checks)}\n")
-    print("Within-site volume deviation error (x Original), CSF / GM / WM:\n")
-    for name, e in within_site_errors(results, site_of).items():
-        print(f"- {name}: " + " / ".join(f"{e[t]:.3f}" for t in Q.metrics.TISSUES))
 
 
 def verdict(*runs):
@@ -179,14 +137,19 @@ def verdict(*runs):
     for run in runs:
         bids, out_dir = run.split("=", 1)
         results = json.loads(Path(out_dir, "output-reference-matching.json").read_text())
+        site_of = Q.sites(Path(bids))
+        for rows in results.values():
+            for row in rows:
+                row.setdefault("site", site_of[row["subject"]])
         summary = Q.summarize(results)
-        within = within_site_errors(results, Q.sites(Path(bids)))
+        original = summary[Q.ORIGINAL]["site_deviation_error"]
         for name in arms:
             checks = dict((c, ok) for c, _, ok in Q.acceptance_unseen(summary, name))
             bars[name].append(
                 (sum(checks.values()), checks["GM volume difference <= histogram matching's"])
             )
-            errors[name].append([within[name][t] for t in Q.metrics.TISSUES])
+            deviation = summary[name]["site_deviation_error"]
+            errors[name].append([deviation[t] / original[t] for t in Q.metrics.TISSUES])
         print(run, {name: bars[name][-1] for name in arms})
     for name in arms:
         met = [b for b, _ in bars[name]]
