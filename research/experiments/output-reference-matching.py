@@ -23,7 +23,12 @@ other way):
 
 The rule's conditions over several runs (research note):
 
-    python research/experiments/output-reference-matching.py verdict BIDS=OUT_DIR ...
+    python research/experiments/output-reference-matching.py verdict RECORD BIDS=OUT_DIR ...
+
+The second rule's arms (research note), after a run of the first in the same OUT_DIR:
+
+    python research/experiments/output-reference-matching.py deviations \
+        BIDS WORK CACHE DIRECTION OUT_DIR
 """
 
 import json
@@ -38,23 +43,42 @@ import quality as Q  # noqa: E402
 OURS = "Ours (dpm, 2 steps)"
 MATCHED = "Ours, matched"
 OWN = "Ours, matched, own proportions"
+SHIFTED = "Ours, matched, source deviations"
+SHIFTED_SOURCE = "Matching, source deviations"
 
 
-def own_proportions(quantiles: np.ndarray, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The reference's quantiles with its mixture classes re-weighted to ``image``'s."""
+def with_class_weights(quantiles: np.ndarray, class_weights: np.ndarray) -> np.ndarray:
+    """The reference's quantiles with its 3-class mixture's classes re-weighted to
+    ``class_weights`` (each quantile weighted by its posteriors)."""
     from harmonize_bids.image import intensity
     from harmonize_bids.image.reference import LEVELS
 
     ref = np.asarray(quantiles, np.float64)
     means, weights, variances = intensity._fit_mixture(ref)
-    _, own_weights = intensity.tissue_mixture(image, mask)
     log_joint = intensity._log_density(ref, means, weights, variances)
     posterior = np.exp(log_joint - log_joint.max(axis=1, keepdims=True))
     posterior /= posterior.sum(axis=1, keepdims=True)
-    sample_weight = posterior @ (own_weights / weights)
+    sample_weight = posterior @ (class_weights / weights)
     cumulative = np.cumsum(sample_weight) / sample_weight.sum()
     probabilities = (np.arange(LEVELS) + 0.5) / LEVELS
     return np.interp(probabilities, cumulative - sample_weight / (2 * sample_weight.sum()), ref)
+
+
+def own_proportions(quantiles: np.ndarray, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The reference's quantiles with its mixture classes re-weighted to ``image``'s."""
+    from harmonize_bids.image.intensity import tissue_mixture
+
+    return with_class_weights(quantiles, tissue_mixture(image, mask)[1])
+
+
+def shifted_proportions(quantiles: np.ndarray, deviation: np.ndarray) -> np.ndarray:
+    """The reference's quantiles with ``deviation`` added to its mixture's class weights
+    (each kept at 0.01 or more, then normalised)."""
+    from harmonize_bids.image import intensity
+
+    _, weights, _ = intensity._fit_mixture(np.asarray(quantiles, np.float64))
+    shifted = np.clip(weights + deviation, 0.01, None)
+    return with_class_weights(quantiles, shifted / shifted.sum())
 
 
 def variants(ours: np.ndarray, mask: np.ndarray, quantiles: np.ndarray) -> dict:
@@ -129,14 +153,68 @@ def main(bids, work, cache, direction_name, out_dir):
         print(f"bars met: {met} of {len(checks)}\n")
 
 
-def verdict(*runs):
-    """The rule's four conditions over ``BIDS=OUT_DIR`` runs of :func:`main`."""
-    arms = [OURS, MATCHED, OWN]
+def deviations(bids, work, cache, direction_name, out_dir):
+    """The second rule's arms: the reference re-weighted by the subject's deviation from
+    its site mates in source-field class weights, our output and the source matched to
+    it; Original, matching and ours taken from :func:`main`'s record in ``out_dir``."""
+    from harmonize_bids.image.intensity import tissue_mixture
+    from harmonize_bids.image.reference import match_to_reference
+
+    direction = Q.DIRECTIONS[direction_name]
+    site_of = Q.sites(Path(bids))
+    source_weights = {
+        r["subject"]: tissue_mixture(Q.load(r["source"]), Q.load(r["mask"]) > 0)[1]
+        for r in Q.pair_records(Path(work), direction)
+    }
+    earlier = json.loads(Path(out_dir, "output-reference-matching.json").read_text())
+    results = {name: earlier[name] for name in (Q.ORIGINAL, Q.MATCHING, OURS)}
+    results.update({SHIFTED: [], SHIFTED_SOURCE: []})
+    for case, ours, _ in Q.research_outputs(bids, work, cache, direction_name, out_dir, []):
+        site = site_of[case.subject]
+        mates = [s for s in source_weights if s != case.subject and site_of[s] == site]
+        deviation = source_weights[case.subject] - np.mean(
+            [source_weights[s] for s in mates], axis=0
+        )
+        quantiles = shifted_proportions(case.peers.reference.quantiles, deviation)
+        images = {
+            SHIFTED: match_to_reference(ours, case.mask, quantiles),
+            SHIFTED_SOURCE: match_to_reference(case.source, case.mask, quantiles),
+        }
+        for name, image in images.items():
+            row = {**case.evaluate(np.asarray(image, np.float32)), "seconds": float("nan")}
+            results[name].append({**row, "subject": case.subject, "site": site})
+            print(case.subject, name, json.dumps(row, default=float), file=sys.stderr, flush=True)
+    Path(out_dir, "source-deviations.json").write_text(
+        json.dumps(results, indent=1, default=float)
+    )
+    summary = Q.summarize(results)
+    about = {
+        "subjects": len(results[OURS]),
+        "sites": len(set(site_of.values())),
+        "phantom": Path(bids).name,
+    }
+    for name in (SHIFTED, SHIFTED_SOURCE):
+        shown = {k: summary[k] for k in (Q.ORIGINAL, Q.MATCHING, OURS, name)}
+        checks = Q.acceptance_unseen(summary, name)
+        print(Q.tables(f"{Path(bids).name}: {direction_name}, {name}", shown, about, checks))
+        print(f"bars met: {sum(ok for _, _, ok in checks)} of {len(checks)}\n")
+
+
+RECORDS = {
+    "output-reference-matching.json": [OURS, MATCHED, OWN],
+    "source-deviations.json": [OURS, SHIFTED, SHIFTED_SOURCE],
+}
+
+
+def verdict(record, *runs):
+    """A rule's four conditions over ``BIDS=OUT_DIR`` runs of :func:`main` (``record``
+    output-reference-matching.json) or :func:`deviations` (source-deviations.json)."""
+    arms = RECORDS[record]
     bars = {name: [] for name in arms}
     errors = {name: [] for name in arms}
     for run in runs:
         bids, out_dir = run.split("=", 1)
-        results = json.loads(Path(out_dir, "output-reference-matching.json").read_text())
+        results = json.loads(Path(out_dir, record).read_text())
         site_of = Q.sites(Path(bids))
         for rows in results.values():
             for row in rows:
@@ -167,5 +245,7 @@ if __name__ == "__main__":
         real(*sys.argv[2:])
     elif sys.argv[1] == "verdict":
         verdict(*sys.argv[2:])
+    elif sys.argv[1] == "deviations":
+        deviations(*sys.argv[2:])
     else:
         main(*sys.argv[1:])
