@@ -168,6 +168,9 @@ def deviations(bids, work, cache, direction_name, out_dir):
     }
     earlier = json.loads(Path(out_dir, "output-reference-matching.json").read_text())
     results = {name: earlier[name] for name in (Q.ORIGINAL, Q.MATCHING, OURS)}
+    for rows in results.values():
+        for row in rows:
+            row.setdefault("site", site_of[row["subject"]])
     results.update({SHIFTED: [], SHIFTED_SOURCE: []})
     for case, ours, _ in Q.research_outputs(bids, work, cache, direction_name, out_dir, []):
         site = site_of[case.subject]
