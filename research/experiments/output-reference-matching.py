@@ -15,12 +15,6 @@ metrics and issue 34's bars, and the tables are printed as markdown.
 
     python research/experiments/output-reference-matching.py BIDS WORK CACHE DIRECTION OUT_DIR
 
-On the real scans of benchmarks/real_scans.py, with that benchmark's measures
-(DIRECTION 3T-to-1.5T: the real 3 T scan harmonized to the real 1.5 T one; 1.5T-to-3T the
-other way):
-
-    python research/experiments/output-reference-matching.py real SCAN_1P5T SCAN_3T WORK DIRECTION
-
 The rule's conditions over several runs (research note):
 
     python research/experiments/output-reference-matching.py verdict RECORD BIDS=OUT_DIR ...
@@ -88,43 +82,6 @@ def variants(ours: np.ndarray, mask: np.ndarray, quantiles: np.ndarray) -> dict:
         MATCHED: match_to_reference(ours, mask, quantiles),
         OWN: match_to_reference(ours, mask, own_proportions(quantiles, ours, mask)),
     }
-
-
-def real(scan_1p5T, scan_3T, work, direction_name):
-    import real_scans as R
-
-    from harmonize_bids.image.reference import (
-        TargetReference,
-        brain_quantiles,
-        match_to_reference,
-    )
-    from harmonize_bids.inference import InferenceSettings, harmonize
-
-    direction = Q.DIRECTIONS[direction_name]
-    source_scan, target_scan = (
-        (scan_3T, scan_1p5T) if direction.target < 2 else (scan_1p5T, scan_3T)
-    )
-    image, mask = R.preprocess(Path(source_scan), Path(work))
-    target, target_mask = R.preprocess(Path(target_scan), Path(work))
-    reference = TargetReference.pooled(
-        direction.target, [brain_quantiles(target, target_mask)], ["real target-field scan"]
-    )
-    model = Q.load_model(direction)
-    ours = harmonize(
-        model, image, mask, InferenceSettings.resolve(model), reference=reference
-    ).image
-    images = {
-        Q.ORIGINAL: image,
-        Q.MATCHING: match_to_reference(image, mask, reference.quantiles),
-        OURS: ours,
-        **variants(ours, mask, reference.quantiles),
-    }
-    hist = R.metrics.brain_histogram(target, target_mask)
-    goal = R.fractions(target, target_mask)
-    print("target fractions", json.dumps(goal))
-    for name, out in images.items():
-        row = R.measure(np.asarray(out, np.float32), mask, image, hist, goal)
-        print(name, json.dumps(row, default=float), flush=True)
 
 
 def main(bids, work, cache, direction_name, out_dir):
@@ -244,9 +201,7 @@ def verdict(record, *runs):
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "real":
-        real(*sys.argv[2:])
-    elif sys.argv[1] == "verdict":
+    if sys.argv[1] == "verdict":
         verdict(*sys.argv[2:])
     elif sys.argv[1] == "deviations":
         deviations(*sys.argv[2:])
