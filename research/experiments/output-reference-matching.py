@@ -23,6 +23,11 @@ The second rule's arms (research note), after a run of the first in the same OUT
 
     python research/experiments/output-reference-matching.py deviations \
         BIDS WORK CACHE DIRECTION OUT_DIR
+
+The third rule's arms (research note), measured with Original, matching and ours:
+
+    python research/experiments/output-reference-matching.py segmentation \
+        BIDS WORK CACHE DIRECTION OUT_DIR
 """
 
 import json
@@ -39,6 +44,8 @@ MATCHED = "Ours, matched"
 OWN = "Ours, matched, own proportions"
 SHIFTED = "Ours, matched, source deviations"
 SHIFTED_SOURCE = "Matching, source deviations"
+SEGMENTED = "Ours, matched, segmented deviations"
+SEGMENTED_SOURCE = "Matching, segmented deviations"
 
 
 def with_class_weights(quantiles: np.ndarray, class_weights: np.ndarray) -> np.ndarray:
@@ -160,15 +167,105 @@ def deviations(bids, work, cache, direction_name, out_dir):
         print(f"bars met: {sum(ok for _, _, ok in checks)} of {len(checks)}\n")
 
 
+def class_fractions(labels: np.ndarray) -> np.ndarray:
+    """CSF / GM / WM fractions of the brain in a 3-class segmentation."""
+    counts = np.array([np.count_nonzero(labels == k) for k in (1, 2, 3)], np.float64)
+    return counts / counts.sum()
+
+
+def class_quantiles(image: np.ndarray, labels: np.ndarray) -> list[np.ndarray]:
+    """Each class's intensity quantiles in ``image`` (CSF, GM, WM)."""
+    from harmonize_bids.image.reference import brain_quantiles
+
+    return [brain_quantiles(image, labels == k) for k in (1, 2, 3)]
+
+
+def mixed_reference(per_class: list[np.ndarray], proportions: np.ndarray) -> np.ndarray:
+    """Quantiles of the mixture of the classes' distributions (each given by quantiles)
+    at ``proportions``."""
+    from harmonize_bids.image.reference import LEVELS
+
+    values = np.concatenate(per_class)
+    weights = np.repeat(np.asarray(proportions, np.float64) / LEVELS, LEVELS)
+    order = np.argsort(values, kind="stable")
+    values, weights = values[order], weights[order]
+    cumulative = (np.cumsum(weights) - weights / 2) / weights.sum()
+    return np.interp((np.arange(LEVELS) + 0.5) / LEVELS, cumulative, values)
+
+
+def segmented(bids, work, cache, direction_name, out_dir):
+    """The third rule's arms: the site mates' target-field scans segmented, their class
+    distributions pooled (each scan equal weight) and mixed at the mates' mean tissue
+    fractions shifted by the subject's deviation from its mates' mean in segmented
+    source-field fractions; our output and the source matched to that reference."""
+    from harmonize_bids.image.reference import match_to_reference, pool_quantiles
+
+    direction = Q.DIRECTIONS[direction_name]
+    site_of = Q.sites(Path(bids))
+    labels_dir = Path(out_dir) / "labels"
+    labels_dir.mkdir(parents=True, exist_ok=True)
+
+    def labels(kind: str, subject: str, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        kept = labels_dir / f"{subject}_{kind}.npy"
+        if not kept.is_file():
+            np.save(kept, Q.metrics.segment_tissues(image, mask))
+        return np.load(kept)
+
+    sources, targets = {}, {}
+    for r in Q.pair_records(Path(work), direction):
+        sub, mask = r["subject"], Q.load(r["mask"]) > 0
+        sources[sub] = class_fractions(labels("source", sub, Q.load(r["source"]), mask))
+        target = Q.load(r["target"])
+        target_labels = labels("target", sub, target, mask)
+        targets[sub] = (class_fractions(target_labels), class_quantiles(target, target_labels))
+    arms = [OURS, SEGMENTED, SEGMENTED_SOURCE]
+    results = {name: [] for name in [Q.ORIGINAL, Q.MATCHING, *arms]}
+    for case, ours, matched in Q.research_outputs(bids, work, cache, direction_name, out_dir, []):
+        site = site_of[case.subject]
+        mates = [s for s in sources if s != case.subject and site_of[s] == site]
+        deviation = sources[case.subject] - np.mean([sources[s] for s in mates], axis=0)
+        level = np.mean([targets[s][0] for s in mates], axis=0)
+        proportions = np.clip(level + deviation, 0.01, None)
+        per_class = [pool_quantiles([targets[s][1][k] for s in mates]) for k in range(3)]
+        quantiles = mixed_reference(per_class, proportions / proportions.sum())
+        images = {
+            Q.ORIGINAL: case.source,
+            Q.MATCHING: matched,
+            OURS: ours,
+            SEGMENTED: match_to_reference(ours, case.mask, quantiles),
+            SEGMENTED_SOURCE: match_to_reference(case.source, case.mask, quantiles),
+        }
+        for name, image in images.items():
+            row = {**case.evaluate(np.asarray(image, np.float32)), "seconds": float("nan")}
+            results[name].append({**row, "subject": case.subject, "site": site})
+            print(case.subject, name, json.dumps(row, default=float), file=sys.stderr, flush=True)
+    Path(out_dir, "segmented-deviations.json").write_text(
+        json.dumps(results, indent=1, default=float)
+    )
+    summary = Q.summarize(results)
+    about = {
+        "subjects": len(results[OURS]),
+        "sites": len(set(site_of.values())),
+        "phantom": Path(bids).name,
+    }
+    for name in (SEGMENTED, SEGMENTED_SOURCE):
+        shown = {k: summary[k] for k in (Q.ORIGINAL, Q.MATCHING, OURS, name)}
+        checks = Q.acceptance_unseen(summary, name)
+        print(Q.tables(f"{Path(bids).name}: {direction_name}, {name}", shown, about, checks))
+        print(f"bars met: {sum(ok for _, _, ok in checks)} of {len(checks)}\n")
+
+
 RECORDS = {
     "output-reference-matching.json": [OURS, MATCHED, OWN],
     "source-deviations.json": [OURS, SHIFTED, SHIFTED_SOURCE],
+    "segmented-deviations.json": [OURS, SEGMENTED, SEGMENTED_SOURCE],
 }
 
 
 def verdict(record, *runs):
     """A rule's four conditions over ``BIDS=OUT_DIR`` runs of :func:`main` (``record``
-    output-reference-matching.json) or :func:`deviations` (source-deviations.json)."""
+    output-reference-matching.json), :func:`deviations` (source-deviations.json) or
+    :func:`segmented` (segmented-deviations.json)."""
     arms = RECORDS[record]
     bars = {name: [] for name in arms}
     errors = {name: [] for name in arms}
@@ -205,5 +302,7 @@ if __name__ == "__main__":
         verdict(*sys.argv[2:])
     elif sys.argv[1] == "deviations":
         deviations(*sys.argv[2:])
+    elif sys.argv[1] == "segmentation":
+        segmented(*sys.argv[2:])
     else:
         main(*sys.argv[1:])
