@@ -24,9 +24,12 @@ The second rule's arms (research note), after a run of the first in the same OUT
     python research/experiments/output-reference-matching.py deviations \
         BIDS WORK CACHE DIRECTION OUT_DIR
 
-The third rule's arms (research note), measured with Original, matching and ours:
+The third rule's arms (research note), measured with Original, matching and ours, and the
+fourth's (the same with the deviation read from the default outputs):
 
     python research/experiments/output-reference-matching.py segmentation \
+        BIDS WORK CACHE DIRECTION OUT_DIR
+    python research/experiments/output-reference-matching.py output-deviations \
         BIDS WORK CACHE DIRECTION OUT_DIR
 """
 
@@ -46,6 +49,13 @@ SHIFTED = "Ours, matched, source deviations"
 SHIFTED_SOURCE = "Matching, source deviations"
 SEGMENTED = "Ours, matched, segmented deviations"
 SEGMENTED_SOURCE = "Matching, segmented deviations"
+OUTPUT_DEVIATIONS = "Ours, matched, output deviations"
+OUTPUT_DEVIATIONS_SOURCE = "Matching, output deviations"
+#: :func:`segmented`'s arms and record for each measure of the subject's deviation.
+ARMS = {
+    "source": (SEGMENTED, SEGMENTED_SOURCE, "segmented-deviations.json"),
+    "output": (OUTPUT_DEVIATIONS, OUTPUT_DEVIATIONS_SOURCE, "output-deviations.json"),
+}
 
 
 def with_class_weights(quantiles: np.ndarray, class_weights: np.ndarray) -> np.ndarray:
@@ -193,13 +203,15 @@ def mixed_reference(per_class: list[np.ndarray], proportions: np.ndarray) -> np.
     return np.interp((np.arange(LEVELS) + 0.5) / LEVELS, cumulative, values)
 
 
-def segmented(bids, work, cache, direction_name, out_dir):
-    """The third rule's arms: the site mates' target-field scans segmented, their class
-    distributions pooled (each scan equal weight) and mixed at the mates' mean tissue
-    fractions shifted by the subject's deviation from its mates' mean in segmented
-    source-field fractions; our output and the source matched to that reference."""
+def segmented(bids, work, cache, direction_name, out_dir, measure="source"):
+    """The third rule's arms (``measure`` "source") and the fourth's ("output"): the site
+    mates' target-field scans segmented, their class distributions pooled (each scan equal
+    weight) and mixed at the mates' mean tissue fractions shifted by the subject's
+    deviation from its mates' mean in segmented fractions of their source-field scans or of
+    their default outputs; our output and the source matched to that reference."""
     from harmonize_bids.image.reference import match_to_reference, pool_quantiles
 
+    ours_arm, source_arm, record = ARMS[measure]
     direction = Q.DIRECTIONS[direction_name]
     site_of = Q.sites(Path(bids))
     labels_dir = Path(out_dir) / "labels"
@@ -211,19 +223,28 @@ def segmented(bids, work, cache, direction_name, out_dir):
             np.save(kept, Q.metrics.segment_tissues(image, mask))
         return np.load(kept)
 
-    sources, targets = {}, {}
+    def outputs():
+        return Q.research_outputs(bids, work, cache, direction_name, out_dir, [])
+
+    fractions, targets = {}, {}
     for r in Q.pair_records(Path(work), direction):
         sub, mask = r["subject"], Q.load(r["mask"]) > 0
-        sources[sub] = class_fractions(labels("source", sub, Q.load(r["source"]), mask))
+        if measure == "source":
+            fractions[sub] = class_fractions(labels("source", sub, Q.load(r["source"]), mask))
         target = Q.load(r["target"])
         target_labels = labels("target", sub, target, mask)
         targets[sub] = (class_fractions(target_labels), class_quantiles(target, target_labels))
-    arms = [OURS, SEGMENTED, SEGMENTED_SOURCE]
+    if measure == "output":
+        for case, ours, _ in outputs():
+            fractions[case.subject] = class_fractions(
+                labels("output", case.subject, ours, case.mask)
+            )
+    arms = [OURS, ours_arm, source_arm]
     results = {name: [] for name in [Q.ORIGINAL, Q.MATCHING, *arms]}
-    for case, ours, matched in Q.research_outputs(bids, work, cache, direction_name, out_dir, []):
+    for case, ours, matched in outputs():
         site = site_of[case.subject]
-        mates = [s for s in sources if s != case.subject and site_of[s] == site]
-        deviation = sources[case.subject] - np.mean([sources[s] for s in mates], axis=0)
+        mates = [s for s in fractions if s != case.subject and site_of[s] == site]
+        deviation = fractions[case.subject] - np.mean([fractions[s] for s in mates], axis=0)
         level = np.mean([targets[s][0] for s in mates], axis=0)
         proportions = np.clip(level + deviation, 0.01, None)
         per_class = [pool_quantiles([targets[s][1][k] for s in mates]) for k in range(3)]
@@ -232,23 +253,21 @@ def segmented(bids, work, cache, direction_name, out_dir):
             Q.ORIGINAL: case.source,
             Q.MATCHING: matched,
             OURS: ours,
-            SEGMENTED: match_to_reference(ours, case.mask, quantiles),
-            SEGMENTED_SOURCE: match_to_reference(case.source, case.mask, quantiles),
+            ours_arm: match_to_reference(ours, case.mask, quantiles),
+            source_arm: match_to_reference(case.source, case.mask, quantiles),
         }
         for name, image in images.items():
             row = {**case.evaluate(np.asarray(image, np.float32)), "seconds": float("nan")}
             results[name].append({**row, "subject": case.subject, "site": site})
             print(case.subject, name, json.dumps(row, default=float), file=sys.stderr, flush=True)
-    Path(out_dir, "segmented-deviations.json").write_text(
-        json.dumps(results, indent=1, default=float)
-    )
+    Path(out_dir, record).write_text(json.dumps(results, indent=1, default=float))
     summary = Q.summarize(results)
     about = {
         "subjects": len(results[OURS]),
         "sites": len(set(site_of.values())),
         "phantom": Path(bids).name,
     }
-    for name in (SEGMENTED, SEGMENTED_SOURCE):
+    for name in (ours_arm, source_arm):
         shown = {k: summary[k] for k in (Q.ORIGINAL, Q.MATCHING, OURS, name)}
         checks = Q.acceptance_unseen(summary, name)
         print(Q.tables(f"{Path(bids).name}: {direction_name}, {name}", shown, about, checks))
@@ -259,13 +278,14 @@ RECORDS = {
     "output-reference-matching.json": [OURS, MATCHED, OWN],
     "source-deviations.json": [OURS, SHIFTED, SHIFTED_SOURCE],
     "segmented-deviations.json": [OURS, SEGMENTED, SEGMENTED_SOURCE],
+    "output-deviations.json": [OURS, OUTPUT_DEVIATIONS, OUTPUT_DEVIATIONS_SOURCE],
 }
 
 
 def verdict(record, *runs):
     """A rule's four conditions over ``BIDS=OUT_DIR`` runs of :func:`main` (``record``
     output-reference-matching.json), :func:`deviations` (source-deviations.json) or
-    :func:`segmented` (segmented-deviations.json)."""
+    :func:`segmented` (segmented-deviations.json, output-deviations.json)."""
     arms = RECORDS[record]
     bars = {name: [] for name in arms}
     errors = {name: [] for name in arms}
@@ -304,5 +324,7 @@ if __name__ == "__main__":
         deviations(*sys.argv[2:])
     elif sys.argv[1] == "segmentation":
         segmented(*sys.argv[2:])
+    elif sys.argv[1] == "output-deviations":
+        segmented(*sys.argv[2:], measure="output")
     else:
         main(*sys.argv[1:])
