@@ -31,6 +31,11 @@ fourth's (the same with the deviation read from the default outputs):
         BIDS WORK CACHE DIRECTION OUT_DIR
     python research/experiments/output-reference-matching.py output-deviations \
         BIDS WORK CACHE DIRECTION OUT_DIR
+
+The fifth rule's arms (one intensity map per site, fitted on the site mates):
+
+    python research/experiments/output-reference-matching.py site-map \
+        BIDS WORK CACHE DIRECTION OUT_DIR
 """
 
 import json
@@ -51,6 +56,8 @@ SEGMENTED = "Ours, matched, segmented deviations"
 SEGMENTED_SOURCE = "Matching, segmented deviations"
 OUTPUT_DEVIATIONS = "Ours, matched, output deviations"
 OUTPUT_DEVIATIONS_SOURCE = "Matching, output deviations"
+SITE_MAPPED = "Ours, site-mapped"
+SITE_MAPPED_SOURCE = "Source, site-mapped"
 #: :func:`segmented`'s arms and record for each measure of the subject's deviation.
 ARMS = {
     "source": (SEGMENTED, SEGMENTED_SOURCE, "segmented-deviations.json"),
@@ -274,18 +281,77 @@ def segmented(bids, work, cache, direction_name, out_dir, measure="source"):
         print(f"bars met: {sum(ok for _, _, ok in checks)} of {len(checks)}\n")
 
 
+def site_mapped(bids, work, cache, direction_name, out_dir):
+    """The fifth rule's arms: one monotone map per site, from the site mates' pooled
+    default outputs (or sources) to their pooled target-field scans (quantile to quantile),
+    applied to the subject's output (or source)."""
+    from harmonize_bids.image.reference import brain_quantiles, pool_quantiles
+
+    direction = Q.DIRECTIONS[direction_name]
+    site_of = Q.sites(Path(bids))
+
+    def outputs():
+        return Q.research_outputs(bids, work, cache, direction_name, out_dir, [])
+
+    targets, sources, produced = {}, {}, {}
+    for r in Q.pair_records(Path(work), direction):
+        mask = Q.load(r["mask"]) > 0
+        targets[r["subject"]] = brain_quantiles(Q.load(r["target"]), mask)
+        sources[r["subject"]] = brain_quantiles(Q.load(r["source"]), mask)
+    for case, ours, _ in outputs():
+        produced[case.subject] = brain_quantiles(ours, case.mask)
+
+    def mapped(image, mask, mates, fitted_on):
+        low = pool_quantiles([fitted_on[s] for s in mates])
+        high = pool_quantiles([targets[s] for s in mates])
+        out = np.zeros(image.shape, np.float32)
+        out[mask] = np.interp(image[mask], low, high)
+        return out
+
+    arms = [OURS, SITE_MAPPED, SITE_MAPPED_SOURCE]
+    results = {name: [] for name in [Q.ORIGINAL, Q.MATCHING, *arms]}
+    for case, ours, matched in outputs():
+        site = site_of[case.subject]
+        mates = [s for s in targets if s != case.subject and site_of[s] == site]
+        images = {
+            Q.ORIGINAL: case.source,
+            Q.MATCHING: matched,
+            OURS: ours,
+            SITE_MAPPED: mapped(ours, case.mask, mates, produced),
+            SITE_MAPPED_SOURCE: mapped(case.source, case.mask, mates, sources),
+        }
+        for name, image in images.items():
+            row = {**case.evaluate(np.asarray(image, np.float32)), "seconds": float("nan")}
+            results[name].append({**row, "subject": case.subject, "site": site})
+            print(case.subject, name, json.dumps(row, default=float), file=sys.stderr, flush=True)
+    Path(out_dir, "site-mapped.json").write_text(json.dumps(results, indent=1, default=float))
+    summary = Q.summarize(results)
+    about = {
+        "subjects": len(results[OURS]),
+        "sites": len(set(site_of.values())),
+        "phantom": Path(bids).name,
+    }
+    for name in (SITE_MAPPED, SITE_MAPPED_SOURCE):
+        shown = {k: summary[k] for k in (Q.ORIGINAL, Q.MATCHING, OURS, name)}
+        checks = Q.acceptance_unseen(summary, name)
+        print(Q.tables(f"{Path(bids).name}: {direction_name}, {name}", shown, about, checks))
+        print(f"bars met: {sum(ok for _, _, ok in checks)} of {len(checks)}\n")
+
+
 RECORDS = {
     "output-reference-matching.json": [OURS, MATCHED, OWN],
     "source-deviations.json": [OURS, SHIFTED, SHIFTED_SOURCE],
     "segmented-deviations.json": [OURS, SEGMENTED, SEGMENTED_SOURCE],
     "output-deviations.json": [OURS, OUTPUT_DEVIATIONS, OUTPUT_DEVIATIONS_SOURCE],
+    "site-mapped.json": [OURS, SITE_MAPPED, SITE_MAPPED_SOURCE],
 }
 
 
 def verdict(record, *runs):
     """A rule's four conditions over ``BIDS=OUT_DIR`` runs of :func:`main` (``record``
-    output-reference-matching.json), :func:`deviations` (source-deviations.json) or
-    :func:`segmented` (segmented-deviations.json, output-deviations.json)."""
+    output-reference-matching.json), :func:`deviations` (source-deviations.json),
+    :func:`segmented` (segmented-deviations.json, output-deviations.json) or
+    :func:`site_mapped` (site-mapped.json)."""
     arms = RECORDS[record]
     bars = {name: [] for name in arms}
     errors = {name: [] for name in arms}
@@ -326,5 +392,7 @@ if __name__ == "__main__":
         segmented(*sys.argv[2:])
     elif sys.argv[1] == "output-deviations":
         segmented(*sys.argv[2:], measure="output")
+    elif sys.argv[1] == "site-map":
+        site_mapped(*sys.argv[2:])
     else:
         main(*sys.argv[1:])
