@@ -108,6 +108,25 @@ def variants(ours: np.ndarray, mask: np.ndarray, quantiles: np.ndarray) -> dict:
     }
 
 
+def measure(case, site: str, images: dict, results: dict) -> None:
+    """Each of ``images`` measured against ``case``'s target, appended to ``results``."""
+    for name, image in images.items():
+        row = {**case.evaluate(np.asarray(image, np.float32)), "seconds": float("nan")}
+        results[name].append({**row, "subject": case.subject, "site": site})
+        print(case.subject, name, json.dumps(row, default=float), file=sys.stderr, flush=True)
+
+
+def report(bids, direction_name, results: dict, sites: int, arms: tuple) -> None:
+    """Each arm's tables beside Original, matching and ours, with issue 34's bars."""
+    summary = Q.summarize(results)
+    about = {"subjects": len(results[OURS]), "sites": sites, "phantom": Path(bids).name}
+    for name in arms:
+        shown = {k: summary[k] for k in (Q.ORIGINAL, Q.MATCHING, OURS, name)}
+        checks = Q.acceptance_unseen(summary, name)
+        print(Q.tables(f"{Path(bids).name}: {direction_name}, {name}", shown, about, checks))
+        print(f"bars met: {sum(ok for _, _, ok in checks)} of {len(checks)}\n")
+
+
 def main(bids, work, cache, direction_name, out_dir):
     arms = [OURS, MATCHED, OWN]
     results = {name: [] for name in [Q.ORIGINAL, Q.MATCHING, *arms]}
@@ -117,10 +136,7 @@ def main(bids, work, cache, direction_name, out_dir):
         measured.add(site_of[case.subject])
         images = {Q.ORIGINAL: case.source, Q.MATCHING: matched, OURS: ours}
         images.update(variants(ours, case.mask, case.peers.reference.quantiles))
-        for name, image in images.items():
-            row = {**case.evaluate(np.asarray(image, np.float32)), "seconds": float("nan")}
-            results[name].append({**row, "subject": case.subject, "site": site_of[case.subject]})
-            print(case.subject, name, json.dumps(row, default=float), file=sys.stderr, flush=True)
+        measure(case, site_of[case.subject], images, results)
     Path(out_dir, "output-reference-matching.json").write_text(
         json.dumps(results, indent=1, default=float)
     )
@@ -164,24 +180,11 @@ def deviations(bids, work, cache, direction_name, out_dir):
             SHIFTED: match_to_reference(ours, case.mask, quantiles),
             SHIFTED_SOURCE: match_to_reference(case.source, case.mask, quantiles),
         }
-        for name, image in images.items():
-            row = {**case.evaluate(np.asarray(image, np.float32)), "seconds": float("nan")}
-            results[name].append({**row, "subject": case.subject, "site": site})
-            print(case.subject, name, json.dumps(row, default=float), file=sys.stderr, flush=True)
+        measure(case, site, images, results)
     Path(out_dir, "source-deviations.json").write_text(
         json.dumps(results, indent=1, default=float)
     )
-    summary = Q.summarize(results)
-    about = {
-        "subjects": len(results[OURS]),
-        "sites": len(set(site_of.values())),
-        "phantom": Path(bids).name,
-    }
-    for name in (SHIFTED, SHIFTED_SOURCE):
-        shown = {k: summary[k] for k in (Q.ORIGINAL, Q.MATCHING, OURS, name)}
-        checks = Q.acceptance_unseen(summary, name)
-        print(Q.tables(f"{Path(bids).name}: {direction_name}, {name}", shown, about, checks))
-        print(f"bars met: {sum(ok for _, _, ok in checks)} of {len(checks)}\n")
+    report(bids, direction_name, results, len(set(site_of.values())), (SHIFTED, SHIFTED_SOURCE))
 
 
 def class_fractions(labels: np.ndarray) -> np.ndarray:
@@ -263,22 +266,9 @@ def segmented(bids, work, cache, direction_name, out_dir, measure="source"):
             ours_arm: match_to_reference(ours, case.mask, quantiles),
             source_arm: match_to_reference(case.source, case.mask, quantiles),
         }
-        for name, image in images.items():
-            row = {**case.evaluate(np.asarray(image, np.float32)), "seconds": float("nan")}
-            results[name].append({**row, "subject": case.subject, "site": site})
-            print(case.subject, name, json.dumps(row, default=float), file=sys.stderr, flush=True)
+        measure(case, site, images, results)
     Path(out_dir, record).write_text(json.dumps(results, indent=1, default=float))
-    summary = Q.summarize(results)
-    about = {
-        "subjects": len(results[OURS]),
-        "sites": len(set(site_of.values())),
-        "phantom": Path(bids).name,
-    }
-    for name in (ours_arm, source_arm):
-        shown = {k: summary[k] for k in (Q.ORIGINAL, Q.MATCHING, OURS, name)}
-        checks = Q.acceptance_unseen(summary, name)
-        print(Q.tables(f"{Path(bids).name}: {direction_name}, {name}", shown, about, checks))
-        print(f"bars met: {sum(ok for _, _, ok in checks)} of {len(checks)}\n")
+    report(bids, direction_name, results, len(set(site_of.values())), (ours_arm, source_arm))
 
 
 def site_mapped(bids, work, cache, direction_name, out_dir):
@@ -320,22 +310,15 @@ def site_mapped(bids, work, cache, direction_name, out_dir):
             SITE_MAPPED: mapped(ours, case.mask, mates, produced),
             SITE_MAPPED_SOURCE: mapped(case.source, case.mask, mates, sources),
         }
-        for name, image in images.items():
-            row = {**case.evaluate(np.asarray(image, np.float32)), "seconds": float("nan")}
-            results[name].append({**row, "subject": case.subject, "site": site})
-            print(case.subject, name, json.dumps(row, default=float), file=sys.stderr, flush=True)
+        measure(case, site, images, results)
     Path(out_dir, "site-mapped.json").write_text(json.dumps(results, indent=1, default=float))
-    summary = Q.summarize(results)
-    about = {
-        "subjects": len(results[OURS]),
-        "sites": len(set(site_of.values())),
-        "phantom": Path(bids).name,
-    }
-    for name in (SITE_MAPPED, SITE_MAPPED_SOURCE):
-        shown = {k: summary[k] for k in (Q.ORIGINAL, Q.MATCHING, OURS, name)}
-        checks = Q.acceptance_unseen(summary, name)
-        print(Q.tables(f"{Path(bids).name}: {direction_name}, {name}", shown, about, checks))
-        print(f"bars met: {sum(ok for _, _, ok in checks)} of {len(checks)}\n")
+    report(
+        bids,
+        direction_name,
+        results,
+        len(set(site_of.values())),
+        (SITE_MAPPED, SITE_MAPPED_SOURCE),
+    )
 
 
 RECORDS = {
