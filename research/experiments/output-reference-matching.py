@@ -65,21 +65,27 @@ ARMS = {
 }
 
 
+def weighted_quantiles(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``LEVELS`` quantiles of ``values`` each carrying ``weights`` (midpoint rule)."""
+    from harmonize_bids.image.reference import LEVELS
+
+    order = np.argsort(values, kind="stable")
+    values, weights = values[order], weights[order]
+    cumulative = (np.cumsum(weights) - weights / 2) / weights.sum()
+    return np.interp((np.arange(LEVELS) + 0.5) / LEVELS, cumulative, values)
+
+
 def with_class_weights(quantiles: np.ndarray, class_weights: np.ndarray) -> np.ndarray:
     """The reference's quantiles with its 3-class mixture's classes re-weighted to
     ``class_weights`` (each quantile weighted by its posteriors)."""
     from harmonize_bids.image import intensity
-    from harmonize_bids.image.reference import LEVELS
 
     ref = np.asarray(quantiles, np.float64)
     means, weights, variances = intensity._fit_mixture(ref)
     log_joint = intensity._log_density(ref, means, weights, variances)
     posterior = np.exp(log_joint - log_joint.max(axis=1, keepdims=True))
     posterior /= posterior.sum(axis=1, keepdims=True)
-    sample_weight = posterior @ (class_weights / weights)
-    cumulative = np.cumsum(sample_weight) / sample_weight.sum()
-    probabilities = (np.arange(LEVELS) + 0.5) / LEVELS
-    return np.interp(probabilities, cumulative - sample_weight / (2 * sample_weight.sum()), ref)
+    return weighted_quantiles(ref, posterior @ (class_weights / weights))
 
 
 def own_proportions(quantiles: np.ndarray, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -205,12 +211,8 @@ def mixed_reference(per_class: list[np.ndarray], proportions: np.ndarray) -> np.
     at ``proportions``."""
     from harmonize_bids.image.reference import LEVELS
 
-    values = np.concatenate(per_class)
     weights = np.repeat(np.asarray(proportions, np.float64) / LEVELS, LEVELS)
-    order = np.argsort(values, kind="stable")
-    values, weights = values[order], weights[order]
-    cumulative = (np.cumsum(weights) - weights / 2) / weights.sum()
-    return np.interp((np.arange(LEVELS) + 0.5) / LEVELS, cumulative, values)
+    return weighted_quantiles(np.concatenate(per_class), weights)
 
 
 def segmented(bids, work, cache, direction_name, out_dir, measure="source"):
