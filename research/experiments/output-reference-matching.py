@@ -36,6 +36,14 @@ The fifth rule's arms (one intensity map per site, fitted on the site mates):
 
     python research/experiments/output-reference-matching.py site-map \
         BIDS WORK CACHE DIRECTION OUT_DIR
+
+The sixth rule's arms (the fifth's and our output matched to the site-mapped source), and
+the one-shared-map diagnosis (after either):
+
+    python research/experiments/output-reference-matching.py site-map-matched \
+        BIDS WORK CACHE DIRECTION OUT_DIR
+    python research/experiments/output-reference-matching.py site-map-shared \
+        BIDS WORK CACHE DIRECTION OUT_DIR
 """
 
 import json
@@ -58,6 +66,9 @@ OUTPUT_DEVIATIONS = "Ours, matched, output deviations"
 OUTPUT_DEVIATIONS_SOURCE = "Matching, output deviations"
 SITE_MAPPED = "Ours, site-mapped"
 SITE_MAPPED_SOURCE = "Source, site-mapped"
+MATCHED_SITE_SOURCE = "Ours, matched to the site-mapped source"
+SHARED_MAPPED = "Ours, one shared site map (own target in it)"
+SHARED_MAPPED_SOURCE = "Source, one shared site map (own target in it)"
 #: :func:`segmented`'s arms and record for each measure of the subject's deviation.
 ARMS = {
     "source": (SEGMENTED, SEGMENTED_SOURCE, "segmented-deviations.json"),
@@ -273,11 +284,21 @@ def segmented(bids, work, cache, direction_name, out_dir, measure="source"):
     report(bids, direction_name, results, len(set(site_of.values())), (ours_arm, source_arm))
 
 
-def site_mapped(bids, work, cache, direction_name, out_dir):
+def site_mapped(bids, work, cache, direction_name, out_dir, record="site-mapped.json"):
     """The fifth rule's arms: one monotone map per site, from the site mates' pooled
     default outputs (or sources) to their pooled target-field scans (quantile to quantile),
-    applied to the subject's output (or source)."""
-    from harmonize_bids.image.reference import brain_quantiles, pool_quantiles
+    applied to the subject's output (or source).
+
+    Record ``site-mapped-matched.json`` (sixth rule) adds our output histogram-matched to
+    the subject's site-mapped source. Record ``site-mapped-shared.json`` is a diagnosis,
+    never a result: the map fitted on every subject of the site, the subject's own
+    target-field scan included, so that all share one map; Original, matching and ours are
+    read from the fifth or sixth rule's record in ``out_dir``."""
+    from harmonize_bids.image.reference import (
+        brain_quantiles,
+        match_to_reference,
+        pool_quantiles,
+    )
 
     direction = Q.DIRECTIONS[direction_name]
     site_of = Q.sites(Path(bids))
@@ -300,27 +321,28 @@ def site_mapped(bids, work, cache, direction_name, out_dir):
         out[mask] = np.interp(image[mask], low, high)
         return out
 
-    arms = [OURS, SITE_MAPPED, SITE_MAPPED_SOURCE]
+    shared = record == "site-mapped-shared.json"
+    arms = RECORDS[record]
     results = {name: [] for name in [Q.ORIGINAL, Q.MATCHING, *arms]}
+    if shared:
+        earlier = [Path(out_dir, r) for r in ("site-mapped-matched.json", "site-mapped.json")]
+        rows = json.loads(next(path for path in earlier if path.exists()).read_text())
+        results.update({name: rows[name] for name in (Q.ORIGINAL, Q.MATCHING, OURS)})
     for case, ours, matched in outputs():
         site = site_of[case.subject]
-        mates = [s for s in targets if s != case.subject and site_of[s] == site]
+        mates = [s for s in targets if site_of[s] == site and (shared or s != case.subject)]
         images = {
-            Q.ORIGINAL: case.source,
-            Q.MATCHING: matched,
-            OURS: ours,
-            SITE_MAPPED: mapped(ours, case.mask, mates, produced),
-            SITE_MAPPED_SOURCE: mapped(case.source, case.mask, mates, sources),
+            arms[1]: mapped(ours, case.mask, mates, produced),
+            arms[2]: mapped(case.source, case.mask, mates, sources),
         }
+        if MATCHED_SITE_SOURCE in arms:
+            quantiles = brain_quantiles(images[arms[2]], case.mask)
+            images[MATCHED_SITE_SOURCE] = match_to_reference(ours, case.mask, quantiles)
+        if not shared:
+            images.update({Q.ORIGINAL: case.source, Q.MATCHING: matched, OURS: ours})
         measure(case, site, images, results)
-    Path(out_dir, "site-mapped.json").write_text(json.dumps(results, indent=1, default=float))
-    report(
-        bids,
-        direction_name,
-        results,
-        len(set(site_of.values())),
-        (SITE_MAPPED, SITE_MAPPED_SOURCE),
-    )
+    Path(out_dir, record).write_text(json.dumps(results, indent=1, default=float))
+    report(bids, direction_name, results, len(set(site_of.values())), tuple(arms[1:]))
 
 
 RECORDS = {
@@ -329,6 +351,8 @@ RECORDS = {
     "segmented-deviations.json": [OURS, SEGMENTED, SEGMENTED_SOURCE],
     "output-deviations.json": [OURS, OUTPUT_DEVIATIONS, OUTPUT_DEVIATIONS_SOURCE],
     "site-mapped.json": [OURS, SITE_MAPPED, SITE_MAPPED_SOURCE],
+    "site-mapped-shared.json": [OURS, SHARED_MAPPED, SHARED_MAPPED_SOURCE],
+    "site-mapped-matched.json": [OURS, SITE_MAPPED, SITE_MAPPED_SOURCE, MATCHED_SITE_SOURCE],
 }
 
 
@@ -379,5 +403,9 @@ if __name__ == "__main__":
         segmented(*sys.argv[2:], measure="output")
     elif sys.argv[1] == "site-map":
         site_mapped(*sys.argv[2:])
+    elif sys.argv[1] == "site-map-shared":
+        site_mapped(*sys.argv[2:], record="site-mapped-shared.json")
+    elif sys.argv[1] == "site-map-matched":
+        site_mapped(*sys.argv[2:], record="site-mapped-matched.json")
     else:
         main(*sys.argv[1:])
