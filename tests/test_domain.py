@@ -4,6 +4,7 @@ sidecar for one far outside it and for an output whose contrast left the target'
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from bidsfactory import tiny_model
 
 import harmonize_bids.model.sampling as sampling
@@ -85,3 +86,19 @@ def test_a_site_mate_of_few_training_subjects_is_in_range():
     ]
     mate = contrast_profile(*_brain((0.25, 0.625, 0.81), seed=5))
     assert not outside_range(mate, profile_range(training), "the input's")
+
+
+
+def test_voxels_clipped_at_the_top_of_the_scale_take_no_tissue_class():
+    # a noisy low-contrast scan (grey and white matter overlap) whose brightest 3 % were
+    # clipped to 1 by anchoring: fitted as they are, they take the white-matter class
+    rng = np.random.default_rng(3)
+    shares, levels = [0.36, 0.5, 0.14], np.array([0.366, 0.663, 0.81])
+    labels = rng.choice(3, size=(10, 32, 32), p=shares)
+    volume = levels[labels] + rng.normal(0, 0.07, labels.shape)
+    volume[rng.random(labels.shape) < 0.03] = 1.0
+    profile = contrast_profile(volume, np.ones(labels.shape, bool))
+    assert profile["csf_wm"] == pytest.approx(levels[0] / levels[2], abs=0.03)
+    assert profile["gm_wm"] == pytest.approx(levels[1] / levels[2], abs=0.03)
+    found = [profile[key] for key in ("csf_weight", "gm_weight", "wm_weight")]
+    assert found == pytest.approx(shares, abs=0.03)

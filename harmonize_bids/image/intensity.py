@@ -36,10 +36,22 @@ def tissue_mixture(data: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.n
 
     Expectation-maximisation on the histogram of the brain intensities, started as
     scikit-learn's GaussianMixture (k-means classes for weights and variances, the 10th,
-    50th and 90th percentiles for means) and stopped by its rule.
+    50th and 90th percentiles for means) and stopped by its rule. A brightest class holding
+    under :data:`MIN_WHITE_MATTER_SHARE` of the brain is a bright tail (fat or vessels left
+    by skull stripping, or voxels clipped at the top of the scale) that crowded the tissues
+    below it into two classes: the voxels that class claims are left out and the mixture
+    fitted again; the weights are shares of the voxels kept.
     """
-    means, weights, _ = _fit_mixture(_brain_sample(data, mask))
-    return means, weights
+    values = _brain_sample(data, mask)
+    for _ in range(_MAX_TAIL_TRIMS + 1):
+        means, weights, variances = _fit_mixture(values)
+        if weights[-1] >= MIN_WHITE_MATTER_SHARE:
+            return means, weights
+        values = values[values < _tail_start(values, means, weights, variances)]
+    raise ImageError(
+        'no intensity class holds enough of the brain to be white matter. Check the brain '
+        'mask (skull stripping) and the input.'
+    )
 
 
 def _brain_sample(data: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -94,22 +106,8 @@ def _mixture_update(x: np.ndarray, resp: np.ndarray) -> tuple[np.ndarray, ...]:
 
 
 def white_matter_level(data: np.ndarray, mask: np.ndarray) -> float:
-    """Mean intensity of the brightest of 3 Gaussian classes of the brain (T1w: WM).
-
-    A brightest class holding under :data:`MIN_WHITE_MATTER_SHARE` of the brain is a bright
-    tail (fat or vessels left by skull stripping) that crowded the tissues below it into two
-    classes: the voxels that class claims are left out and the mixture fitted again.
-    """
-    values = _brain_sample(data, mask)
-    for _ in range(_MAX_TAIL_TRIMS + 1):
-        means, weights, variances = _fit_mixture(values)
-        if weights[-1] >= MIN_WHITE_MATTER_SHARE:
-            return float(means[-1])
-        values = values[values < _tail_start(values, means, weights, variances)]
-    raise ImageError(
-        'no intensity class holds enough of the brain to be white matter. Check the brain '
-        'mask (skull stripping) and the input.'
-    )
+    """Mean intensity of the brightest of :func:`tissue_mixture`'s classes (T1w: WM)."""
+    return float(tissue_mixture(data, mask)[0][-1])
 
 
 def _tail_start(values, means, weights, variances) -> float:

@@ -16,7 +16,7 @@ from harmonize_bids.image import (
     skull_strip,
     white_matter_level,
 )
-from harmonize_bids.image.intensity import tissue_mixture
+from harmonize_bids.image.intensity import _brain_sample, _fit_mixture, tissue_mixture
 
 
 def _com_mm(img):
@@ -183,11 +183,14 @@ def test_white_matter_is_found_under_a_spread_bright_tail():
     brain, labels = _three_tissue_brain(rng, 1000.0)
     # without the tail, the level is the first mixture's, as it always was
     scaled = clip_and_scale_array(brain, mask, white_matter=None)
-    assert white_matter_level(scaled, mask) == tissue_mixture(scaled, mask)[0][-1]
+    assert white_matter_level(scaled, mask) == _fit_mixture(_brain_sample(scaled, mask))[0][-1]
     tail = rng.random(brain.shape) < 0.014
     brain[tail] = rng.uniform(1000.0, 2500.0, tail.sum())
     scaled = clip_and_scale_array(brain, mask, white_matter=None)
-    assert tissue_mixture(scaled, mask)[1][-1] < 0.05
+    assert _fit_mixture(_brain_sample(scaled, mask))[1][-1] < 0.05
+    # the tail is left out: three tissue classes at their shares again
+    weights = tissue_mixture(scaled, mask)[1]
+    assert weights == pytest.approx([0.25, 0.40, 0.35], abs=0.03)
     out = clip_and_scale_array(brain, mask)
     assert out[(labels == 2) & ~tail].mean() == pytest.approx(WHITE_MATTER_LEVEL, abs=0.01)
     assert scaling_problem(out, mask) is None
