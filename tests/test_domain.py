@@ -88,7 +88,6 @@ def test_a_site_mate_of_few_training_subjects_is_in_range():
     assert not outside_range(mate, profile_range(training), "the input's")
 
 
-
 def test_voxels_clipped_at_the_top_of_the_scale_take_no_tissue_class():
     # a noisy low-contrast scan (grey and white matter overlap) whose brightest 3 % were
     # clipped to 1 by anchoring: fitted as they are, they take the white-matter class
