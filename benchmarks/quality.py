@@ -117,6 +117,11 @@ def sites(bids: Path) -> dict[str, str]:
     return {row["participant_id"]: row.get("site", "0") for row in rows}
 
 
+def site_mates(subject: str, subjects, site_of: dict[str, str]) -> list[str]:
+    """The others of ``subjects`` at ``subject``'s site."""
+    return [s for s in subjects if s != subject and site_of[s] == site_of[subject]]
+
+
 def target_scan(work: Path, subject: str, field: float) -> tuple[np.ndarray, np.ndarray]:
     """A subject's own preprocessed scan at ``field`` and its mask (not registered)."""
     folder = next((work / "pairs" / subject).glob(f"ses-{field_label(field)}-*"))
@@ -379,7 +384,7 @@ def cases(
     scans = {r["subject"]: target_scan(work, r["subject"], direction.target) for r in every}
     for record in every if subjects is None else subjects:
         sub = record["subject"]
-        others = [s for s in scans if s != sub and site_of[s] == site_of[sub]]
+        others = site_mates(sub, scans, site_of)
         if not others:
             print(f"{bids.name} {sub}: no other subject at its site; left out", file=sys.stderr)
             continue

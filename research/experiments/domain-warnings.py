@@ -61,7 +61,7 @@ def gaps(*runs: str) -> None:
         masks = {s: Q.load(r["mask"]) > 0 for s, r in pairs.items()}
         targets = {s: brain_quantiles(Q.load(r["target"]), masks[s]) for s, r in pairs.items()}
         for subject in pairs:
-            mates = [s for s in pairs if s != subject and site_of[s] == site_of[subject]]
+            mates = Q.site_mates(subject, pairs, site_of)
             reference = quantile_profile(pool_quantiles([targets[s] for s in mates]))
             output = np.load(Path(out_dir, "axis0", f"{subject}.npy"))
             profile = contrast_profile(output, masks[subject])

@@ -188,7 +188,7 @@ def deviations(bids, work, cache, direction_name, out_dir):
     results.update({SHIFTED: [], SHIFTED_SOURCE: []})
     for case, ours, _ in Q.research_outputs(bids, work, cache, direction_name, out_dir, []):
         site = site_of[case.subject]
-        mates = [s for s in source_weights if s != case.subject and site_of[s] == site]
+        mates = Q.site_mates(case.subject, source_weights, site_of)
         deviation = source_weights[case.subject] - np.mean(
             [source_weights[s] for s in mates], axis=0
         )
@@ -266,7 +266,7 @@ def segmented(bids, work, cache, direction_name, out_dir, measure="source"):
     results = {name: [] for name in [Q.ORIGINAL, Q.MATCHING, *arms]}
     for case, ours, matched in outputs():
         site = site_of[case.subject]
-        mates = [s for s in fractions if s != case.subject and site_of[s] == site]
+        mates = Q.site_mates(case.subject, fractions, site_of)
         deviation = fractions[case.subject] - np.mean([fractions[s] for s in mates], axis=0)
         level = np.mean([targets[s][0] for s in mates], axis=0)
         proportions = np.clip(level + deviation, 0.01, None)
@@ -330,7 +330,7 @@ def site_mapped(bids, work, cache, direction_name, out_dir, record="site-mapped.
         results.update({name: rows[name] for name in (Q.ORIGINAL, Q.MATCHING, OURS)})
     for case, ours, matched in outputs():
         site = site_of[case.subject]
-        mates = [s for s in targets if site_of[s] == site and (shared or s != case.subject)]
+        mates = Q.site_mates(case.subject, targets, site_of) + ([case.subject] if shared else [])
         images = {
             arms[1]: mapped(ours, case.mask, mates, produced),
             arms[2]: mapped(case.source, case.mask, mates, sources),
