@@ -21,6 +21,7 @@ from pathlib import Path
 from .atomic import write_text
 from .bids import (
     ReferencePlan,
+    ScannerMapPlan,
     T1wImage,
     ValidationReport,
     check_paths,
@@ -30,9 +31,17 @@ from .bids import (
     format_plan,
     load_layout,
     reference_scans,
+    scanner_map_scans,
     validate_bids,
 )
-from .choices import DEFAULT_EVEN_OUT_SLICES, DEFAULT_SLICE_PLANES, Direction
+from .choices import (
+    DEFAULT_EVEN_OUT_SLICES,
+    DEFAULT_SCANNER_MAP,
+    DEFAULT_SLICE_PLANES,
+    SCANNER_MAP_SUBJECTS_MAX,
+    SCANNER_MAP_SUBJECTS_MIN,
+    Direction,
+)
 from .derivatives import init_output_dataset
 from .errors import (
     InvalidBIDSError,
@@ -80,6 +89,7 @@ class ParticipantSettings:
     dry_run: bool = False
     target_reference: str = REFERENCE_AUTO  # "auto", "none" or a path
     reference_images: int = 4
+    scanner_map: bool = DEFAULT_SCANNER_MAP
     slice_planes: tuple[str, ...] = DEFAULT_SLICE_PLANES
     even_out_slices: bool = DEFAULT_EVEN_OUT_SLICES
 
@@ -167,11 +177,13 @@ def run_participant_level(settings: ParticipantSettings) -> int:
     )
     model_dir = resolve_model(images, settings)
     LOGGER.info("Model: %s", model_dir or "none needed (every image is at the target field)")
-    references = plan_references(images, settings, layout, validation, model_dir)
+    candidates = reference_candidates(settings, layout, validation)
+    references = plan_references(images, settings, candidates, model_dir)
+    scanner_maps = plan_scanner_maps(images, settings, candidates, model_dir)
     if settings.dry_run:
         LOGGER.info("Dry run: nothing processed, nothing written.")
         return exit_code(problems)
-    summary = run_participant(images, settings, model_dir, references)
+    summary = run_participant(images, settings, model_dir, references, scanner_maps)
     LOGGER.info(
         "Finished %d of %d image(s); outputs in %s",
         len(summary.finished),
@@ -256,16 +268,43 @@ def resolve_model(images: list[T1wImage], settings: ParticipantSettings) -> Path
     return model_dir
 
 
+def reference_candidates(
+    settings: ParticipantSettings, layout, validation: ValidationReport
+) -> list[T1wImage]:
+    """Every usable T1w of the dataset (any participant) that other participants'
+    references and scanner maps may pool; none needed when neither is planned."""
+    if settings.target_reference != REFERENCE_AUTO and not settings.scanner_map:
+        return []
+    try:
+        candidates = discover_t1w(
+            layout,
+            session_labels=settings.session_labels,
+            bids_filters=settings.bids_filters,
+            source_field=settings.source_field,
+        ).images
+    except (MissingInputError, NoMatchingImagesError):
+        return []
+    return [
+        i
+        for i in candidates
+        if not validation.errors_for(i, settings.bids_dir) and _usable(i.path)
+    ]
+
+
+def harmonized_subjects(images: list[T1wImage], settings: ParticipantSettings) -> list[str]:
+    """Subjects with an image not at the target field."""
+    return sorted({i.subject for i in images if i.field_strength != settings.target_field})
+
+
 def plan_references(
     images: list[T1wImage],
     settings: ParticipantSettings,
-    layout,
-    validation: ValidationReport,
+    candidates: list[T1wImage],
     model_dir: Path | None,
 ) -> dict[str, ReferencePlan]:
     """Per subject with an image to harmonize: where its target-field reference comes
     from (``--target-reference``: auto, none or a file), logged."""
-    subjects = sorted({i.subject for i in images if i.field_strength != settings.target_field})
+    subjects = harmonized_subjects(images, settings)
     if not subjects or model_dir is None:
         return {}
     option = settings.target_reference
@@ -276,20 +315,6 @@ def plan_references(
         plan = explicit_reference(Path(option))
         LOGGER.info("Target reference: %s", option)
         return {subject: plan for subject in subjects}
-    try:
-        candidates = discover_t1w(
-            layout,
-            session_labels=settings.session_labels,
-            bids_filters=settings.bids_filters,
-            source_field=settings.source_field,
-        ).images
-    except (MissingInputError, NoMatchingImagesError):
-        candidates = []
-    candidates = [
-        i
-        for i in candidates
-        if not validation.errors_for(i, settings.bids_dir) and _usable(i.path)
-    ]
     plans = {}
     for subject in subjects:
         scans = reference_scans(
@@ -309,7 +334,7 @@ def plan_references(
             continue
         plans[subject] = ReferencePlan(
             images=tuple(i.path for i in scans),
-            sources=tuple(f"bids:raw:{i.relative_to(settings.bids_dir)}" for i in scans),
+            sources=tuple(i.uri(settings.bids_dir) for i in scans),
         )
         LOGGER.info(
             "sub-%s: target reference from %d %g T scan(s) of other participants: %s",
@@ -317,6 +342,55 @@ def plan_references(
             len(scans),
             settings.target_field,
             ", ".join(i.relative_to(settings.bids_dir) for i in scans),
+        )
+    return plans
+
+
+def plan_scanner_maps(
+    images: list[T1wImage],
+    settings: ParticipantSettings,
+    candidates: list[T1wImage],
+    model_dir: Path | None,
+) -> dict[str, ScannerMapPlan]:
+    """Per subject with an image to harmonize (``--scanner-map on``): the other
+    participants scanned at both fields whose scans fit the study's scanner map, or why
+    there is none (the default output then stands, and the sidecar says so), logged."""
+    subjects = harmonized_subjects(images, settings)
+    if not settings.scanner_map or not subjects or model_dir is None:
+        return {}
+    target = settings.target_field
+    plans = {}
+    for subject in subjects:
+        (source,) = {i.field_strength for i in images if i.subject == subject} - {target}
+        mates = scanner_map_scans(
+            candidates,
+            subject=subject,
+            source_field=source,
+            target_field=target,
+            limit=SCANNER_MAP_SUBJECTS_MAX,
+        )
+        if len(mates) < SCANNER_MAP_SUBJECTS_MIN:
+            plans[subject] = ScannerMapPlan(
+                unavailable=f"the dataset has {len(mates)} other participant(s) scanned at "
+                f"both {source:g} T and {target:g} T; the scanner map needs "
+                f"{SCANNER_MAP_SUBJECTS_MIN}, so the model's output stands unmapped"
+            )
+            LOGGER.warning("sub-%s: no scanner map: %s.", subject, plans[subject].unavailable)
+            continue
+        low = [i for label in mates for i in mates[label][0]]
+        high = [i for label in mates for i in mates[label][1]]
+        plans[subject] = ScannerMapPlan(
+            subjects=tuple(mates),
+            source_images=tuple(i.path for i in low),
+            source_names=tuple(i.uri(settings.bids_dir) for i in low),
+            target_images=tuple(i.path for i in high),
+            target_names=tuple(i.uri(settings.bids_dir) for i in high),
+        )
+        LOGGER.info(
+            "sub-%s: scanner map from %d participant(s) scanned at both fields: %s",
+            subject,
+            len(mates),
+            ", ".join(f"sub-{label}" for label in mates),
         )
     return plans
 
@@ -357,11 +431,13 @@ def run_participant(
     settings: ParticipantSettings,
     model_dir: Path | None,
     references: dict[str, ReferencePlan] | None = None,
+    scanner_maps: dict[str, ScannerMapPlan] | None = None,
 ) -> RunSummary:
     """Preprocess and harmonize each image into OUTPUT_DIR; never raises for one image.
 
-    ``model_dir`` and ``references`` are what :func:`resolve_model` and
-    :func:`plan_references` returned for these images and settings.
+    ``model_dir``, ``references`` and ``scanner_maps`` are what :func:`resolve_model`,
+    :func:`plan_references` and :func:`plan_scanner_maps` returned for these images and
+    settings.
     """
     from .model.folder import read_preprocessing
     from .workflows.base import (
@@ -389,6 +465,7 @@ def run_participant(
         sloppy=settings.sloppy,
         preprocessing=read_preprocessing(model_dir) if model_dir else None,
         references=references,
+        scanner_maps=scanner_maps,
         slice_planes=settings.slice_planes,
         even_out_slices=settings.even_out_slices,
     )

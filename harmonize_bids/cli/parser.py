@@ -11,9 +11,12 @@ from .. import __version__
 from ..choices import (
     DEFAULT_EVEN_OUT_SLICES,
     DEFAULT_SAMPLER,
+    DEFAULT_SCANNER_MAP,
     DEFAULT_SLICE_PLANES,
     DEFAULT_STEPS,
     SAMPLERS,
+    SCANNER_MAP_SUBJECTS_MAX,
+    SCANNER_MAP_SUBJECTS_MIN,
     SKULL_STRIP_METHODS,
     SLICE_PLANES,
 )
@@ -203,6 +206,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=4,
         help="with --target-reference auto: at most this many scans, chosen evenly and the "
         "same in every job",
+    )
+    reference.add_argument(
+        "--scanner-map",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULT_SCANNER_MAP,
+        help="match the output to the input mapped through this study's own scanner pair: "
+        "a quantile map fitted on other participants scanned at both fields (from "
+        f"{SCANNER_MAP_SUBJECTS_MIN}, at most {SCANNER_MAP_SUBJECTS_MAX}, chosen evenly; "
+        "never the participant's own scans); without them the model's output stands and "
+        "the sidecar says why",
     )
 
     preproc = parser.add_argument_group("preprocessing")
