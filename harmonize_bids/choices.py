@@ -23,7 +23,7 @@ DEFAULT_EVEN_OUT_SLICES = False
 #: Match the output through the study's own scanner map (other participants scanned at
 #: both fields): off by default; needs that many such participants, uses at most so many.
 DEFAULT_SCANNER_MAP = False
-SCANNER_MAP_SUBJECTS_MIN, SCANNER_MAP_SUBJECTS_MAX = 2, 8
+SCANNER_MAP_SUBJECTS_MIN, SCANNER_MAP_SUBJECTS_MAX = 5, 8
 SKULL_STRIP_METHODS = ("deepbet", "hdbet", "none")
 #: How a travelling subject's target scan is brought onto its source scan's grid (training
 #: pairs; the group level always registers rigidly): ANTs rigid, ANTs affine then SyN, or

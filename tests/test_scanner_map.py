@@ -13,6 +13,7 @@ from bidsfactory import SIDECAR_3, SIDECAR_15, linear_plugin, make_bids, tiny_mo
 
 import harmonize_bids.model.sampling as sampling
 from harmonize_bids.bids import T1wImage, scanner_map_scans
+from harmonize_bids.choices import SCANNER_MAP_SUBJECTS_MIN
 from harmonize_bids.cli.run import main
 from harmonize_bids.image.reference import (
     LEVELS,
@@ -126,19 +127,21 @@ def _dataset(root: Path, subjects: tuple[str, ...]) -> Path:
 def test_participant_scanner_map_from_other_participants_or_a_clear_fallback(tmp_path, capfd):
     plugin = linear_plugin(tmp_path)
     model = tiny_model(tmp_path)
-    bids = _dataset(tmp_path / "bids", ("01", "02", "03"))
+    mates = [f"{i:02d}" for i in range(2, SCANNER_MAP_SUBJECTS_MIN + 2)]
+    bids = _dataset(tmp_path / "bids", ("01", *mates))
     record = _run(bids, tmp_path / "mapped", model, plugin, "--scanner-map")["ScannerMap"]
     assert record["Applied"]
     assert record["SourceScans"] == [
-        f"bids:raw:sub-{s}/ses-A/anat/sub-{s}_ses-A_T1w.nii.gz" for s in ("02", "03")
+        f"bids:raw:sub-{s}/ses-A/anat/sub-{s}_ses-A_T1w.nii.gz" for s in mates
     ]
     assert record["TargetScans"] == [
-        f"bids:raw:sub-{s}/ses-B/anat/sub-{s}_ses-B_T1w.nii.gz" for s in ("02", "03")
+        f"bids:raw:sub-{s}/ses-B/anat/sub-{s}_ses-B_T1w.nii.gz" for s in mates
     ]
     assert _run(bids, tmp_path / "off", model, plugin)["ScannerMap"] is None
-    # one other participant scanned at both fields: too few, the model's output stands
-    few = _dataset(tmp_path / "few_bids", ("01", "02"))
+    # one participant fewer scanned at both fields: the model's output stands
+    few = _dataset(tmp_path / "few_bids", ("01", *mates[1:]))
     capfd.readouterr()
     record = _run(few, tmp_path / "few", model, plugin, "--scanner-map")["ScannerMap"]
-    assert record["Applied"] is False and "needs 2" in record["Reason"]
+    assert record["Applied"] is False
+    assert f"needs {SCANNER_MAP_SUBJECTS_MIN}" in record["Reason"]
     assert "no scanner map" in capfd.readouterr().err
