@@ -261,13 +261,13 @@ def init_single_t1w_wf(
     if scanner_map is not None and scanner_map.unavailable:
         harmonize.inputs.scanner_map_unavailable = scanner_map.unavailable
     elif scanner_map is not None:
-        map_source = pooled(
+        scanner_map_source = pooled(
             scanner_map.source_images,
             scanner_map.source_names,
             image.field_strength,
             "scanner_map_source",
         )
-        map_target = pooled(
+        scanner_map_target = pooled(
             scanner_map.target_images, scanner_map.target_names, target_field, "scanner_map_target"
         )
         workflow.__desc__ += (
@@ -278,8 +278,8 @@ def init_single_t1w_wf(
         )
         workflow.connect(
             [
-                (map_source, harmonize, [("out_file", "map_source_file")]),
-                (map_target, harmonize, [("out_file", "map_target_file")]),
+                (scanner_map_source, harmonize, [("out_file", "map_source_file")]),
+                (scanner_map_target, harmonize, [("out_file", "map_target_file")]),
             ]
         )
     workflow.connect(
