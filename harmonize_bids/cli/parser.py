@@ -17,6 +17,7 @@ from ..choices import (
     SAMPLERS,
     SCANNER_MAP_SUBJECTS_MAX,
     SCANNER_MAP_SUBJECTS_MIN,
+    SCANNER_MAP_TARGET_FIELDS,
     SKULL_STRIP_METHODS,
     SLICE_PLANES,
 )
@@ -215,7 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
         "a quantile map fitted on other participants scanned at both fields (from "
         f"{SCANNER_MAP_SUBJECTS_MIN}, at most {SCANNER_MAP_SUBJECTS_MAX}, chosen evenly; "
         "never the participant's own scans); without them the model's output stands and "
-        "the sidecar says why",
+        "the sidecar says why. Offered for a target field of "
+        + " or ".join(f"{f:g} T" for f in SCANNER_MAP_TARGET_FIELDS)
+        + " only",
     )
 
     preproc = parser.add_argument_group("preprocessing")
@@ -289,5 +292,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if options.omp_nthreads > options.nprocs:
         raise UsageError(
             f"--omp-nthreads {options.omp_nthreads} exceeds --nprocs {options.nprocs}."
+        )
+    if options.scanner_map and options.target_field not in SCANNER_MAP_TARGET_FIELDS:
+        raise UsageError(
+            f"--scanner-map is offered for a target field of "
+            f"{' or '.join(f'{f:g} T' for f in SCANNER_MAP_TARGET_FIELDS)} only: towards "
+            f"{options.target_field:g} T it kept the subjects' differences worse than the "
+            "model alone (docs/adaptation.md); drop --scanner-map."
         )
     return options
