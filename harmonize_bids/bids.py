@@ -78,6 +78,10 @@ class T1wImage:
     def relative_to(self, bids_dir: Path) -> str:
         return os.path.relpath(self.path, bids_dir)
 
+    def uri(self, bids_dir: Path) -> str:
+        """How records name this raw scan (a BIDS URI)."""
+        return f"bids:raw:{self.relative_to(bids_dir)}"
+
 
 @dataclass
 class Discovery:
@@ -488,6 +492,28 @@ class ReferencePlan:
     file: Path | None = None
 
 
+@dataclass(frozen=True)
+class ScannerMapPlan:
+    """Other participants scanned at both fields, whose scans fit this study's scanner
+    map (:class:`harmonize_bids.image.reference.ScannerMap`): raw files and the BIDS URIs
+    records name them by, per field."""
+
+    subjects: tuple[str, ...] = ()
+    source_images: tuple[Path, ...] = ()
+    source_names: tuple[str, ...] = ()
+    target_images: tuple[Path, ...] = ()
+    target_names: tuple[str, ...] = ()
+    unavailable: str = ""  # why the map is not applied, when it is not
+
+
+def spread(items: Sequence, limit: int) -> list:
+    """Up to ``limit`` of ``items``, chosen evenly (first and last included)."""
+    if len(items) <= limit:
+        return list(items)
+    picks = sorted({round(i * (len(items) - 1) / max(limit - 1, 1)) for i in range(limit)})
+    return [items[i] for i in picks]
+
+
 def reference_scans(
     candidates: Sequence[T1wImage], *, subject: str, target_field: float, limit: int
 ) -> list[T1wImage]:
@@ -506,7 +532,25 @@ def reference_scans(
         ),
         key=lambda image: str(image.path),
     )
-    if len(pool) <= limit:
-        return pool
-    picks = sorted({round(i * (len(pool) - 1) / max(limit - 1, 1)) for i in range(limit)})
-    return [pool[i] for i in picks]
+    return spread(pool, limit)
+
+
+def scanner_map_scans(
+    candidates: Sequence[T1wImage],
+    *,
+    subject: str,
+    source_field: float,
+    target_field: float,
+    limit: int,
+) -> dict[str, tuple[list[T1wImage], list[T1wImage]]]:
+    """Up to ``limit`` subjects other than ``subject`` with scans at both fields, chosen
+    evenly over their sorted labels (the same in every job), each with its source-field
+    and target-field scans."""
+    by_subject: dict[str, tuple[list[T1wImage], list[T1wImage]]] = {}
+    for image in sorted(candidates, key=lambda image: str(image.path)):
+        if image.subject == subject or image.field_strength not in (source_field, target_field):
+            continue
+        low, high = by_subject.setdefault(image.subject, ([], []))
+        (high if image.field_strength == target_field else low).append(image)
+    both = sorted(label for label, (low, high) in by_subject.items() if low and high)
+    return {label: by_subject[label] for label in spread(both, limit)}

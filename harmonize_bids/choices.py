@@ -20,6 +20,12 @@ SLICE_PLANES = {"sagittal": 0, "coronal": 1, "axial": 2}
 DEFAULT_SLICE_PLANES = ("sagittal",)
 #: Smooth the slow brightness changes between an output's slices (image.destripe).
 DEFAULT_EVEN_OUT_SLICES = False
+#: Match the output through the study's own scanner map (other participants scanned at
+#: both fields): off by default; needs that many such participants, uses at most so many.
+DEFAULT_SCANNER_MAP = False
+SCANNER_MAP_SUBJECTS_MIN, SCANNER_MAP_SUBJECTS_MAX = 5, 8
+#: The target fields it is offered for: where design sets showed it helps (1.5 T -> 3 T).
+SCANNER_MAP_TARGET_FIELDS = (3.0,)
 SKULL_STRIP_METHODS = ("deepbet", "hdbet", "none")
 #: How a travelling subject's target scan is brought onto its source scan's grid (training
 #: pairs; the group level always registers rigidly): ANTs rigid, ANTs affine then SyN, or

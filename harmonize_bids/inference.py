@@ -15,7 +15,9 @@ the output's white matter is then anchored at the model's ``white_matter_level``
 of every preprocessed image), and a model folder's output calibration, if it has one, is
 applied (:mod:`harmonize_bids.model.calibration`). A reference-conditioned model
 also sees the source histogram-matched to the study's target-field reference
-(:mod:`harmonize_bids.image.reference`); without one, the model folder's own.
+(:mod:`harmonize_bids.image.reference`); without one, the model folder's own. Given the
+study's scanner map (other participants scanned at both fields), the output is last
+histogram-matched to the source mapped through it.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from .choices import (
     SLICE_PLANES,
     Direction,
 )
-from .image.reference import TargetReference
+from .image.reference import ScannerMap, TargetReference
 
 LOGGER = logging.getLogger(__name__)
 
@@ -114,11 +116,13 @@ def harmonize(
     settings: InferenceSettings,
     *,
     reference: TargetReference | None = None,
+    scanner_map: ScannerMap | None = None,
     progress: bool = False,
 ) -> Harmonized:
     """Harmonize one preprocessed volume (RAS+, 1 mm, [0, 1], skull stripped).
 
-    ``reference`` is required by a reference-conditioned model and ignored otherwise.
+    ``reference`` is required by a reference-conditioned model and ignored otherwise;
+    with ``scanner_map`` the output is matched to the volume mapped through it.
     """
     from .image.destripe import even_out_slices
     from .image.domain import contrast_profile
@@ -170,8 +174,13 @@ def harmonize(
     warnings = domain_warnings(model, before, after, reference or default_reference(model))
     for warning in warnings:
         LOGGER.warning("Out of the model's domain: %s", warning)
+    if scanner_map is not None:
+        image = scanner_map.match(image, volume, mask)
     provenance = harmonization_record(
-        model=model, settings=settings, reference=reference if model.reference_channel else None
+        model=model,
+        settings=settings,
+        reference=reference if model.reference_channel else None,
+        scanner_map=scanner_map,
     )
     provenance["DomainWarnings"] = warnings
     return Harmonized(image, provenance)
@@ -226,11 +235,14 @@ def harmonize_file(
     num_threads: int | None = None,
     reference_file: str | None = None,
     reference_origin: str | None = None,
+    scanner_map_files: tuple[str, str] | None = None,
+    scanner_map_unavailable: str | None = None,
 ) -> dict[str, Any]:
     """:func:`harmonize` on NIfTI files, as a participant run's node does: load the model
     folder of ``direction``, resolve the settings and the reference (a JSON file; its
-    recorded origin overridden by ``reference_origin``), write ``out_file`` (float32, the
-    input's grid) and return the provenance."""
+    recorded origin overridden by ``reference_origin``) and the scanner map (its source-
+    and target-field reference files; or why there is none), write ``out_file`` (float32,
+    the input's grid) and return the provenance."""
     from dataclasses import replace
 
     import nibabel as nib
@@ -257,10 +269,21 @@ def harmonize_file(
     reference = read_reference(reference_file) if reference_file else None
     if reference is not None and reference_origin:
         reference = replace(reference, origin=reference_origin)
+    scanner_map = None
+    if scanner_map_files is not None:
+        sides = [read_reference(path) for path in scanner_map_files]
+        if None in sides:
+            scanner_map_unavailable = "no scan of one of its fields could be preprocessed"
+        else:
+            scanner_map = ScannerMap(*sides)
+    if scanner_map_unavailable:
+        LOGGER.warning("No scanner map: %s.", scanner_map_unavailable)
     image = nib.load(in_file)
     volume = np.asanyarray(image.dataobj, dtype=np.float32)
     mask = np.asanyarray(nib.load(mask_file).dataobj) > 0
-    result = harmonize(model, volume, mask, settings, reference=reference)
+    result = harmonize(model, volume, mask, settings, reference=reference, scanner_map=scanner_map)
+    if scanner_map_unavailable:
+        result.provenance["ScannerMap"] = {"Applied": False, "Reason": scanner_map_unavailable}
     out = nib.Nifti1Image(result.image.astype(np.float32), image.affine, image.header)
     out.set_data_dtype(np.float32)
     out.to_filename(out_file)

@@ -18,9 +18,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .adaptation import (
+    REFERENCE_AUTO,
+    plan_references,
+    plan_scanner_maps,
+    reference_candidates,
+)
 from .atomic import write_text
 from .bids import (
     ReferencePlan,
+    ScannerMapPlan,
     T1wImage,
     ValidationReport,
     check_paths,
@@ -29,10 +36,14 @@ from .bids import (
     discover_t1w,
     format_plan,
     load_layout,
-    reference_scans,
     validate_bids,
 )
-from .choices import DEFAULT_EVEN_OUT_SLICES, DEFAULT_SLICE_PLANES, Direction
+from .choices import (
+    DEFAULT_EVEN_OUT_SLICES,
+    DEFAULT_SCANNER_MAP,
+    DEFAULT_SLICE_PLANES,
+    Direction,
+)
 from .derivatives import init_output_dataset
 from .errors import (
     InvalidBIDSError,
@@ -48,8 +59,6 @@ LOGGER = logging.getLogger(__name__)
 #: Seconds between nipype MultiProc polls of its workers (its default: 2).
 MULTIPROC_POLL_SECONDS = 0.2
 _EXCEPTION_LINE = re.compile(r"^([\w.]*(?:Error|Exception)): (.+)$")
-#: --target-reference values that are not paths.
-REFERENCE_AUTO, REFERENCE_NONE = "auto", "none"
 
 
 @dataclass
@@ -80,6 +89,7 @@ class ParticipantSettings:
     dry_run: bool = False
     target_reference: str = REFERENCE_AUTO  # "auto", "none" or a path
     reference_images: int = 4
+    scanner_map: bool = DEFAULT_SCANNER_MAP
     slice_planes: tuple[str, ...] = DEFAULT_SLICE_PLANES
     even_out_slices: bool = DEFAULT_EVEN_OUT_SLICES
 
@@ -167,11 +177,13 @@ def run_participant_level(settings: ParticipantSettings) -> int:
     )
     model_dir = resolve_model(images, settings)
     LOGGER.info("Model: %s", model_dir or "none needed (every image is at the target field)")
-    references = plan_references(images, settings, layout, validation, model_dir)
+    candidates = reference_candidates(settings, layout, validation)
+    references = plan_references(images, settings, candidates, model_dir)
+    scanner_maps = plan_scanner_maps(images, settings, candidates, model_dir)
     if settings.dry_run:
         LOGGER.info("Dry run: nothing processed, nothing written.")
         return exit_code(problems)
-    summary = run_participant(images, settings, model_dir, references)
+    summary = run_participant(images, settings, model_dir, references, scanner_maps)
     LOGGER.info(
         "Finished %d of %d image(s); outputs in %s",
         len(summary.finished),
@@ -256,112 +268,18 @@ def resolve_model(images: list[T1wImage], settings: ParticipantSettings) -> Path
     return model_dir
 
 
-def plan_references(
-    images: list[T1wImage],
-    settings: ParticipantSettings,
-    layout,
-    validation: ValidationReport,
-    model_dir: Path | None,
-) -> dict[str, ReferencePlan]:
-    """Per subject with an image to harmonize: where its target-field reference comes
-    from (``--target-reference``: auto, none or a file), logged."""
-    subjects = sorted({i.subject for i in images if i.field_strength != settings.target_field})
-    if not subjects or model_dir is None:
-        return {}
-    option = settings.target_reference
-    if option == REFERENCE_NONE:
-        LOGGER.info("Target reference: the model folder's own (--target-reference none)")
-        return {}
-    if option != REFERENCE_AUTO:
-        plan = explicit_reference(Path(option))
-        LOGGER.info("Target reference: %s", option)
-        return {subject: plan for subject in subjects}
-    try:
-        candidates = discover_t1w(
-            layout,
-            session_labels=settings.session_labels,
-            bids_filters=settings.bids_filters,
-            source_field=settings.source_field,
-        ).images
-    except (MissingInputError, NoMatchingImagesError):
-        candidates = []
-    candidates = [
-        i
-        for i in candidates
-        if not validation.errors_for(i, settings.bids_dir) and _usable(i.path)
-    ]
-    plans = {}
-    for subject in subjects:
-        scans = reference_scans(
-            candidates,
-            subject=subject,
-            target_field=settings.target_field,
-            limit=settings.reference_images,
-        )
-        if not scans:
-            LOGGER.warning(
-                "sub-%s: the dataset has no %g T scan of another participant; the model "
-                "folder's own reference stands in for this study's scanner (the sidecar "
-                "says so). Give one with --target-reference FILE.",
-                subject,
-                settings.target_field,
-            )
-            continue
-        plans[subject] = ReferencePlan(
-            images=tuple(i.path for i in scans),
-            sources=tuple(f"bids:raw:{i.relative_to(settings.bids_dir)}" for i in scans),
-        )
-        LOGGER.info(
-            "sub-%s: target reference from %d %g T scan(s) of other participants: %s",
-            subject,
-            len(scans),
-            settings.target_field,
-            ", ".join(i.relative_to(settings.bids_dir) for i in scans),
-        )
-    return plans
-
-
-def _usable(path: Path) -> bool:
-    """Whether :func:`check_t1w_file` accepts the file (as another subject's reference)."""
-    try:
-        check_t1w_file(path)
-    except (MissingInputError, ProcessingError):
-        return False
-    return True
-
-
-def explicit_reference(path: Path) -> ReferencePlan:
-    """``--target-reference PATH``: a reference JSON, a target-field T1w NIfTI, or a
-    folder of them."""
-    from .image.reference import read_reference
-
-    if path.is_dir():
-        scans = sorted(p for p in path.iterdir() if p.name.endswith((".nii", ".nii.gz")))
-        if not scans:
-            raise MissingInputError(
-                f"--target-reference {path}: the folder holds no .nii or .nii.gz file."
-            )
-        return ReferencePlan(images=tuple(scans), sources=tuple(str(p) for p in scans))
-    if path.name.endswith((".nii", ".nii.gz")):
-        return ReferencePlan(images=(path,), sources=(str(path),))
-    try:
-        if read_reference(path) is None:
-            raise ValueError("it records that no scan was usable")
-    except ValueError as error:
-        raise MissingInputError(f"--target-reference: {error}") from None
-    return ReferencePlan(file=path)
-
-
 def run_participant(
     images: list[T1wImage],
     settings: ParticipantSettings,
     model_dir: Path | None,
     references: dict[str, ReferencePlan] | None = None,
+    scanner_maps: dict[str, ScannerMapPlan] | None = None,
 ) -> RunSummary:
     """Preprocess and harmonize each image into OUTPUT_DIR; never raises for one image.
 
-    ``model_dir`` and ``references`` are what :func:`resolve_model` and
-    :func:`plan_references` returned for these images and settings.
+    ``model_dir``, ``references`` and ``scanner_maps`` are what :func:`resolve_model`,
+    :func:`plan_references` and :func:`plan_scanner_maps` returned for these images and
+    settings.
     """
     from .model.folder import read_preprocessing
     from .workflows.base import (
@@ -389,6 +307,7 @@ def run_participant(
         sloppy=settings.sloppy,
         preprocessing=read_preprocessing(model_dir) if model_dir else None,
         references=references,
+        scanner_maps=scanner_maps,
         slice_planes=settings.slice_planes,
         even_out_slices=settings.even_out_slices,
     )

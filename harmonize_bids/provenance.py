@@ -22,9 +22,12 @@ def software_versions() -> dict[str, str]:
     return versions
 
 
-def harmonization_record(*, model: Any, settings: Any, reference: Any = None) -> dict[str, Any]:
+def harmonization_record(
+    *, model: Any, settings: Any, reference: Any = None, scanner_map: Any = None
+) -> dict[str, Any]:
     """The harmonized sidecar's `Harmonization` object for an applied model
-    (``settings``: an InferenceSettings; ``reference``: the TargetReference it used)."""
+    (``settings``: an InferenceSettings; ``reference``: the TargetReference it used;
+    ``scanner_map``: the ScannerMap its output was matched through)."""
     meta = model.meta
     return {
         "ModelApplied": True,
@@ -45,6 +48,7 @@ def harmonization_record(*, model: Any, settings: Any, reference: Any = None) ->
         "WhiteMatterLevel": model.preprocessing.get("white_matter_level"),
         "TargetReference": None if reference is None else reference_record(reference),
         "OutputCalibration": calibration_record(model.calibration),
+        "ScannerMap": None if scanner_map is None else scanner_map_record(scanner_map),
         "SoftwareVersions": software_versions(),
     }
 
@@ -72,6 +76,19 @@ def reference_record(reference: Any) -> dict[str, Any]:
     if reference.origin == "dataset":
         record["File"] = reference_file(reference.field_strength, reference.sha256)
     return record
+
+
+def scanner_map_record(scanner_map: Any) -> dict[str, Any]:
+    """What the sidecar says about the scanner map an output was matched through."""
+    return {
+        "Applied": True,
+        "SourceScans": scanner_map.source.sources,
+        "TargetScans": scanner_map.target.sources,
+        "SHA256": {
+            "Source": scanner_map.source.sha256,
+            "Target": scanner_map.target.sha256,
+        },
+    }
 
 
 def passthrough_record(*, field_strength: float) -> dict[str, Any]:

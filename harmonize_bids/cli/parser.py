@@ -11,9 +11,13 @@ from .. import __version__
 from ..choices import (
     DEFAULT_EVEN_OUT_SLICES,
     DEFAULT_SAMPLER,
+    DEFAULT_SCANNER_MAP,
     DEFAULT_SLICE_PLANES,
     DEFAULT_STEPS,
     SAMPLERS,
+    SCANNER_MAP_SUBJECTS_MAX,
+    SCANNER_MAP_SUBJECTS_MIN,
+    SCANNER_MAP_TARGET_FIELDS,
     SKULL_STRIP_METHODS,
     SLICE_PLANES,
 )
@@ -204,6 +208,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --target-reference auto: at most this many scans, chosen evenly and the "
         "same in every job",
     )
+    reference.add_argument(
+        "--scanner-map",
+        action=argparse.BooleanOptionalAction,
+        default=DEFAULT_SCANNER_MAP,
+        help="match the output to the input mapped through this study's own scanner pair: "
+        "a quantile map fitted on other participants scanned at both fields (from "
+        f"{SCANNER_MAP_SUBJECTS_MIN}, at most {SCANNER_MAP_SUBJECTS_MAX}, chosen evenly; "
+        "never the participant's own scans); without them the model's output stands and "
+        "the sidecar says why. Offered for a target field of "
+        + " or ".join(f"{f:g} T" for f in SCANNER_MAP_TARGET_FIELDS)
+        + " only",
+    )
 
     preproc = parser.add_argument_group("preprocessing")
     preproc.add_argument(
@@ -276,5 +292,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if options.omp_nthreads > options.nprocs:
         raise UsageError(
             f"--omp-nthreads {options.omp_nthreads} exceeds --nprocs {options.nprocs}."
+        )
+    if options.scanner_map and options.target_field not in SCANNER_MAP_TARGET_FIELDS:
+        raise UsageError(
+            f"--scanner-map is offered for a target field of "
+            f"{' or '.join(f'{f:g} T' for f in SCANNER_MAP_TARGET_FIELDS)} only: towards "
+            f"{options.target_field:g} T it kept the subjects' differences worse than the "
+            "model alone (docs/adaptation.md); drop --scanner-map."
         )
     return options

@@ -83,6 +83,7 @@ def run(options: argparse.Namespace) -> int:
             dry_run=options.dry_run,
             target_reference=reference,
             reference_images=options.reference_images,
+            scanner_map=options.scanner_map,
         )
     )
 

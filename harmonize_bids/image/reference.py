@@ -98,6 +98,30 @@ class TargetReference:
         )
 
 
+@dataclass(frozen=True)
+class ScannerMap:
+    """This study's own scanner pair as a monotone intensity map: pooled source-field
+    quantiles to pooled target-field quantiles, both from the same other participants
+    (scanned at both fields). The source field's reference is a :class:`TargetReference`
+    of its own field strength."""
+
+    source: TargetReference
+    target: TargetReference
+
+    def apply(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """``image``'s brain voxels mapped to the target field (float32, zero outside)."""
+        mask = np.asarray(mask) > 0
+        out = np.zeros(np.shape(image), np.float32)
+        out[mask] = np.interp(
+            np.asarray(image, np.float64)[mask], self.source.quantiles, self.target.quantiles
+        )
+        return out
+
+    def match(self, output: np.ndarray, source: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """``output`` histogram-matched to its ``source`` mapped by this map."""
+        return match_to_reference(output, mask, brain_quantiles(self.apply(source, mask), mask))
+
+
 def read_reference(path) -> TargetReference | None:
     """A reference JSON file (None when it records that no scan was usable); raises
     ValueError naming the file and the problem."""

@@ -23,6 +23,9 @@ class _HarmonizeInputSpec(BaseInterfaceInputSpec):
     target_field = traits.Float(mandatory=True, desc="field strength to map to (T)")
     reference_file = File(exists=True, desc="target-field reference (JSON)")
     reference_origin = traits.Str(desc="record the reference as coming from here ('file')")
+    map_source_file = File(exists=True, desc="scanner map: pooled source-field reference")
+    map_target_file = File(exists=True, desc="scanner map: pooled target-field reference")
+    scanner_map_unavailable = traits.Str(desc="why a scanner map was asked for and not made")
     sampler = traits.Enum(*SAMPLERS, desc="sampler; default: the app's")
     steps = traits.Int(desc="sampling steps; default: the sampler's")
     ensemble = traits.Int(1, usedefault=True, desc="samples averaged")
@@ -71,6 +74,12 @@ class Harmonize(SimpleInterface):
             num_threads=self.inputs.num_threads,
             reference_file=given(self.inputs.reference_file),
             reference_origin=given(self.inputs.reference_origin),
+            scanner_map_files=(
+                (self.inputs.map_source_file, self.inputs.map_target_file)
+                if isdefined(self.inputs.map_source_file)
+                else None
+            ),
+            scanner_map_unavailable=given(self.inputs.scanner_map_unavailable),
         )
         self._results["out_file"] = out_file
         return runtime

@@ -1,4 +1,5 @@
-"""The study's target-field reference as a nipype interface over image/reference.py."""
+"""A study's pooled reference at one field (the target field's, or a scanner map's two
+sides) as a nipype interface over image/reference.py."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from ..choices import SKULL_STRIP_METHODS
 
 
 class _TargetReferenceInputSpec(BaseInterfaceInputSpec):
-    images = traits.List(File(), desc="raw target-field T1w scans of other subjects")
+    images = traits.List(File(), desc="raw T1w scans of other subjects at one field")
     sources = traits.List(traits.Str(), desc="how records name each scan (BIDS URIs)")
     field_strength = traits.Float(mandatory=True, desc="their field strength (T)")
     cache_dir = Directory(mandatory=True, desc="per-scan quantiles, shared across runs")
@@ -34,7 +35,7 @@ class _TargetReferenceOutputSpec(TraitedSpec):
 
 
 class TargetReference(SimpleInterface):
-    """Pool other subjects' target-field scans into the reference the model is given."""
+    """Pool other subjects' scans at one field into a reference (quantiles, JSON)."""
 
     input_spec = _TargetReferenceInputSpec
     output_spec = _TargetReferenceOutputSpec

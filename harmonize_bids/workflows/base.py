@@ -9,7 +9,7 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
-from ..bids import ReferencePlan, T1wImage
+from ..bids import ReferencePlan, ScannerMapPlan, T1wImage
 from ..choices import DEFAULT_EVEN_OUT_SLICES, DEFAULT_SLICE_PLANES, Direction
 from ..image import SLOPPY_SPACING_MM
 from ..image.destripe import IN_PLANE_SIGMA
@@ -39,6 +39,7 @@ def init_harmonize_bids_wf(
     sloppy: bool,
     preprocessing: dict | None = None,
     references: dict[str, ReferencePlan] | None = None,
+    scanner_maps: dict[str, ScannerMapPlan] | None = None,
     slice_planes: tuple[str, ...] = DEFAULT_SLICE_PLANES,
     even_out_slices: bool = DEFAULT_EVEN_OUT_SLICES,
     name: str = "harmonize_bids_wf",
@@ -47,7 +48,7 @@ def init_harmonize_bids_wf(
 
     ``preprocessing`` is the model folder's preprocessing.json; ``references`` maps a
     subject label to where its target-field reference comes from (absent: the model
-    folder's own).
+    folder's own); ``scanner_maps`` to the scans of its scanner map (absent: none).
     """
     workflow = Workflow(name=name, base_dir=str(work_dir))
     for image in images:
@@ -71,6 +72,7 @@ def init_harmonize_bids_wf(
                     slice_planes=slice_planes,
                     even_out_slices=even_out_slices,
                     reference=(references or {}).get(image.subject),
+                    scanner_map=(scanner_maps or {}).get(image.subject),
                     cache_dir=Path(work_dir) / "reference_cache",
                     name=image_workflow_name(image),
                 )
@@ -123,6 +125,7 @@ def init_single_t1w_wf(
     name: str,
     preprocessing: dict | None = None,
     reference: ReferencePlan | None = None,
+    scanner_map: ScannerMapPlan | None = None,
     cache_dir: Path | None = None,
     slice_planes: tuple[str, ...] = DEFAULT_SLICE_PLANES,
     even_out_slices: bool = DEFAULT_EVEN_OUT_SLICES,
@@ -130,7 +133,8 @@ def init_single_t1w_wf(
     """One T1w: preprocess, harmonize (unless already at the target field), write.
 
     ``reference`` names the other subjects' target-field scans to pool (or an explicit
-    reference file) for a reference-conditioned model; ``cache_dir`` keeps their
+    reference file) for a reference-conditioned model; ``scanner_map`` the scans that fit
+    the study's scanner map the output is matched through; ``cache_dir`` keeps their
     quantiles.
     """
     workflow = Workflow(name=name)
@@ -214,16 +218,15 @@ def init_single_t1w_wf(
             "Slow brightness changes between its slices (the in-plane Gaussian low-pass, "
             f"sigma {IN_PLANE_SIGMA:g} mm) were smoothed across slices. "
         )
-    if reference is not None and reference.file is not None:
-        harmonize.inputs.reference_file = str(reference.file)
-        harmonize.inputs.reference_origin = "file"
-    elif reference is not None and reference.images:
-        options = preprocessing_options(preprocessing or DEFAULT_PREPROCESSING)
-        target_reference = pe.Node(
+    options = preprocessing_options(preprocessing or DEFAULT_PREPROCESSING)
+
+    def pooled(images, sources, field_strength, node_name, **publish):
+        """A node pooling raw scans into a reference JSON, preprocessed as the input."""
+        return pe.Node(
             TargetReference(
-                images=[str(path) for path in reference.images],
-                sources=list(reference.sources),
-                field_strength=target_field,
+                images=[str(path) for path in images],
+                sources=list(sources),
+                field_strength=field_strength,
                 cache_dir=str(cache_dir),
                 skull_strip=skull_strip,
                 sloppy=sloppy,
@@ -231,11 +234,23 @@ def init_single_t1w_wf(
                 lower=options["lower"],
                 upper=options["upper"],
                 white_matter=options["white_matter"],
-                output_dir=str(output_dir),
+                **publish,
             ),
-            name="target_reference",
+            name=node_name,
             n_procs=1,
             mem_gb=3,
+        )
+
+    if reference is not None and reference.file is not None:
+        harmonize.inputs.reference_file = str(reference.file)
+        harmonize.inputs.reference_origin = "file"
+    elif reference is not None and reference.images:
+        target_reference = pooled(
+            reference.images,
+            reference.sources,
+            target_field,
+            "target_reference",
+            output_dir=str(output_dir),
         )
         workflow.__desc__ += (
             "The model was also given the image histogram-matched to the study's "
@@ -243,6 +258,30 @@ def init_single_t1w_wf(
             "scans, preprocessed alike and pooled). "
         )
         workflow.connect([(target_reference, harmonize, [("out_file", "reference_file")])])
+    if scanner_map is not None and scanner_map.unavailable:
+        harmonize.inputs.scanner_map_unavailable = scanner_map.unavailable
+    elif scanner_map is not None:
+        scanner_map_source = pooled(
+            scanner_map.source_images,
+            scanner_map.source_names,
+            image.field_strength,
+            "scanner_map_source",
+        )
+        scanner_map_target = pooled(
+            scanner_map.target_images, scanner_map.target_names, target_field, "scanner_map_target"
+        )
+        workflow.__desc__ += (
+            "The output was then histogram-matched to the image mapped through the study's "
+            f"own scanner pair: a monotone map from the pooled {image.field_strength:g} T to "
+            f"the pooled {target_field:g} T scans of {len(scanner_map.subjects)} other "
+            "participants scanned at both fields. "
+        )
+        workflow.connect(
+            [
+                (scanner_map_source, harmonize, [("out_file", "map_source_file")]),
+                (scanner_map_target, harmonize, [("out_file", "map_target_file")]),
+            ]
+        )
     workflow.connect(
         [
             (

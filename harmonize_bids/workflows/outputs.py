@@ -21,10 +21,8 @@ def init_ds_outputs_wf(
 
     Inputs: t1w_preproc, brain_mask, harmonized, provenance (the Harmonization object).
     """
-    import os
-
     workflow = Workflow(name=name)
-    raw_uri = f"bids:raw:{os.path.relpath(image.path, bids_dir)}"
+    raw_uri = image.uri(bids_dir)
     preproc_uri = f"bids::{derivative_path(image.entities, 'preproc')}"
     mask_uri = f"bids::{derivative_path(image.entities, 'mask')}"
     inputnode = pe.Node(

@@ -295,8 +295,9 @@ def site_mapped(bids, work, cache, direction_name, out_dir, record="site-mapped.
     target-field scan included, so that all share one map; Original, matching and ours are
     read from the fifth or sixth rule's record in ``out_dir``."""
     from harmonize_bids.image.reference import (
+        ScannerMap,
+        TargetReference,
         brain_quantiles,
-        match_to_reference,
         pool_quantiles,
     )
 
@@ -314,12 +315,11 @@ def site_mapped(bids, work, cache, direction_name, out_dir, record="site-mapped.
     for case, ours, _ in outputs():
         produced[case.subject] = brain_quantiles(ours, case.mask)
 
-    def mapped(image, mask, mates, fitted_on):
-        low = pool_quantiles([fitted_on[s] for s in mates])
-        high = pool_quantiles([targets[s] for s in mates])
-        out = np.zeros(image.shape, np.float32)
-        out[mask] = np.interp(image[mask], low, high)
-        return out
+    def scanner_map(mates, fitted_on):
+        def side(scans):
+            return TargetReference(0.0, pool_quantiles([scans[s] for s in mates]))
+
+        return ScannerMap(side(fitted_on), side(targets))
 
     shared = record == "site-mapped-shared.json"
     arms = RECORDS[record]
@@ -332,12 +332,13 @@ def site_mapped(bids, work, cache, direction_name, out_dir, record="site-mapped.
         site = site_of[case.subject]
         mates = Q.site_mates(case.subject, targets, site_of) + ([case.subject] if shared else [])
         images = {
-            arms[1]: mapped(ours, case.mask, mates, produced),
-            arms[2]: mapped(case.source, case.mask, mates, sources),
+            arms[1]: scanner_map(mates, produced).apply(ours, case.mask),
+            arms[2]: scanner_map(mates, sources).apply(case.source, case.mask),
         }
-        if MATCHED_SITE_SOURCE in arms:
-            quantiles = brain_quantiles(images[arms[2]], case.mask)
-            images[MATCHED_SITE_SOURCE] = match_to_reference(ours, case.mask, quantiles)
+        if MATCHED_SITE_SOURCE in arms:  # as the app's --scanner-map
+            images[MATCHED_SITE_SOURCE] = scanner_map(mates, sources).match(
+                ours, case.source, case.mask
+            )
         if not shared:
             images.update({Q.ORIGINAL: case.source, Q.MATCHING: matched, OURS: ours})
         measure(case, site, images, results)

@@ -44,6 +44,7 @@ def test_dry_run_succeeds_and_writes_nothing(travelling_dataset, tmp_path, capsy
         (["--device", "gpu"], "--device"),
         (["--slice-planes", "oblique"], "--slice-planes"),
         (["--nprocs", "1", "--omp-nthreads", "2"], "--omp-nthreads"),
+        (["--target-field", "1.5", "--scanner-map"], "--scanner-map"),
     ],
 )
 def test_usage_errors_64(travelling_dataset, tmp_path, capsys, extra, named):

@@ -1,0 +1,147 @@
+"""The study's scanner map (--scanner-map): other participants scanned at both fields, the
+same in every job, never the participant's own; the output matched to the mapped input;
+recorded in the sidecar; the fallback when too few participants have both fields."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bidsfactory import SIDECAR_3, SIDECAR_15, linear_plugin, make_bids, tiny_model
+
+import harmonize_bids.model.sampling as sampling
+from harmonize_bids.bids import T1wImage, scanner_map_scans
+from harmonize_bids.choices import SCANNER_MAP_SUBJECTS_MIN
+from harmonize_bids.cli.run import main
+from harmonize_bids.image.reference import (
+    LEVELS,
+    ScannerMap,
+    TargetReference,
+    brain_quantiles,
+)
+from harmonize_bids.inference import InferenceSettings, harmonize
+from harmonize_bids.model.folder import load_model_folder
+
+
+def _image(subject: str, session: str, field: float) -> T1wImage:
+    path = Path(f"/d/sub-{subject}/ses-{session}/anat/sub-{subject}_ses-{session}_T1w.nii.gz")
+    return T1wImage(path, subject, session, None, None, field, "sidecar")
+
+
+def test_scanner_map_scans_take_other_participants_at_both_fields_evenly():
+    both = [_image(f"{i:02d}", s, f) for i in range(6) for s, f in (("A", 1.5), ("B", 3.0))]
+    only_target = [_image("07", "B", 3.0)]
+    twice = [_image("08", "A", 1.5), _image("08", "B", 3.0), _image("08", "C", 3.0)]
+    candidates = both + only_target + twice
+    mates = scanner_map_scans(
+        candidates, subject="02", source_field=1.5, target_field=3.0, limit=4
+    )
+    assert list(mates) == ["00", "03", "04", "08"]
+    assert [i.session for i in mates["08"][0]] == ["A"]
+    assert [i.session for i in mates["08"][1]] == ["B", "C"]
+    again = scanner_map_scans(
+        list(reversed(candidates)), subject="02", source_field=1.5, target_field=3.0, limit=4
+    )
+    assert again == mates
+    assert (
+        scanner_map_scans(both[:2], subject="00", source_field=1.5, target_field=3.0, limit=4)
+        == {}
+    )
+
+
+def _reference(field: float, values: np.ndarray) -> TargetReference:
+    return TargetReference(field, brain_quantiles(values, np.ones(values.shape)))
+
+
+def test_the_output_is_matched_to_the_input_mapped_through_the_scanner_map(tmp_path, monkeypatch):
+    grid = np.linspace(0, 1, 20001)
+    scanner_map = ScannerMap(_reference(1.5, grid), _reference(3.0, grid**2))
+    rng = np.random.default_rng(0)
+    volume = rng.uniform(0.1, 0.9, (8, 20, 20)).astype(np.float32)
+    mask = np.ones(volume.shape, bool)
+    mask[:, :2] = False
+    volume[~mask] = 0
+    assert np.allclose(scanner_map.apply(volume, mask)[mask], volume[mask] ** 2, atol=1e-4)
+
+    model = load_model_folder(tiny_model(tmp_path))
+    # a model whose output is the input, brightened
+    monkeypatch.setattr(
+        sampling, "sample_volume", lambda model_, volume_, mask_, **kw: np.sqrt(volume_)
+    )
+    settings = InferenceSettings.resolve(model, device="cpu")
+    plain = harmonize(model, volume, mask, settings)
+    assert plain.provenance["ScannerMap"] is None
+    mapped = harmonize(model, volume, mask, settings, scanner_map=scanner_map)
+    # the output takes the mapped input's brain histogram, and keeps its own voxel order
+    assert np.allclose(
+        brain_quantiles(mapped.image, mask), brain_quantiles(volume**2, mask), atol=2e-3
+    )
+    order = np.argsort(plain.image[mask], kind="stable")
+    assert np.all(np.diff(mapped.image[mask][order]) >= 0)
+    assert np.all(mapped.image[~mask] == 0)
+    record = mapped.provenance["ScannerMap"]
+    assert record["Applied"] and record["SHA256"]["Target"] == scanner_map.target.sha256
+    assert len(scanner_map.source.quantiles) == LEVELS
+
+
+def _run(bids: Path, out: Path, model: Path, plugin: Path, *extra: str) -> dict:
+    code = main(
+        [
+            str(bids),
+            str(out),
+            "participant",
+            "--model",
+            str(model),
+            "--sloppy",
+            "--skull-strip",
+            "none",
+            "--skip-bids-validation",
+            "--use-plugin",
+            str(plugin),
+            "-w",
+            str(out.with_name(out.name + "_work")),
+            "--participant-label",
+            "01",
+            *extra,
+        ]
+    )
+    assert code == 0
+    (sidecar,) = out.glob("sub-01/ses-A/anat/*_desc-harmonized_T1w.json")
+    return json.loads(sidecar.read_text())["Harmonization"]
+
+
+def _dataset(root: Path, subjects: tuple[str, ...]) -> Path:
+    return make_bids(
+        root,
+        {
+            f"sub-{s}/ses-{ses}/anat/sub-{s}_ses-{ses}_T1w.nii.gz": sidecar
+            for s in subjects
+            for ses, sidecar in (("A", SIDECAR_15), ("B", SIDECAR_3))
+        },
+    )
+
+
+@pytest.mark.slow
+def test_participant_scanner_map_from_other_participants_or_a_clear_fallback(tmp_path, capfd):
+    plugin = linear_plugin(tmp_path)
+    model = tiny_model(tmp_path)
+    mates = [f"{i:02d}" for i in range(2, SCANNER_MAP_SUBJECTS_MIN + 2)]
+    bids = _dataset(tmp_path / "bids", ("01", *mates))
+    record = _run(bids, tmp_path / "mapped", model, plugin, "--scanner-map")["ScannerMap"]
+    assert record["Applied"]
+    assert record["SourceScans"] == [
+        f"bids:raw:sub-{s}/ses-A/anat/sub-{s}_ses-A_T1w.nii.gz" for s in mates
+    ]
+    assert record["TargetScans"] == [
+        f"bids:raw:sub-{s}/ses-B/anat/sub-{s}_ses-B_T1w.nii.gz" for s in mates
+    ]
+    assert _run(bids, tmp_path / "off", model, plugin)["ScannerMap"] is None
+    # one participant fewer scanned at both fields: the model's output stands
+    few = _dataset(tmp_path / "few_bids", ("01", *mates[1:]))
+    capfd.readouterr()
+    record = _run(few, tmp_path / "few", model, plugin, "--scanner-map")["ScannerMap"]
+    assert record["Applied"] is False
+    assert f"needs {SCANNER_MAP_SUBJECTS_MIN}" in record["Reason"]
+    assert "no scanner map" in capfd.readouterr().err
