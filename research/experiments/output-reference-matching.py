@@ -44,6 +44,11 @@ the one-shared-map diagnosis (after either):
         BIDS WORK CACHE DIRECTION OUT_DIR
     python research/experiments/output-reference-matching.py site-map-shared \
         BIDS WORK CACHE DIRECTION OUT_DIR
+
+The seventh rule's in-distribution check (after ``site-map-matched``; adds Nyul):
+
+    python research/experiments/output-reference-matching.py in-distribution \
+        BIDS WORK CACHE DIRECTION OUT_DIR
 """
 
 import json
@@ -393,9 +398,36 @@ def verdict(record, *runs):
         )
 
 
+def in_distribution(bids, work, cache, direction_name, out_dir):
+    """The seventh rule's in-distribution check: issue 5's bars (ratios to Original, below
+    histogram matching and Nyul) for the default and the participant-level arm, read from
+    ``site-mapped-matched.json`` in ``out_dir``; Nyul's rows are added to it once."""
+    path = Path(out_dir, "site-mapped-matched.json")
+    results = json.loads(path.read_text())
+    if Q.NYUL not in results:
+        site_of = Q.sites(Path(bids))
+        _, found = Q.research_cases(bids, work, cache, direction_name, [])
+        results[Q.NYUL] = []
+        for case in found:
+            nyul = case.peers.nyul(case.source, case.mask)
+            measure(case, site_of[case.subject], {Q.NYUL: nyul}, results)
+        path.write_text(json.dumps(results, indent=1, default=float))
+    summary = Q.summarize(results)
+    for name in (OURS, MATCHED_SITE_SOURCE):
+        checks = Q.acceptance_in_distribution(summary, name)
+        print(
+            f"{Path(bids).name}: {direction_name}, {name}: bars met "
+            f"{sum(ok for _, _, ok in checks)} of {len(checks)}"
+        )
+        for check, measured, ok in checks:
+            print(f"  {check}: {measured} ({'met' if ok else 'not met'})")
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "verdict":
         verdict(*sys.argv[2:])
+    elif sys.argv[1] == "in-distribution":
+        in_distribution(*sys.argv[2:])
     elif sys.argv[1] == "deviations":
         deviations(*sys.argv[2:])
     elif sys.argv[1] == "segmentation":
