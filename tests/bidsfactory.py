@@ -122,3 +122,45 @@ def unreadable_file_prefix() -> list[str]:
     if probe.returncode != 0:
         pytest.skip(f"setpriv cannot drop capabilities here: {probe.stderr.strip()}")
     return prefix
+
+
+def travelling_bids(root: Path, subjects: tuple[str, ...]) -> Path:
+    """Each subject scanned at 1.5 T (session A) and at 3 T (session B)."""
+    return make_bids(
+        root,
+        {
+            f"sub-{s}/ses-{ses}/anat/sub-{s}_ses-{ses}_T1w.nii.gz": sidecar
+            for s in subjects
+            for ses, sidecar in (("A", SIDECAR_15), ("B", SIDECAR_3))
+        },
+    )
+
+
+def harmonization_records(bids: Path, out: Path, model: Path, plugin: Path, *extra: str) -> dict:
+    """A sloppy participant run of a travelling dataset (it must succeed): each subject's
+    session-A sidecar `Harmonization` object, by `sub-XX`."""
+    from harmonize_bids.cli.run import main
+
+    code = main(
+        [
+            str(bids),
+            str(out),
+            "participant",
+            "--model",
+            str(model),
+            "--sloppy",
+            "--skull-strip",
+            "none",
+            "--skip-bids-validation",
+            "--use-plugin",
+            str(plugin),
+            "-w",
+            str(out.with_name(out.name + "_work")),
+            *extra,
+        ]
+    )
+    assert code == 0
+    sidecars = sorted(out.glob("sub-*/ses-A/anat/*_desc-harmonized_T1w.json"))
+    return {
+        path.name.split("_")[0]: json.loads(path.read_text())["Harmonization"] for path in sidecars
+    }

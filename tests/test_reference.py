@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bidsfactory import SIDECAR_3, SIDECAR_15, linear_plugin, make_bids, reference_model
+from bidsfactory import harmonization_records, linear_plugin, reference_model, travelling_bids
 
 from harmonize_bids.bids import T1wImage, reference_scans
-from harmonize_bids.cli.run import main
 from harmonize_bids.image.reference import (
     LEVELS,
     TargetReference,
@@ -65,48 +64,11 @@ def test_matching_to_a_pooled_reference_takes_its_distribution():
     assert again.sha256 == reference.sha256 and again.sources == ["a", "b", "c"]
 
 
-def _dataset(root: Path, subjects=("01", "02", "03")) -> Path:
-    return make_bids(
-        root,
-        {
-            f"sub-{s}/ses-{ses}/anat/sub-{s}_ses-{ses}_T1w.nii.gz": sidecar
-            for s in subjects
-            for ses, sidecar in (("A", SIDECAR_15), ("B", SIDECAR_3))
-        },
-    )
-
-
-def _run(bids, out, model, plugin_file, *extra) -> dict:
-    code = main(
-        [
-            str(bids),
-            str(out),
-            "participant",
-            "--model",
-            str(model),
-            "--sloppy",
-            "--skull-strip",
-            "none",
-            "--skip-bids-validation",
-            "--use-plugin",
-            str(plugin_file),
-            "-w",
-            str(out.with_name(out.name + "_work")),
-            *extra,
-        ]
-    )
-    assert code == 0
-    sidecars = sorted(out.glob("sub-*/ses-A/anat/*_desc-harmonized_T1w.json"))
-    return {
-        path.name.split("_")[0]: json.loads(path.read_text())["Harmonization"] for path in sidecars
-    }
-
-
 @pytest.mark.slow
 def test_participant_reference_from_other_participants(tmp_path, plugin):
-    bids = _dataset(tmp_path / "bids")
+    bids = travelling_bids(tmp_path / "bids", ("01", "02", "03"))
     model = reference_model(tmp_path)
-    alone = _run(
+    alone = harmonization_records(
         bids,
         tmp_path / "alone",
         model,
@@ -122,12 +84,14 @@ def test_participant_reference_from_other_participants(tmp_path, plugin):
     published = tmp_path / "alone" / reference["File"]
     assert json.loads(published.read_text())["Sources"] == reference["Sources"]
     # every participant in one run: sub-01 gets the same reference as in its own job
-    together = _run(bids, tmp_path / "together", model, plugin, "--reference-images", "1")
+    together = harmonization_records(
+        bids, tmp_path / "together", model, plugin, "--reference-images", "1"
+    )
     assert together["sub-01"]["TargetReference"]["SHA256"] == reference["SHA256"]
     for subject, record in together.items():
         assert all(f"/{subject}/" not in s for s in record["TargetReference"]["Sources"])
     # an explicit reference file is used as given
-    explicit = _run(
+    explicit = harmonization_records(
         bids,
         tmp_path / "explicit",
         model,
@@ -140,7 +104,7 @@ def test_participant_reference_from_other_participants(tmp_path, plugin):
     assert explicit["sub-02"]["TargetReference"]["Origin"] == "file"
     assert explicit["sub-02"]["TargetReference"]["SHA256"] == reference["SHA256"]
     # turned off: the model folder's own reference
-    off = _run(
+    off = harmonization_records(
         bids,
         tmp_path / "off",
         model,
@@ -155,8 +119,8 @@ def test_participant_reference_from_other_participants(tmp_path, plugin):
 
 @pytest.mark.slow
 def test_without_other_target_field_scans_the_model_reference_stands_in(tmp_path, plugin, capfd):
-    bids = _dataset(tmp_path / "bids", subjects=("01",))
+    bids = travelling_bids(tmp_path / "bids", ("01",))
     model = reference_model(tmp_path)
-    records = _run(bids, tmp_path / "out", model, plugin)
+    records = harmonization_records(bids, tmp_path / "out", model, plugin)
     assert records["sub-01"]["TargetReference"]["Origin"] == "model default"
     assert "no 3 T scan of another participant" in capfd.readouterr().err

@@ -4,17 +4,15 @@ recorded in the sidecar; the fallback when too few participants have both fields
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from bidsfactory import SIDECAR_3, SIDECAR_15, linear_plugin, make_bids, tiny_model
+from bidsfactory import harmonization_records, linear_plugin, tiny_model, travelling_bids
 
 import harmonize_bids.model.sampling as sampling
 from harmonize_bids.bids import T1wImage, scanner_map_scans
 from harmonize_bids.choices import SCANNER_MAP_SUBJECTS_MIN
-from harmonize_bids.cli.run import main
 from harmonize_bids.image.reference import (
     LEVELS,
     ScannerMap,
@@ -87,40 +85,9 @@ def test_the_output_is_matched_to_the_input_mapped_through_the_scanner_map(tmp_p
 
 
 def _run(bids: Path, out: Path, model: Path, plugin: Path, *extra: str) -> dict:
-    code = main(
-        [
-            str(bids),
-            str(out),
-            "participant",
-            "--model",
-            str(model),
-            "--sloppy",
-            "--skull-strip",
-            "none",
-            "--skip-bids-validation",
-            "--use-plugin",
-            str(plugin),
-            "-w",
-            str(out.with_name(out.name + "_work")),
-            "--participant-label",
-            "01",
-            *extra,
-        ]
-    )
-    assert code == 0
-    (sidecar,) = out.glob("sub-01/ses-A/anat/*_desc-harmonized_T1w.json")
-    return json.loads(sidecar.read_text())["Harmonization"]
-
-
-def _dataset(root: Path, subjects: tuple[str, ...]) -> Path:
-    return make_bids(
-        root,
-        {
-            f"sub-{s}/ses-{ses}/anat/sub-{s}_ses-{ses}_T1w.nii.gz": sidecar
-            for s in subjects
-            for ses, sidecar in (("A", SIDECAR_15), ("B", SIDECAR_3))
-        },
-    )
+    """sub-01's `Harmonization` record from a participant run of it alone."""
+    records = harmonization_records(bids, out, model, plugin, "--participant-label", "01", *extra)
+    return records["sub-01"]
 
 
 @pytest.mark.slow
@@ -128,7 +95,7 @@ def test_participant_scanner_map_from_other_participants_or_a_clear_fallback(tmp
     plugin = linear_plugin(tmp_path)
     model = tiny_model(tmp_path)
     mates = [f"{i:02d}" for i in range(2, SCANNER_MAP_SUBJECTS_MIN + 2)]
-    bids = _dataset(tmp_path / "bids", ("01", *mates))
+    bids = travelling_bids(tmp_path / "bids", ("01", *mates))
     record = _run(bids, tmp_path / "mapped", model, plugin, "--scanner-map")["ScannerMap"]
     assert record["Applied"]
     assert record["SourceScans"] == [
@@ -139,7 +106,7 @@ def test_participant_scanner_map_from_other_participants_or_a_clear_fallback(tmp
     ]
     assert _run(bids, tmp_path / "off", model, plugin)["ScannerMap"] is None
     # one participant fewer scanned at both fields: the model's output stands
-    few = _dataset(tmp_path / "few_bids", ("01", *mates[1:]))
+    few = travelling_bids(tmp_path / "few_bids", ("01", *mates[1:]))
     capfd.readouterr()
     record = _run(few, tmp_path / "few", model, plugin, "--scanner-map")["ScannerMap"]
     assert record["Applied"] is False
