@@ -20,7 +20,7 @@ from .bids import (
     reference_scans,
     scanner_map_scans,
 )
-from .choices import SCANNER_MAP_SUBJECTS_MAX, SCANNER_MAP_SUBJECTS_MIN
+from .choices import SCANNER_MAP_SUBJECTS_MAX, SCANNER_MAP_SUBJECTS_MIN, scanner_map_planned
 from .errors import MissingInputError, NoMatchingImagesError, ProcessingError
 
 if TYPE_CHECKING:
@@ -36,7 +36,9 @@ def reference_candidates(
 ) -> list[T1wImage]:
     """Every usable T1w of the dataset (any participant) that other participants'
     references and scanner maps may pool; none needed when neither is planned."""
-    if settings.target_reference != REFERENCE_AUTO and not settings.scanner_map:
+    if settings.target_reference != REFERENCE_AUTO and not scanner_map_planned(
+        settings.scanner_map, settings.target_field
+    ):
         return []
     try:
         candidates = discover_t1w(
@@ -117,10 +119,22 @@ def plan_scanner_maps(
 ) -> dict[str, ScannerMapPlan]:
     """Per subject with an image to harmonize (``--scanner-map``): the other
     participants scanned at both fields whose scans fit the study's scanner map, or why
-    there is none (the default output then stands, and the sidecar says so), logged."""
+    there is none (the default output then stands, and the sidecar says so), logged: a
+    warning where it was asked for (``on``), information where it is the default."""
     subjects = harmonized_subjects(images, settings)
-    if not settings.scanner_map or not subjects or model_dir is None:
+    planned = scanner_map_planned(settings.scanner_map, settings.target_field)
+    if not planned or not subjects or model_dir is None:
         return {}
+    from .model.folder import CALIBRATION_FILE
+
+    if settings.scanner_map == "auto" and (model_dir / CALIBRATION_FILE).is_file():
+        LOGGER.info(
+            "No scanner map: the output calibration of %s, fitted on this study's pairs, "
+            "sets its output's intensities (--scanner-map applies both).",
+            model_dir,
+        )
+        return {}
+    level = logging.WARNING if settings.scanner_map == "on" else logging.INFO
     target = settings.target_field
     plans = {}
     for subject in subjects:
@@ -138,7 +152,7 @@ def plan_scanner_maps(
                 f"both {source:g} T and {target:g} T; the scanner map needs "
                 f"{SCANNER_MAP_SUBJECTS_MIN}, so the model's output stands unmapped"
             )
-            LOGGER.warning("sub-%s: no scanner map: %s.", subject, plans[subject].unavailable)
+            LOGGER.log(level, "sub-%s: no scanner map: %s.", subject, plans[subject].unavailable)
             continue
         low = [i for label in mates for i in mates[label][0]]
         high = [i for label in mates for i in mates[label][1]]

@@ -21,8 +21,9 @@ DEFAULT_SLICE_PLANES = ("sagittal",)
 #: Smooth the slow brightness changes between an output's slices (image.destripe).
 DEFAULT_EVEN_OUT_SLICES = False
 #: Match the output through the study's own scanner map (other participants scanned at
-#: both fields): off by default; needs that many such participants, uses at most so many.
-DEFAULT_SCANNER_MAP = False
+#: both fields): ``auto`` where it is offered and the dataset has enough such participants,
+#: ``on`` (refused where it is not offered), ``off``. Needs that many, uses at most so many.
+DEFAULT_SCANNER_MAP = "auto"
 SCANNER_MAP_SUBJECTS_MIN, SCANNER_MAP_SUBJECTS_MAX = 5, 8
 #: The target fields it is offered for: where design sets showed it helps (1.5 T -> 3 T).
 SCANNER_MAP_TARGET_FIELDS = (3.0,)
@@ -32,6 +33,11 @@ SKULL_STRIP_METHODS = ("deepbet", "hdbet", "none")
 #: scanner coordinates alone.
 REGISTRATIONS = ("rigid", "syn", "none")
 DEFAULT_REGISTRATION = "rigid"
+
+
+def scanner_map_planned(mode: str, target_field: float) -> bool:
+    """Whether a run towards ``target_field`` looks for a scanner map (``--scanner-map``)."""
+    return mode == "on" or (mode == "auto" and target_field in SCANNER_MAP_TARGET_FIELDS)
 
 
 def field_label(field_strength: float) -> str:

@@ -89,7 +89,7 @@ class ParticipantSettings:
     dry_run: bool = False
     target_reference: str = REFERENCE_AUTO  # "auto", "none" or a path
     reference_images: int = 4
-    scanner_map: bool = DEFAULT_SCANNER_MAP
+    scanner_map: str = DEFAULT_SCANNER_MAP  # auto, on or off
     slice_planes: tuple[str, ...] = DEFAULT_SLICE_PLANES
     even_out_slices: bool = DEFAULT_EVEN_OUT_SLICES
 

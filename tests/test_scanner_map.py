@@ -1,16 +1,20 @@
 """The study's scanner map (--scanner-map): other participants scanned at both fields, the
-same in every job, never the participant's own; the output matched to the mapped input;
-recorded in the sidecar; the fallback when too few participants have both fields."""
+same in every job, never the participant's own; by default towards 3 T only; the output
+matched to the mapped input; recorded in the sidecar; the fallback when too few
+participants have both fields."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from bidsfactory import harmonization_records, linear_plugin, tiny_model, travelling_bids
 
 import harmonize_bids.model.sampling as sampling
+from harmonize_bids.adaptation import plan_scanner_maps
 from harmonize_bids.bids import T1wImage, scanner_map_scans
 from harmonize_bids.choices import SCANNER_MAP_SUBJECTS_MIN
 from harmonize_bids.image.reference import (
@@ -20,7 +24,7 @@ from harmonize_bids.image.reference import (
     brain_quantiles,
 )
 from harmonize_bids.inference import InferenceSettings, harmonize
-from harmonize_bids.model.folder import load_model_folder
+from harmonize_bids.model.folder import CALIBRATION_FILE, load_model_folder
 
 
 def _image(subject: str, session: str, field: float) -> T1wImage:
@@ -47,6 +51,45 @@ def test_scanner_map_scans_take_other_participants_at_both_fields_evenly():
         scanner_map_scans(both[:2], subject="00", source_field=1.5, target_field=3.0, limit=4)
         == {}
     )
+
+
+@pytest.mark.parametrize(
+    ("mode", "target", "mates", "planned", "level"),
+    [
+        ("auto", 3.0, SCANNER_MAP_SUBJECTS_MIN, True, None),
+        ("auto", 3.0, SCANNER_MAP_SUBJECTS_MIN - 1, False, logging.INFO),
+        ("on", 3.0, SCANNER_MAP_SUBJECTS_MIN - 1, False, logging.WARNING),
+        ("auto", 1.5, SCANNER_MAP_SUBJECTS_MIN, None, None),
+        ("off", 3.0, SCANNER_MAP_SUBJECTS_MIN, None, None),
+    ],
+)
+def test_scanner_map_plan_by_default_towards_3t_with_enough_participants(
+    caplog, mode, target, mates, planned, level
+):
+    source = 4.5 - target
+    fields = (("A", source), ("B", target))
+    candidates = [_image(f"{i:02d}", s, f) for i in range(mates + 1) for s, f in fields]
+    settings = SimpleNamespace(scanner_map=mode, target_field=target, bids_dir=Path("/d"))
+    with caplog.at_level(logging.INFO, logger="harmonize_bids"):
+        plans = plan_scanner_maps(candidates[:1], settings, candidates, Path("/model"))
+    if planned is None:
+        assert plans == {}
+        return
+    assert plans.keys() == {"00"}
+    plan = plans["00"]
+    assert bool(plan.subjects) is planned and bool(plan.unavailable) is not planned
+    if level is not None:
+        (record,) = [r for r in caplog.records if "no scanner map" in r.getMessage()]
+        assert record.levelno == level
+
+
+def test_no_scanner_map_by_default_for_a_model_with_its_own_output_calibration(tmp_path):
+    (tmp_path / CALIBRATION_FILE).write_text("{}")
+    candidates = [_image(f"{i:02d}", s, f) for i in range(9) for s, f in (("A", 1.5), ("B", 3.0))]
+    settings = SimpleNamespace(scanner_map="auto", target_field=3.0, bids_dir=Path("/d"))
+    assert plan_scanner_maps(candidates[:1], settings, candidates, tmp_path) == {}
+    settings.scanner_map = "on"
+    assert plan_scanner_maps(candidates[:1], settings, candidates, tmp_path)["00"].subjects
 
 
 def _reference(field: float, values: np.ndarray) -> TargetReference:
@@ -91,12 +134,12 @@ def _run(bids: Path, out: Path, model: Path, plugin: Path, *extra: str) -> dict:
 
 
 @pytest.mark.slow
-def test_participant_scanner_map_from_other_participants_or_a_clear_fallback(tmp_path, capfd):
+def test_participant_scanner_map_from_other_participants_or_a_clear_fallback(tmp_path):
     plugin = linear_plugin(tmp_path)
     model = tiny_model(tmp_path)
     mates = [f"{i:02d}" for i in range(2, SCANNER_MAP_SUBJECTS_MIN + 2)]
     bids = travelling_bids(tmp_path / "bids", ("01", *mates))
-    record = _run(bids, tmp_path / "mapped", model, plugin, "--scanner-map")["ScannerMap"]
+    record = _run(bids, tmp_path / "mapped", model, plugin)["ScannerMap"]
     assert record["Applied"]
     assert record["SourceScans"] == [
         f"bids:raw:sub-{s}/ses-A/anat/sub-{s}_ses-A_T1w.nii.gz" for s in mates
@@ -104,11 +147,9 @@ def test_participant_scanner_map_from_other_participants_or_a_clear_fallback(tmp
     assert record["TargetScans"] == [
         f"bids:raw:sub-{s}/ses-B/anat/sub-{s}_ses-B_T1w.nii.gz" for s in mates
     ]
-    assert _run(bids, tmp_path / "off", model, plugin)["ScannerMap"] is None
+    assert _run(bids, tmp_path / "off", model, plugin, "--no-scanner-map")["ScannerMap"] is None
     # one participant fewer scanned at both fields: the model's output stands
     few = travelling_bids(tmp_path / "few_bids", ("01", *mates[1:]))
-    capfd.readouterr()
-    record = _run(few, tmp_path / "few", model, plugin, "--scanner-map")["ScannerMap"]
+    record = _run(few, tmp_path / "few", model, plugin)["ScannerMap"]
     assert record["Applied"] is False
     assert f"needs {SCANNER_MAP_SUBJECTS_MIN}" in record["Reason"]
-    assert "no scanner map" in capfd.readouterr().err

@@ -211,14 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
     reference.add_argument(
         "--scanner-map",
         action=argparse.BooleanOptionalAction,
-        default=DEFAULT_SCANNER_MAP,
         help="match the output to the input mapped through this study's own scanner pair: "
         "a quantile map fitted on other participants scanned at both fields (from "
         f"{SCANNER_MAP_SUBJECTS_MIN}, at most {SCANNER_MAP_SUBJECTS_MAX}, chosen evenly; "
         "never the participant's own scans); without them the model's output stands and "
         "the sidecar says why. Offered for a target field of "
         + " or ".join(f"{f:g} T" for f in SCANNER_MAP_TARGET_FIELDS)
-        + " only",
+        + " only. Default: there, when the dataset has them; --scanner-map: refused "
+        "elsewhere; --no-scanner-map: never",
     )
 
     preproc = parser.add_argument_group("preprocessing")
@@ -293,7 +293,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         raise UsageError(
             f"--omp-nthreads {options.omp_nthreads} exceeds --nprocs {options.nprocs}."
         )
-    if options.scanner_map and options.target_field not in SCANNER_MAP_TARGET_FIELDS:
+    options.scanner_map = {None: DEFAULT_SCANNER_MAP, True: "on", False: "off"}[
+        options.scanner_map
+    ]
+    if options.scanner_map == "on" and options.target_field not in SCANNER_MAP_TARGET_FIELDS:
         raise UsageError(
             f"--scanner-map is offered for a target field of "
             f"{' or '.join(f'{f:g} T' for f in SCANNER_MAP_TARGET_FIELDS)} only: towards "

@@ -46,6 +46,11 @@ def test_each_input_matches_its_option():
     for dest, action in _actions().items():
         item = INPUTS[dest]
         assert item["value-key"] in DESCRIPTOR["command-line"], dest
+        if isinstance(action, argparse.BooleanOptionalAction) and action.default is None:
+            # three states (unset, --x, --no-x): the flag itself is the value
+            assert item["type"] == "String" and "command-line-flag" not in item, dest
+            assert item["value-choices"] == action.option_strings and item["optional"], dest
+            continue
         if not action.option_strings:  # positional
             assert "command-line-flag" not in item and item["optional"] is False, dest
         else:
