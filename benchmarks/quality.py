@@ -358,13 +358,13 @@ class Case(NamedTuple):
         """``image``'s metrics against this subject's target."""
         return evaluate(image, self.target, self.mask, self.target_seg, self.truth, self.reference)
 
-    def ours(self, model, kept: Path, **options) -> np.ndarray:
-        """``model``'s output (seed 0; ``options``: InferenceSettings keywords) with the site
+    def ours(self, model, kept: Path, seed: int = 0, **options) -> np.ndarray:
+        """``model``'s output (``options``: InferenceSettings keywords) with the site
         mates' reference, kept at ``kept`` (npy) so that a rerun only measures."""
         if not kept.is_file():
             from harmonize_bids.inference import InferenceSettings, harmonize
 
-            settings = InferenceSettings.resolve(model, seed=0, **options)
+            settings = InferenceSettings.resolve(model, seed=seed, **options)
             image = harmonize(
                 model, self.source, self.mask, settings, reference=self.peers.reference
             )

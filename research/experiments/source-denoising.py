@@ -11,7 +11,9 @@ cleaner source; nothing else changes (reference, anchoring, sampler, seed):
   neighbouring slices, at the price of a slight blur across slices;
 - ``denoised``: ANTs' adaptive non-local means (``ants.denoise_image``, Rician noise, its
   default patch and search radii) inside the brain mask, in 3D: noise removed alike in
-  every direction, edges kept.
+  every direction, edges kept;
+- ``seed1`` (no arm): the default output with sampling seed 1 instead of 0, for how far
+  the measures move by chance.
 
     python research/experiments/source-denoising.py BIDS WORK CACHE DIRECTION OUT_DIR ARM
     python research/experiments/source-denoising.py report BIDS DIRECTION OUT_DIR ARM
@@ -53,10 +55,16 @@ def denoise(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.where(mask, clean, 0.0).astype(np.float32)
 
 
-#: arm: (its method name, folder of its outputs and record, the source's cleaning)
+def unchanged(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return image
+
+
+#: arm: (its method name, folder of its outputs and record, the source's cleaning, seed).
+#: ``seed1`` is no arm: the default with another seed, for the spread of the measures.
 ARMS = {
-    "averaged": ("Ours, source averaged across slices", "slice-averaged", average_slices),
-    "denoised": ("Ours, source denoised (non-local means)", "source-denoised", denoise),
+    "averaged": ("Ours, source averaged across slices", "slice-averaged", average_slices, 0),
+    "denoised": ("Ours, source denoised (non-local means)", "source-denoised", denoise, 0),
+    "seed1": ("Ours, seed 1", "seed1", unchanged, 1),
 }
 
 
@@ -67,7 +75,7 @@ def record(out_dir, arm: str) -> Path:
 
 
 def main(bids, work, cache, direction_name, out_dir, arm):
-    name, folder, clean = ARMS[arm]
+    name, folder, clean, seed = ARMS[arm]
     results = {method: [] for method in (Q.ORIGINAL, Q.MATCHING, OURS, name)}
     site_of = Q.sites(Path(bids))
     model, found = Q.research_cases(bids, work, cache, direction_name, [])
@@ -79,7 +87,7 @@ def main(bids, work, cache, direction_name, out_dir, arm):
             Q.ORIGINAL: case.source,
             Q.MATCHING: case.peers.histogram_matching(case.source, case.mask),
             OURS: ours,
-            name: cleaned.ours(model, kept),
+            name: cleaned.ours(model, kept, seed=seed),
         }
         for method, image in images.items():
             row = {**case.evaluate(np.asarray(image, np.float32)), "seconds": float("nan")}
