@@ -69,9 +69,8 @@ ARMS = {
 
 
 def record(out_dir, arm: str) -> Path:
-    """An arm's results: the averaged arm's record keeps its first name."""
-    name = "source-slice-averaging.json" if arm == "averaged" else f"{ARMS[arm][1]}.json"
-    return Path(out_dir, name)
+    """An arm's results, beside the folder of its outputs."""
+    return Path(out_dir, f"{ARMS[arm][1]}.json")
 
 
 def main(bids, work, cache, direction_name, out_dir, arm):
