@@ -13,11 +13,15 @@ cleaner source; nothing else changes (reference, anchoring, sampler, seed):
   default patch and search radii) inside the brain mask, in 3D: noise removed alike in
   every direction, edges kept;
 - ``seed1`` (no arm): the default output with sampling seed 1 instead of 0, for how far
-  the measures move by chance.
+  the measures move by chance; ``denoised-seed1``: the denoised arm with seed 1.
 
     python research/experiments/source-denoising.py BIDS WORK CACHE DIRECTION OUT_DIR ARM
     python research/experiments/source-denoising.py report BIDS DIRECTION OUT_DIR ARM
     python research/experiments/source-denoising.py verdict ARM BIDS=OUT_DIR ...
+    python research/experiments/source-denoising.py seeds OUT_DIR
+
+``seeds`` reads the next rule: the default and the denoised arm each as the mean of its
+seed 0 and seed 1 measures (the records of ``seed1``, ``denoised``, ``denoised-seed1``).
 
 OUT_DIR is the folder of output-reference-matching.py's runs of the same set and direction
 (the default outputs are kept in OUT_DIR/axis0); an arm's in OUT_DIR/<its folder>.
@@ -65,6 +69,12 @@ ARMS = {
     "averaged": ("Ours, source averaged across slices", "slice-averaged", average_slices, 0),
     "denoised": ("Ours, source denoised (non-local means)", "source-denoised", denoise, 0),
     "seed1": ("Ours, seed 1", "seed1", unchanged, 1),
+    "denoised-seed1": (
+        "Ours, source denoised (non-local means), seed 1",
+        "source-denoised-seed1",
+        denoise,
+        1,
+    ),
 }
 
 
@@ -138,9 +148,65 @@ def verdict(arm, *runs):
         print(f"  lost: {lost}; gained: {gained}")
 
 
+def mean_of(a, b):
+    """The mean of two summaries (nested dicts and lists of numbers) of the same shape."""
+    if isinstance(a, dict):
+        return {k: mean_of(a[k], b[k]) for k in a}
+    if isinstance(a, list):
+        return [mean_of(x, y) for x, y in zip(a, b, strict=True)]
+    return (a + b) / 2
+
+
+def seeds(out_dir):
+    """The next rule's three conditions, each method the mean of its two seeds."""
+    summaries = {
+        arm: Q.summarize(json.loads(record(out_dir, arm).read_text()))
+        for arm in ("seed1", "denoised", "denoised-seed1")
+    }
+    first = summaries["denoised"]
+    default = (first[OURS], summaries["seed1"][ARMS["seed1"][0]])
+    arm = (first[ARMS["denoised"][0]], summaries["denoised-seed1"][ARMS["denoised-seed1"][0]])
+    summary = {
+        Q.ORIGINAL: first[Q.ORIGINAL],
+        Q.MATCHING: first[Q.MATCHING],
+        OURS: mean_of(*default),
+        "arm": mean_of(*arm),
+    }
+    met = {
+        name: {c for c, _, ok in Q.acceptance_unseen(summary, name) if ok}
+        for name in (OURS, "arm")
+    }
+    lost = sorted(met[OURS] - met["arm"])
+    print(
+        f"bars: default {len(met[OURS])}, arm {len(met['arm'])}; lost {lost}; "
+        f"gained {sorted(met['arm'] - met[OURS])}"
+    )
+    tp = {name: summary[name]["through_plane_ratio"] for name in (OURS, "arm")}
+    print(
+        f"sagittal through-plane: default {tp[OURS]:.3f}, arm {tp['arm']:.3f}; "
+        f"per axis: default {summary[OURS]['anisotropy_ratios']},"
+        f" arm {summary['arm']['anisotropy_ratios']}"
+    )
+    original = summary[Q.ORIGINAL]["site_deviation_error"]
+    within = []
+    for t in Q.metrics.TISSUES:
+        d0, d1 = (s["site_deviation_error"][t] / original[t] for s in default)
+        a0, a1 = (s["site_deviation_error"][t] / original[t] for s in arm)
+        ok = (a0 + a1) / 2 - (d0 + d1) / 2 <= abs(d0 - d1)
+        within.append(ok)
+        print(
+            f"within-site {t}: default {d0:.3f} / {d1:.3f} (mean {(d0 + d1) / 2:.3f}), "
+            f"arm {a0:.3f} / {a1:.3f} (mean {(a0 + a1) / 2:.3f}): {'holds' if ok else 'fails'}"
+        )
+    conditions = [not lost, abs(tp["arm"] - 1) <= abs(tp[OURS] - 1), all(within)]
+    print(f"conditions {conditions}: {'passes' if all(conditions) else 'fails'}")
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "verdict":
         verdict(*sys.argv[2:])
+    elif sys.argv[1] == "seeds":
+        seeds(*sys.argv[2:])
     elif sys.argv[1] == "report":
         report(*sys.argv[2:])
     else:
