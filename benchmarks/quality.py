@@ -571,6 +571,16 @@ def summarize(results: dict[str, list[dict]]) -> dict[str, dict]:
     return summary
 
 
+def mean_summary(a, b):
+    """The mean of two summaries of the same shape (nested dicts and lists of numbers):
+    one method's measures over two sampling seeds."""
+    if isinstance(a, dict):
+        return {k: mean_summary(a[k], b[k]) for k in a}
+    if isinstance(a, list):
+        return [mean_summary(x, y) for x, y in zip(a, b, strict=True)]
+    return (a + b) / 2
+
+
 def _ratio(value: float, base: float) -> str:
     return f"{value / base:.3f}" if base else "n/a"
 

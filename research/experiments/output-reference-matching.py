@@ -49,6 +49,11 @@ The seventh rule's in-distribution check (after ``site-map-matched``; adds Nyul)
 
     python research/experiments/output-reference-matching.py in-distribution \
         BIDS WORK CACHE DIRECTION OUT_DIR
+
+The eighth rule (``site-map-matched`` run on OUT_DIR and on a folder whose ``axis0`` holds
+the default outputs of seed 1):
+
+    python research/experiments/output-reference-matching.py seeds OUT_DIR SEED1_OUT_DIR
 """
 
 import json
@@ -423,11 +428,45 @@ def in_distribution(bids, work, cache, direction_name, out_dir):
             print(f"  {check}: {measured} ({'met' if ok else 'not met'})")
 
 
+def seeds(seed0_dir, seed1_dir):
+    """The eighth rule's three conditions: the default and the arm of site-mapped-matched.json
+    in each folder (the default output with seeds 0 and 1), each the mean of the two."""
+    first, second = (
+        Q.summarize(json.loads(Path(d, "site-mapped-matched.json").read_text()))
+        for d in (seed0_dir, seed1_dir)
+    )
+    summary = {name: Q.mean_summary(first[name], second[name]) for name in first}
+    checks = {
+        name: {c: ok for c, _, ok in Q.acceptance_unseen(summary, name)}
+        for name in (OURS, MATCHED_SITE_SOURCE)
+    }
+    bars = {name: sum(found.values()) for name, found in checks.items()}
+    gm = checks[MATCHED_SITE_SOURCE]["GM volume difference <= histogram matching's"]
+    print(f"bars: default {bars[OURS]}, arm {bars[MATCHED_SITE_SOURCE]}; arm meets GM bar: {gm}")
+    original = summary[Q.ORIGINAL]["site_deviation_error"]
+    within = []
+    for t in Q.metrics.TISSUES:
+        d0, d1, arm = (
+            s[n]["site_deviation_error"][t] / original[t]
+            for s, n in ((first, OURS), (second, OURS), (summary, MATCHED_SITE_SOURCE))
+        )
+        ok = arm - (d0 + d1) / 2 <= abs(d0 - d1)
+        within.append(ok)
+        print(
+            f"within-site {t}: default {d0:.3f} / {d1:.3f} (mean {(d0 + d1) / 2:.3f}),"
+            f" arm {arm:.3f}: {'holds' if ok else 'fails'}"
+        )
+    conditions = [bars[MATCHED_SITE_SOURCE] > bars[OURS], gm, all(within)]
+    print(f"conditions {conditions}: {'passes' if all(conditions) else 'fails'}")
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "verdict":
         verdict(*sys.argv[2:])
     elif sys.argv[1] == "in-distribution":
         in_distribution(*sys.argv[2:])
+    elif sys.argv[1] == "seeds":
+        seeds(*sys.argv[2:])
     elif sys.argv[1] == "deviations":
         deviations(*sys.argv[2:])
     elif sys.argv[1] == "segmentation":

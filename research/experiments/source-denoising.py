@@ -148,15 +148,6 @@ def verdict(arm, *runs):
         print(f"  lost: {lost}; gained: {gained}")
 
 
-def mean_of(a, b):
-    """The mean of two summaries (nested dicts and lists of numbers) of the same shape."""
-    if isinstance(a, dict):
-        return {k: mean_of(a[k], b[k]) for k in a}
-    if isinstance(a, list):
-        return [mean_of(x, y) for x, y in zip(a, b, strict=True)]
-    return (a + b) / 2
-
-
 def seeds(out_dir):
     """The next rule's three conditions, each method the mean of its two seeds."""
     summaries = {
@@ -169,8 +160,8 @@ def seeds(out_dir):
     summary = {
         Q.ORIGINAL: first[Q.ORIGINAL],
         Q.MATCHING: first[Q.MATCHING],
-        OURS: mean_of(*default),
-        "arm": mean_of(*arm),
+        OURS: Q.mean_summary(*default),
+        "arm": Q.mean_summary(*arm),
     }
     met = {
         name: {c for c, _, ok in Q.acceptance_unseen(summary, name) if ok}
