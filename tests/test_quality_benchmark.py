@@ -63,6 +63,19 @@ def test_site_deviation_error_compares_each_subjects_gap_to_its_site_mates():
     assert quality.site_deviation_error([row("A", 1, 1), row("B", 1, 1)]) is None
 
 
+def test_mean_summary_averages_every_number_of_two_seeds():
+    quality = _quality()
+    seed0 = {"mse": 1.0, "volume_diff": {"GM": 2.0}, "anisotropy_ratios": [1.0, 3.0]}
+    seed1 = {"mse": 3.0, "volume_diff": {"GM": 4.0}, "anisotropy_ratios": [2.0, 5.0]}
+    assert quality.mean_summary(seed0, seed1) == {
+        "mse": 2.0,
+        "volume_diff": {"GM": 3.0},
+        "anisotropy_ratios": [1.5, 4.0],
+    }
+    with pytest.raises(ValueError):
+        quality.mean_summary({"a": [1.0]}, {"a": [1.0, 2.0]})
+
+
 def test_quality_tables_on_a_tiny_phantom_with_sites(tmp_path, capsys):
     quality = _quality()
     bids = write_phantom_dataset(
