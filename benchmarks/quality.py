@@ -581,6 +581,12 @@ def mean_summary(a, b):
     return (a + b) / 2
 
 
+def within_seed_spread(arm: float, seed0: float, seed1: float) -> bool:
+    """Whether ``arm`` exceeds the mean of the default's two seeds by no more than their
+    own difference: a rise chance alone could make (lower is better)."""
+    return arm - (seed0 + seed1) / 2 <= abs(seed0 - seed1)
+
+
 def _ratio(value: float, base: float) -> str:
     return f"{value / base:.3f}" if base else "n/a"
 

@@ -76,6 +76,14 @@ def test_mean_summary_averages_every_number_of_two_seeds():
         quality.mean_summary({"a": [1.0]}, {"a": [1.0, 2.0]})
 
 
+def test_within_seed_spread_allows_a_rise_up_to_the_seeds_own_difference():
+    quality = _quality()
+    assert quality.within_seed_spread(1.1, 1.0, 1.2)  # +0.0 over the mean
+    assert quality.within_seed_spread(1.3, 1.0, 1.2)  # +0.2, the spread
+    assert not quality.within_seed_spread(1.31, 1.0, 1.2)
+    assert not quality.within_seed_spread(1.01, 1.0, 1.0)  # no spread: no rise allowed
+
+
 def test_quality_tables_on_a_tiny_phantom_with_sites(tmp_path, capsys):
     quality = _quality()
     bids = write_phantom_dataset(

@@ -450,7 +450,7 @@ def seeds(seed0_dir, seed1_dir):
             s[n]["site_deviation_error"][t] / original[t]
             for s, n in ((first, OURS), (second, OURS), (summary, MATCHED_SITE_SOURCE))
         )
-        ok = arm - (d0 + d1) / 2 <= abs(d0 - d1)
+        ok = Q.within_seed_spread(arm, d0, d1)
         within.append(ok)
         print(
             f"within-site {t}: default {d0:.3f} / {d1:.3f} (mean {(d0 + d1) / 2:.3f}),"

@@ -183,7 +183,7 @@ def seeds(out_dir):
     for t in Q.metrics.TISSUES:
         d0, d1 = (s["site_deviation_error"][t] / original[t] for s in default)
         a0, a1 = (s["site_deviation_error"][t] / original[t] for s in arm)
-        ok = (a0 + a1) / 2 - (d0 + d1) / 2 <= abs(d0 - d1)
+        ok = Q.within_seed_spread((a0 + a1) / 2, d0, d1)
         within.append(ok)
         print(
             f"within-site {t}: default {d0:.3f} / {d1:.3f} (mean {(d0 + d1) / 2:.3f}), "
