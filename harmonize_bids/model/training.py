@@ -584,9 +584,7 @@ def train(
     def draw(indices, gen, corners=None):
         src, tgt, lesion = pairs.batch(indices, patch=patch, generator=gen, corners=corners)
         src = _augment_contrast(src, source_channels, schedule.contrast_augmentation, gen)
-        src = _augment_source_curve(
-            src, source_channels, schedule.source_curve_augmentation, gen
-        )
+        src = _augment_source_curve(src, source_channels, schedule.source_curve_augmentation, gen)
         if model.reference_channel:
             src, tgt = _augment_target_contrast(
                 src, tgt, schedule.target_contrast_augmentation, white_matter, gen
