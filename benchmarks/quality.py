@@ -373,12 +373,29 @@ class Case(NamedTuple):
         return np.load(kept).astype(np.float32)
 
 
+def claim_cache(cache: Path, bids: Path) -> None:
+    """Mark ``cache`` as the phantom ``bids``'s, or stop if it holds another phantom's
+    results: entries are keyed by subject, so two phantoms would silently mix."""
+    marker = cache / "phantom.txt"
+    phantom = str(bids.resolve())
+    if marker.is_file():
+        held = marker.read_text().strip()
+        if held != phantom:
+            raise SystemExit(
+                f"{cache} holds the results of phantom {held}, not {phantom}: "
+                "give each phantom its own --cache folder."
+            )
+        return
+    write_text(marker, phantom + "\n")
+
+
 def cases(
     bids: Path, work: Path, direction: Direction, cache: Path, subjects: list[dict] | None = None
 ) -> Iterator[Case]:
     """Each subject of ``subjects`` (default: all pair records) with its site mates'
     target-field scans as peers; the target's segmentation is cached under
     ``cache/<subject>``. Subjects alone at their site are left out, with a line."""
+    claim_cache(cache, bids)
     every = pair_records(work, direction)
     site_of = sites(bids)
     scans = {r["subject"]: target_scan(work, r["subject"], direction.target) for r in every}
@@ -814,7 +831,12 @@ def main(argv: list[str] | None = None) -> int:
         "site mate's reference)",
     )
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--cache", type=Path, default=Path("quality-cache"))
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("quality-cache"),
+        help="per-subject results, kept under NAME/DIRECTION; one phantom per folder",
+    )
     parser.add_argument("--output", type=Path, help="write the tables (markdown) here")
     parser.add_argument("--json", type=Path, help="write the summaries (JSON) here")
     args = parser.parse_args(argv)

@@ -84,6 +84,15 @@ def test_within_seed_spread_allows_a_rise_up_to_the_seeds_own_difference():
     assert not quality.within_seed_spread(1.01, 1.0, 1.0)  # no spread: no rise allowed
 
 
+def test_a_cache_folder_refuses_a_second_phantom(tmp_path):
+    quality = _quality()
+    cache = tmp_path / "cache" / "unseen" / "1.5T-to-3T"
+    quality.claim_cache(cache, tmp_path / "phantom_a")
+    quality.claim_cache(cache, tmp_path / "phantom_a")  # the same phantom again
+    with pytest.raises(SystemExit, match="phantom_a, not .*phantom_b"):
+        quality.claim_cache(cache, tmp_path / "phantom_b")
+
+
 def test_quality_tables_on_a_tiny_phantom_with_sites(tmp_path, capsys):
     quality = _quality()
     bids = write_phantom_dataset(
