@@ -160,7 +160,6 @@ def main() -> None:
     parser.add_argument("--patch-size", type=int, default=128)
     parser.add_argument("--lesion-weight", type=float, default=20.0)
     parser.add_argument("--contrast-augmentation", type=float, default=0.2)
-    parser.add_argument("--source-curve-augmentation", type=float, default=0.0)
     parser.add_argument("--target-contrast-augmentation", type=float, default=0.0)
     parser.add_argument("--context-slices", type=int, default=None)
     parser.add_argument("--through-plane-weight", type=float, default=0.0)
@@ -215,7 +214,6 @@ def main() -> None:
         patch_size=args.patch_size,
         lesion_weight=args.lesion_weight,
         contrast_augmentation=args.contrast_augmentation,
-        source_curve_augmentation=args.source_curve_augmentation,
         target_contrast_augmentation=args.target_contrast_augmentation,
         through_plane_weight=args.through_plane_weight,
         checkpoint_every=args.checkpoint_every,

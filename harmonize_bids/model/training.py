@@ -54,10 +54,7 @@ class TrainingSchedule:
     slices); AdamW at ``lr``, falling linearly towards zero over the last
     ``lr_decay_iterations``; lesion pixels count ``lesion_weight`` times in the loss;
     the source slices of each sample are raised to a power exp(U(-a, a)) with
-    ``a = contrast_augmentation``, then through a random monotone curve whose slope on
-    each quarter of [0, 1] is exp(U(-c, c)) (renormalised so 1 stays 1),
-    ``c = source_curve_augmentation``, which changes each tissue pair's contrast
-    independently; with a reference channel, that channel and the target
+    ``a = contrast_augmentation``; with a reference channel, that channel and the target
     of each sample are raised together to a power exp(U(-b, b)) about the white-matter
     level, ``b = target_contrast_augmentation``, so the target contrast follows the
     study's reference instead of the training sites'; with ``through_plane_weight`` w > 0
@@ -78,7 +75,6 @@ class TrainingSchedule:
     patch_size: int | None = None
     lesion_weight: float = 1.0
     contrast_augmentation: float = 0.0
-    source_curve_augmentation: float = 0.0
     target_contrast_augmentation: float = 0.0
     through_plane_weight: float = 0.0
     checkpoint_every: int = 1000
@@ -291,32 +287,6 @@ def _augment_contrast(
     gamma = _random_powers(len(src), strength, generator)
     out = src.clone()
     out[:, :channels] = src[:, :channels].clamp(min=0) ** gamma
-    return out
-
-
-_CURVE_KNOTS = 4
-
-
-def _augment_source_curve(
-    src: torch.Tensor, channels: int, strength: float, generator: torch.Generator
-) -> torch.Tensor:
-    """Map the first ``channels`` of each sample through a random monotone piecewise-linear
-    curve: slope exp(U(-s, s)) on each quarter of [0, 1], scaled so that 0 and 1 stay put
-    (the last slope continues above 1)."""
-    if strength <= 0:
-        return src
-    n = len(src)
-    slopes = torch.exp((torch.rand(n, _CURVE_KNOTS, generator=generator) * 2 - 1) * strength)
-    slopes = slopes / slopes.mean(dim=1, keepdim=True)
-    width = 1.0 / _CURVE_KNOTS
-    starts = torch.cat([torch.zeros(n, 1), torch.cumsum(slopes * width, dim=1)[:, :-1]], 1)
-    x = src[:, :channels].clamp(min=0)
-    segment = (x / width).long().clamp(max=_CURVE_KNOTS - 1)
-    flat = segment.flatten(1)
-    start = torch.gather(starts, 1, flat).view_as(x)
-    slope = torch.gather(slopes, 1, flat).view_as(x)
-    out = src.clone()
-    out[:, :channels] = start + slope * (x - segment * width)
     return out
 
 
@@ -584,7 +554,6 @@ def train(
     def draw(indices, gen, corners=None):
         src, tgt, lesion = pairs.batch(indices, patch=patch, generator=gen, corners=corners)
         src = _augment_contrast(src, source_channels, schedule.contrast_augmentation, gen)
-        src = _augment_source_curve(src, source_channels, schedule.source_curve_augmentation, gen)
         if model.reference_channel:
             src, tgt = _augment_target_contrast(
                 src, tgt, schedule.target_contrast_augmentation, white_matter, gen
