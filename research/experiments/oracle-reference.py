@@ -20,12 +20,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import quality as Q  # noqa: E402
 
-TISSUES = ("CSF", "GM", "WM")
-
 
 def main(bids: str, work: str, cache: str, direction: str, *subjects: str) -> None:
     from harmonize_bids.image.reference import TargetReference, brain_quantiles, match_to_reference
     from harmonize_bids.inference import InferenceSettings, harmonize
+    from harmonize_bids.qc.metrics import TISSUES
 
     model, found = Q.research_cases(bids, work, cache, direction, list(subjects))
     settings = InferenceSettings.resolve(model, seed=0)
@@ -36,9 +35,7 @@ def main(bids: str, work: str, cache: str, direction: str, *subjects: str) -> No
         )
         images = {
             "Original": case.source,
-            "matching, site mates": match_to_reference(
-                case.source, case.mask, case.peers.reference.quantiles
-            ),
+            "matching, site mates": case.peers.histogram_matching(case.source, case.mask),
             "matching, own target": match_to_reference(case.source, case.mask, own.quantiles),
             "model, site mates": harmonize(
                 model, case.source, case.mask, settings, reference=case.peers.reference
