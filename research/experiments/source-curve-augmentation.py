@@ -1,5 +1,5 @@
-"""The rule of source-curve-augmentation.md, read from two ``benchmarks/quality.py --json``
-records of the same set and direction: the control's and the arm's.
+"""The rule of source-curve-augmentation.md (also reference-following-1p5T-to-3T.md's), read
+from two ``benchmarks/quality.py --json`` records of one set and direction: control, arm.
 
     python research/experiments/source-curve-augmentation.py CONTROL.json ARM.json
 """
