@@ -1,9 +1,9 @@
 """With its own target as the reference, does the model close the volume gaps? (diagnosis)
 
-Usage: python oracle-reference.py BIDS WORK CACHE DIRECTION [SUBJECT ...]
+Usage: python oracle-reference.py BIDS WORK CACHE DIRECTION [SUBJECT ...] [--model DIR]
 
-For each subject of a prepared phantom (all if none): histogram matching and the bundled
-model's default output (seed 0) with the site mates' pooled reference, as
+For each subject of a prepared phantom (all if none): histogram matching and the default
+output (seed 0) of the bundled model (or of DIR) with the site mates' pooled reference, as
 ``benchmarks/quality.py`` makes them, and both again with a reference made of the
 subject's own registered target alone. That second reference is never a method (the app
 never uses a subject's own target-field scan): it is the best reference there could be,
@@ -12,6 +12,7 @@ histogram leaves. Prints the mean CSF / GM / WM volume differences and the detai
 as fractions of Original's.
 """
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -21,12 +22,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import quality as Q  # noqa: E402
 
 
-def main(bids: str, work: str, cache: str, direction: str, *subjects: str) -> None:
+def main(
+    bids: str, work: str, cache: str, direction: str, subjects: list[str], model_dir: str | None
+) -> None:
     from harmonize_bids.image.reference import TargetReference, brain_quantiles, match_to_reference
     from harmonize_bids.inference import InferenceSettings, harmonize
     from harmonize_bids.qc.metrics import TISSUES
 
-    model, found = Q.research_cases(bids, work, cache, direction, list(subjects))
+    model, found = Q.research_cases(bids, work, cache, direction, subjects, model_dir=model_dir)
     settings = InferenceSettings.resolve(model, seed=0)
     rows: dict[str, list[dict]] = {}
     for case in found:
@@ -60,4 +63,10 @@ def main(bids: str, work: str, cache: str, direction: str, *subjects: str) -> No
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    for name in ("bids", "work", "cache", "direction"):
+        parser.add_argument(name)
+    parser.add_argument("subjects", nargs="*")
+    parser.add_argument("--model", help="model folder (default: the bundled model)")
+    args = parser.parse_args()
+    main(args.bids, args.work, args.cache, args.direction, args.subjects, args.model)
