@@ -161,7 +161,6 @@ def main() -> None:
     parser.add_argument("--lesion-weight", type=float, default=20.0)
     parser.add_argument("--contrast-augmentation", type=float, default=0.2)
     parser.add_argument("--target-contrast-augmentation", type=float, default=0.0)
-    parser.add_argument("--target-curve-augmentation", type=float, default=0.0)
     parser.add_argument("--context-slices", type=int, default=None)
     parser.add_argument("--through-plane-weight", type=float, default=0.0)
     parser.add_argument("--checkpoint-every", type=int, default=250)
@@ -216,7 +215,6 @@ def main() -> None:
         lesion_weight=args.lesion_weight,
         contrast_augmentation=args.contrast_augmentation,
         target_contrast_augmentation=args.target_contrast_augmentation,
-        target_curve_augmentation=args.target_curve_augmentation,
         through_plane_weight=args.through_plane_weight,
         checkpoint_every=args.checkpoint_every,
         seed=args.seed,

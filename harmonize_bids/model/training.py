@@ -57,10 +57,7 @@ class TrainingSchedule:
     ``a = contrast_augmentation``; with a reference channel, that channel and the target
     of each sample are raised together to a power exp(U(-b, b)) about the white-matter
     level, ``b = target_contrast_augmentation``, so the target contrast follows the
-    study's reference instead of the training sites'; then both go through one random
-    monotone curve that keeps 0 and the white-matter level, its slope exp(U(-c, c)) on
-    each third of [0, level] (identity above), ``c = target_curve_augmentation``, which
-    moves the CSF / GM and GM / WM contrasts apart; with ``through_plane_weight`` w > 0
+    study's reference instead of the training sites'; with ``through_plane_weight`` w > 0
     each sample is a pair of neighbouring slices sharing patch, augmentation, timestep and
     noise (as slices share noise at inference), and the loss adds w times the squared error
     of the difference between their clean-image estimates against the target's difference;
@@ -79,7 +76,6 @@ class TrainingSchedule:
     lesion_weight: float = 1.0
     contrast_augmentation: float = 0.0
     target_contrast_augmentation: float = 0.0
-    target_curve_augmentation: float = 0.0
     through_plane_weight: float = 0.0
     checkpoint_every: int = 1000
     val_fraction: float = 0.1
@@ -324,42 +320,6 @@ def _augment_target_contrast(
     return out, mapped(target)
 
 
-_CURVE_SEGMENTS = 3
-
-
-def _augment_target_curve(
-    src: torch.Tensor,
-    target: torch.Tensor,
-    strength: float,
-    level: float,
-    generator: torch.Generator,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Map the reference channel (the last of ``src``) and ``target`` of each sample through
-    one random monotone piecewise-linear curve: slope exp(U(-s, s)) on each third of
-    [0, ``level``], scaled so that 0 and ``level`` stay put, identity above ``level``.
-
-    Unlike one power, the curve changes each tissue pair's contrast on its own, as another
-    target scanner's protocol and tissue T1 do; histogram matching commutes with it."""
-    if strength <= 0:
-        return src, target
-    n = len(src)
-    slopes = torch.exp((torch.rand(n, _CURVE_SEGMENTS, generator=generator) * 2 - 1) * strength)
-    slopes = slopes / slopes.mean(dim=1, keepdim=True)
-    width = level / _CURVE_SEGMENTS
-    starts = torch.cat([torch.zeros(n, 1), torch.cumsum(slopes * width, dim=1)[:, :-1]], 1)
-
-    def mapped(x: torch.Tensor) -> torch.Tensor:
-        x = x.clamp(min=0)
-        segment = (x / width).long().clamp(max=_CURVE_SEGMENTS - 1)
-        start = torch.gather(starts, 1, segment.flatten(1)).view_as(x)
-        slope = torch.gather(slopes, 1, segment.flatten(1)).view_as(x)
-        return torch.where(x < level, start + slope * (x - segment * width), x)
-
-    out = src.clone()
-    out[:, -1:] = mapped(src[:, -1:])
-    return out, mapped(target)
-
-
 def _pixel_weight(lesion: torch.Tensor | None, lesion_weight: float) -> torch.Tensor | None:
     """Loss weight per pixel: ``lesion_weight`` inside lesions, 1 elsewhere."""
     if lesion is None or lesion_weight == 1.0:
@@ -597,9 +557,6 @@ def train(
         if model.reference_channel:
             src, tgt = _augment_target_contrast(
                 src, tgt, schedule.target_contrast_augmentation, white_matter, gen
-            )
-            src, tgt = _augment_target_curve(
-                src, tgt, schedule.target_curve_augmentation, white_matter, gen
             )
         return src, tgt, lesion
 

@@ -1,6 +1,7 @@
 """With its own target as the reference, does the model close the volume gaps? (diagnosis)
 
 Usage: python oracle-reference.py BIDS WORK CACHE DIRECTION [SUBJECT ...] [--model DIR]
+                                  [--reference own|site-map]
 
 For each subject of a prepared phantom (all if none): histogram matching and the default
 output (seed 0) of the bundled model (or of DIR) with the site mates' pooled reference, as
@@ -8,8 +9,12 @@ output (seed 0) of the bundled model (or of DIR) with the site mates' pooled ref
 subject's own registered target alone. That second reference is never a method (the app
 never uses a subject's own target-field scan): it is the best reference there could be,
 so the model's gap under it is the network's own and matching's is what a perfect
-histogram leaves. Prints the mean CSF / GM / WM volume differences and the detail ratio,
-as fractions of Original's.
+histogram leaves. With ``--reference site-map`` the second reference is instead the
+subject's source mapped through its site mates' scanner map (their pooled source-field
+quantiles to their pooled target-field quantiles, as the app's ``--scanner-map``): a
+method, which carries the target scanner's contrast with the subject's own proportions.
+Prints the mean CSF / GM / WM volume differences, the within-site volume deviation errors
+and the detail ratio, as fractions of Original's.
 """
 
 import argparse
@@ -23,43 +28,76 @@ import quality as Q  # noqa: E402
 
 
 def main(
-    bids: str, work: str, cache: str, direction: str, subjects: list[str], model_dir: str | None
+    bids: str,
+    work: str,
+    cache: str,
+    direction: str,
+    subjects: list[str],
+    model_dir: str | None,
+    second: str = "own",
 ) -> None:
-    from harmonize_bids.image.reference import TargetReference, brain_quantiles, match_to_reference
+    from harmonize_bids.image.reference import (
+        ScannerMap,
+        TargetReference,
+        brain_quantiles,
+        match_to_reference,
+        pool_quantiles,
+    )
     from harmonize_bids.inference import InferenceSettings, harmonize
     from harmonize_bids.qc.metrics import TISSUES
 
+    field = Q.DIRECTIONS[direction].target
+    records = {r["subject"]: r for r in Q.pair_records(Path(work), Q.DIRECTIONS[direction])}
+    site_of = Q.sites(Path(bids))
+
+    def source_quantiles(subject: str) -> np.ndarray:
+        record = records[subject]
+        return brain_quantiles(Q.load(record["source"]), Q.load(record["mask"]) > 0)
+
+    def second_reference(case) -> np.ndarray:
+        if second == "own":
+            return brain_quantiles(case.target, case.mask)
+        mates = pool_quantiles([source_quantiles(s) for s in case.peers.reference.sources])
+        site_map = ScannerMap(TargetReference(0.0, mates), case.peers.reference)
+        return brain_quantiles(site_map.apply(case.source, case.mask), case.mask)
+
+    label = {"own": "own target", "site-map": "site-mapped source"}[second]
     model, found = Q.research_cases(bids, work, cache, direction, subjects, model_dir=model_dir)
     settings = InferenceSettings.resolve(model, seed=0)
     rows: dict[str, list[dict]] = {}
     for case in found:
-        own = TargetReference.pooled(
-            Q.DIRECTIONS[direction].target, [brain_quantiles(case.target, case.mask)], ["own"]
-        )
+        other = TargetReference.pooled(field, [second_reference(case)], [label])
         images = {
             "Original": case.source,
             "matching, site mates": case.peers.histogram_matching(case.source, case.mask),
-            "matching, own target": match_to_reference(case.source, case.mask, own.quantiles),
+            f"matching, {label}": match_to_reference(case.source, case.mask, other.quantiles),
             "model, site mates": harmonize(
                 model, case.source, case.mask, settings, reference=case.peers.reference
             ).image,
-            "model, own target": harmonize(
-                model, case.source, case.mask, settings, reference=own
+            f"model, {label}": harmonize(
+                model, case.source, case.mask, settings, reference=other
             ).image,
         }
         for name, image in images.items():
-            rows.setdefault(name, []).append(case.evaluate(np.asarray(image, np.float32)))
+            row = case.evaluate(np.asarray(image, np.float32))
+            rows.setdefault(name, []).append({**row, "site": site_of[case.subject]})
         print(f"{case.subject} done", file=sys.stderr, flush=True)
     original = {t: np.mean([r["volume_diff"][t] for r in rows["Original"]]) for t in TISSUES}
+    within_original = Q.site_deviation_error(rows["Original"])
     print(f"{len(rows['Original'])} subjects of {Path(bids).name}, {direction}\n")
-    print("| method, reference | CSF / GM / WM volume diff. (x Original) | detail / target's |")
-    print("|---|---|---|")
+    print(
+        "| method, reference | CSF / GM / WM volume diff. (x Original) "
+        "| within-site error CSF / GM / WM (x Original's) | detail / target's |"
+    )
+    print("|---|---|---|---|")
     for name, results in rows.items():
         volume = " / ".join(
             f"{np.mean([r['volume_diff'][t] for r in results]) / original[t]:.3f}" for t in TISSUES
         )
+        errors = Q.site_deviation_error(results)
+        within = " / ".join(f"{errors[t] / within_original[t]:.3f}" for t in TISSUES)
         detail = np.mean([r["detail_ratio"] for r in results])
-        print(f"| {name} | {volume} | {detail:.3f} |")
+        print(f"| {name} | {volume} | {within} | {detail:.3f} |")
 
 
 if __name__ == "__main__":
@@ -68,5 +106,14 @@ if __name__ == "__main__":
         parser.add_argument(name)
     parser.add_argument("subjects", nargs="*")
     parser.add_argument("--model", help="model folder (default: the bundled model)")
+    parser.add_argument("--reference", choices=("own", "site-map"), default="own")
     args = parser.parse_args()
-    main(args.bids, args.work, args.cache, args.direction, args.subjects, args.model)
+    main(
+        args.bids,
+        args.work,
+        args.cache,
+        args.direction,
+        args.subjects,
+        args.model,
+        args.reference,
+    )
