@@ -25,7 +25,9 @@ Methods, per direction:
   scans; output range their mean 1st / 99th brain percentiles.
 - Ours: the app's inference (:func:`harmonize_bids.inference.harmonize`) with the same
   pooled scans as its target reference, at each ``--steps`` (the first is the default),
-  along ``--slice-planes`` (averaged), ``--even-out-slices`` or not.
+  along ``--slice-planes`` (averaged), ``--even-out-slices`` or not; with ``--reference
+  site-map`` its reference is instead the subject's source mapped through the site mates'
+  scanner map (their pooled source-field quantiles to their pooled target-field ones).
 
 Metrics against the registered target inside the source brain mask: the paper's MSE,
 AHD, CSF/GM/WM volume differences, Dice and HD95
@@ -84,6 +86,7 @@ LESION_LABEL = 4
 SLICE_AXIS = 0
 MIN_LESION_VOXELS = 20
 ORIGINAL, MATCHING, NYUL = "Original", "Histogram matching", "Nyul"
+SITE_MAP = "site-map"
 #: Acceptance bars. In-distribution (issue 5): ratios to Original, below both peers.
 IN_DISTRIBUTION = {"mse": 0.41, "ahd": 0.21, "volume": 0.33}
 #: Unseen scanners (issue 34): against histogram matching and the target.
@@ -144,14 +147,37 @@ def truth_labels(bids: Path, record: dict) -> np.ndarray:
 # ----------------------------------------------------------------------------- peers
 class SitePeers:
     """A subject's view of its site: the other subjects' target-field scans, pooled into
-    the reference our model and histogram matching use, and a Nyul fit on them."""
+    the reference our model and histogram matching use, and a Nyul fit on them; with
+    their source-field brain quantiles too, their scanner map (as the app's
+    ``--scanner-map``)."""
 
-    def __init__(self, scans: list[tuple[np.ndarray, np.ndarray]], names: list[str], field: float):
-        from harmonize_bids.image.reference import TargetReference, brain_quantiles
+    def __init__(
+        self,
+        scans: list[tuple[np.ndarray, np.ndarray]],
+        names: list[str],
+        field: float,
+        source_quantiles: list[np.ndarray] | None = None,
+    ):
+        from harmonize_bids.image.reference import ScannerMap, TargetReference, brain_quantiles
 
         self.scans = scans
         self.reference = TargetReference.pooled(
             field, [brain_quantiles(image, mask) for image, mask in scans], names
+        )
+        self.scanner_map = (
+            ScannerMap(TargetReference.pooled(0.0, source_quantiles, names), self.reference)
+            if source_quantiles
+            else None
+        )
+
+    def site_mapped_reference(self, source: np.ndarray, mask: np.ndarray):
+        """The reference made of ``source`` mapped through the site mates' scanner map:
+        their target scanner's contrast with this subject's own tissue proportions."""
+        from harmonize_bids.image.reference import TargetReference, brain_quantiles
+
+        mapped = self.scanner_map.apply(source, mask)
+        return TargetReference.pooled(
+            self.reference.field_strength, [brain_quantiles(mapped, mask)], ["site map"]
         )
 
     def histogram_matching(self, source: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -241,6 +267,8 @@ def ours_name(steps: int, sampler: str, options: dict) -> str:
         extras.append(" + ".join(options["slice_planes"]))
     if options["even_out_slices"]:
         extras.append("slices evened out")
+    if options.get("reference") == SITE_MAP:
+        extras.append("site-mapped reference")
     return f"Ours ({', '.join([sampler, f'{steps} step' + 's' * (steps != 1), *extras])})"
 
 
@@ -259,11 +287,22 @@ def methods(
 ) -> dict[str, Callable[[], np.ndarray]]:
     from harmonize_bids.inference import InferenceSettings, harmonize
 
+    settings_options = {k: v for k, v in options.items() if k != "reference"}
+
     def ours(steps: int) -> Callable[[], np.ndarray]:
         settings = InferenceSettings.resolve(
-            model, sampler=sampler, steps=steps, seed=0, **options
+            model, sampler=sampler, steps=steps, seed=0, **settings_options
         )
-        return lambda: harmonize(model, source, mask, settings, reference=peers.reference).image
+
+        def run() -> np.ndarray:
+            reference = (
+                peers.site_mapped_reference(source, mask)
+                if options.get("reference") == SITE_MAP
+                else peers.reference
+            )
+            return harmonize(model, source, mask, settings, reference=reference).image
+
+        return run
 
     found = {
         ORIGINAL: lambda: source,
@@ -395,10 +434,16 @@ def cases(
     """Each subject of ``subjects`` (default: all pair records) with its site mates'
     target-field scans as peers; the target's segmentation is cached under
     ``cache/<subject>``. Subjects alone at their site are left out, with a line."""
+    from harmonize_bids.image.reference import brain_quantiles
+
     claim_cache(cache, bids)
     every = pair_records(work, direction)
     site_of = sites(bids)
     scans = {r["subject"]: target_scan(work, r["subject"], direction.target) for r in every}
+    source_quantiles = {
+        r["subject"]: brain_quantiles(*target_scan(work, r["subject"], direction.source))
+        for r in every
+    }
     for record in every if subjects is None else subjects:
         sub = record["subject"]
         others = site_mates(sub, scans, site_of)
@@ -418,7 +463,12 @@ def cases(
         yield Case(
             sub,
             record,
-            SitePeers([scans[s] for s in others], others, direction.target),
+            SitePeers(
+                [scans[s] for s in others],
+                others,
+                direction.target,
+                [source_quantiles[s] for s in others],
+            ),
             source,
             target,
             mask,
@@ -822,6 +872,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--save-images", action="store_true", help="keep every output volume (.npy) in the cache"
     )
+    parser.add_argument(
+        "--reference",
+        choices=("site-mates", SITE_MAP),
+        default="site-mates",
+        help="our model's reference: the site mates' pooled target-field scans (the app's), "
+        "or the subject's source mapped through the site mates' scanner map",
+    )
     parser.add_argument("--max-subjects", type=int)
     parser.add_argument(
         "--subjects",
@@ -843,6 +900,7 @@ def main(argv: list[str] | None = None) -> int:
     args.inference = {
         "slice_planes": tuple(p for p in SLICE_PLANES if p in args.slice_planes),
         "even_out_slices": args.even_out_slices,
+        "reference": args.reference,
     }
     default = ours_name(args.steps[0], args.sampler, args.inference) if args.steps else None
     command = " ".join(map(str, sys.argv[1:] if argv is None else argv))

@@ -183,3 +183,30 @@ def test_a_calibrated_models_outputs_are_cached_apart_from_the_plain_ones():
         name, {**plain, "calibration_sha256": None}
     )
     assert quality.cache_stem(name, calibrated) != quality.cache_stem(name, plain)
+
+
+def test_site_mapped_reference_keeps_the_subjects_own_tissue_proportions():
+    from harmonize_bids.image.reference import brain_quantiles, match_to_reference
+
+    quality = _quality()
+    rng = np.random.default_rng(0)
+
+    def scan(dark_fraction, dark, bright):
+        labels = rng.random((20, 20, 20)) < dark_fraction
+        image = np.where(labels, dark, bright) + rng.normal(0, 0.01, labels.shape)
+        return image.astype(np.float32), np.ones(labels.shape, bool), labels
+
+    # the mates: half dark tissue, 0.3 / 0.6 at the source field, 0.2 / 0.8 at the target
+    mates_source = [scan(0.5, 0.3, 0.6)[:2] for _ in range(2)]
+    mates_target = [scan(0.5, 0.2, 0.8)[:2] for _ in range(2)]
+    quantiles = [brain_quantiles(image, mask) for image, mask in mates_source]
+    peers = quality.SitePeers(mates_target, ["sub-02", "sub-03"], 3.0, quantiles)
+    source, mask, dark = scan(0.8, 0.3, 0.6)  # this subject: 80 % dark tissue
+    reference = peers.site_mapped_reference(source, mask)
+    assert reference.field_strength == 3.0
+    mapped = match_to_reference(source, mask, reference.quantiles)
+    assert np.mean(np.abs(mapped[dark] - 0.2) < 0.05) > 0.95
+    assert np.mean(np.abs(mapped[~dark] - 0.8) < 0.05) > 0.95
+    # the pooled mates' reference carries their 50 % into this subject's dark tissue
+    pooled = match_to_reference(source, mask, peers.reference.quantiles)
+    assert np.mean(pooled[dark] > 0.5) > 0.3

@@ -11,8 +11,8 @@ never uses a subject's own target-field scan): it is the best reference there co
 so the model's gap under it is the network's own and matching's is what a perfect
 histogram leaves. With ``--reference site-map`` the second reference is instead the
 subject's source mapped through its site mates' scanner map (their pooled source-field
-quantiles to their pooled target-field quantiles, as the app's ``--scanner-map``): a
-method, which carries the target scanner's contrast with the subject's own proportions.
+quantiles to their pooled target-field ones; ``benchmarks/quality.py --reference
+site-map``): a method, the target scanner's contrast with the subject's own proportions.
 Prints the mean CSF / GM / WM volume differences, the within-site volume deviation errors
 and the detail ratio, as fractions of Original's.
 """
@@ -36,30 +36,17 @@ def main(
     model_dir: str | None,
     second: str = "own",
 ) -> None:
-    from harmonize_bids.image.reference import (
-        ScannerMap,
-        TargetReference,
-        brain_quantiles,
-        match_to_reference,
-        pool_quantiles,
-    )
+    from harmonize_bids.image.reference import TargetReference, brain_quantiles, match_to_reference
     from harmonize_bids.inference import InferenceSettings, harmonize
     from harmonize_bids.qc.metrics import TISSUES
 
     field = Q.DIRECTIONS[direction].target
-    records = {r["subject"]: r for r in Q.pair_records(Path(work), Q.DIRECTIONS[direction])}
     site_of = Q.sites(Path(bids))
-
-    def source_quantiles(subject: str) -> np.ndarray:
-        record = records[subject]
-        return brain_quantiles(Q.load(record["source"]), Q.load(record["mask"]) > 0)
 
     def second_reference(case) -> np.ndarray:
         if second == "own":
             return brain_quantiles(case.target, case.mask)
-        mates = pool_quantiles([source_quantiles(s) for s in case.peers.reference.sources])
-        site_map = ScannerMap(TargetReference(0.0, mates), case.peers.reference)
-        return brain_quantiles(site_map.apply(case.source, case.mask), case.mask)
+        return case.peers.site_mapped_reference(case.source, case.mask).quantiles
 
     label = {"own": "own target", "site-map": "site-mapped source"}[second]
     model, found = Q.research_cases(bids, work, cache, direction, subjects, model_dir=model_dir)
