@@ -172,6 +172,13 @@ def test_quality_tables_on_a_tiny_phantom_with_sites(tmp_path, capsys):
     assert quality.main([*common, "--steps", "2", "--json", str(record)]) == 0
     again = json.loads(record.read_text())["unseen 1.5T-to-3T"]["methods"]
     assert again["Ours (dpm, 2 steps)"]["mse"] == methods["Ours (dpm, 2 steps)"]["mse"]
+    # with the site mates' scanner map as the reference: its own row and cache entries
+    site_map = [*common, "--steps", "2", "--reference", "site-map", "--json", str(record)]
+    assert quality.main(site_map) == 0
+    mapped = json.loads(record.read_text())["unseen 1.5T-to-3T"]
+    name = "Ours (dpm, 2 steps, site-mapped reference)"
+    assert mapped["default"] == name and name in mapped["methods"]
+    assert mapped["methods"][name]["mse"] != methods["Ours (dpm, 2 steps)"]["mse"]
 
 
 def test_a_calibrated_models_outputs_are_cached_apart_from_the_plain_ones():
