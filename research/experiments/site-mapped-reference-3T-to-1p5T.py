@@ -1,0 +1,66 @@
+"""The second rule of site-mapped-reference-3T-to-1p5T.md, read from two
+``benchmarks/quality.py --json`` records of one set and direction: control, arm.
+
+    python research/experiments/site-mapped-reference-3T-to-1p5T.py CONTROL.json ARM.json
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+TISSUES = ("CSF", "GM", "WM")
+WITHIN_SITE_GAIN = 0.05  # x Original's: the largest two-seed spread on 12 subjects
+VOLUME_MARGIN = 0.02  # x Original: what the training seed alone moved a design GM figure by
+
+
+def summary(path: str) -> dict:
+    """The default method's measures, relative to Original, and its bars met."""
+    (record,) = json.loads(Path(path).read_text()).values()
+    methods = record["methods"]
+    ours, original = methods[record["default"]], methods["Original"]
+
+    def relative(key: str) -> dict:
+        return {t: ours[key][t] / original[key][t] for t in TISSUES}
+
+    return {
+        "bars": {row["check"] for row in record["acceptance"] if row["met"]},
+        "mse": ours["mse"] / original["mse"],
+        "volume": relative("volume_diff"),
+        "within_site": relative("site_deviation_error"),
+    }
+
+
+def main(control_path: str, arm_path: str) -> bool:
+    control, arm = summary(control_path), summary(arm_path)
+    for name, entry in (("control", control), ("arm", arm)):
+        print(
+            f"{name}: bars {len(entry['bars'])}; MSE {entry['mse']:.3f}; volume difference "
+            + " / ".join(f"{entry['volume'][t]:.3f}" for t in TISSUES)
+            + "; within-site "
+            + " / ".join(f"{entry['within_site'][t]:.3f}" for t in TISSUES)
+        )
+    lost = sorted(control["bars"] - arm["bars"])
+    conditions = {
+        "1. no bar lost": not lost,
+        f"2. within-site lower by >= {WITHIN_SITE_GAIN} in every class": all(
+            arm["within_site"][t] <= control["within_site"][t] - WITHIN_SITE_GAIN
+            for t in TISSUES
+        ),
+        f"3. no volume difference higher by > {VOLUME_MARGIN}": all(
+            arm["volume"][t] <= control["volume"][t] + VOLUME_MARGIN for t in TISSUES
+        ),
+        "4. MSE no higher": arm["mse"] <= control["mse"],
+    }
+    print(f"lost: {lost}")
+    print(f"gained: {sorted(arm['bars'] - control['bars'])}")
+    for name, held in conditions.items():
+        print(f"{name}: {held}")
+    passed = all(conditions.values())
+    print("passes" if passed else "fails")
+    return passed
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
