@@ -45,8 +45,7 @@ def main(control_path: str, arm_path: str) -> bool:
     conditions = {
         "1. no bar lost": not lost,
         f"2. within-site lower by >= {WITHIN_SITE_GAIN} in every class": all(
-            arm["within_site"][t] <= control["within_site"][t] - WITHIN_SITE_GAIN
-            for t in TISSUES
+            arm["within_site"][t] <= control["within_site"][t] - WITHIN_SITE_GAIN for t in TISSUES
         ),
         f"3. no volume difference higher by > {VOLUME_MARGIN}": all(
             arm["volume"][t] <= control["volume"][t] + VOLUME_MARGIN for t in TISSUES
