@@ -22,6 +22,7 @@ def summary(path: str) -> dict:
     ours, original = methods[record["default"]], methods["Original"]
     return {
         "bars": {row["check"] for row in record["acceptance"] if row["met"]},
+        "mse": ours["mse"] / original["mse"],
         "volume": {t: ours["volume_diff"][t] / original["volume_diff"][t] for t in TISSUES},
         "within_site": {
             t: ours["site_deviation_error"][t] / original["site_deviation_error"][t]
