@@ -28,6 +28,9 @@ Methods, per direction:
   along ``--slice-planes`` (averaged), ``--even-out-slices`` or not; with ``--reference
   site-map`` its reference is instead the subject's source mapped through the site mates'
   scanner map (their pooled source-field quantiles to their pooled target-field ones).
+  Where the app's ``--scanner-map`` would apply (``--scanner-map``, default the app's: its
+  target fields, from 5 site mates, at most 8 chosen as the app chooses), the output is
+  then matched to the source mapped through that map, and the row says "scanner map".
 
 Metrics against the registered target inside the source brain mask: the paper's MSE,
 AHD, CSF/GM/WM volume differences, Dice and HD95
@@ -148,8 +151,8 @@ def truth_labels(bids: Path, record: dict) -> np.ndarray:
 class SitePeers:
     """A subject's view of its site: the other subjects' target-field scans, pooled into
     the reference our model and histogram matching use, and a Nyul fit on them; with
-    their source-field brain quantiles too, their scanner map (as the app's
-    ``--scanner-map``)."""
+    their source-field brain quantiles too, their scanner map, and the one the app's
+    ``--scanner-map`` would fit (None with fewer mates than it needs)."""
 
     def __init__(
         self,
@@ -158,15 +161,25 @@ class SitePeers:
         field: float,
         source_quantiles: list[np.ndarray] | None = None,
     ):
+        from harmonize_bids.bids import spread
+        from harmonize_bids.choices import SCANNER_MAP_SUBJECTS_MAX, SCANNER_MAP_SUBJECTS_MIN
         from harmonize_bids.image.reference import ScannerMap, TargetReference, brain_quantiles
 
         self.scans = scans
-        self.reference = TargetReference.pooled(
-            field, [brain_quantiles(image, mask) for image, mask in scans], names
-        )
-        self.scanner_map = (
-            ScannerMap(TargetReference.pooled(0.0, source_quantiles, names), self.reference)
-            if source_quantiles
+        target_quantiles = [brain_quantiles(image, mask) for image, mask in scans]
+        self.reference = TargetReference.pooled(field, target_quantiles, names)
+
+        def scanner_map(chosen: list[str]) -> ScannerMap:
+            picks = [names.index(name) for name in chosen]
+            return ScannerMap(
+                TargetReference.pooled(0.0, [source_quantiles[i] for i in picks], chosen),
+                TargetReference.pooled(field, [target_quantiles[i] for i in picks], chosen),
+            )
+
+        self.scanner_map = scanner_map(names) if source_quantiles else None
+        self.app_scanner_map = (
+            scanner_map(spread(sorted(names), SCANNER_MAP_SUBJECTS_MAX))
+            if source_quantiles and len(names) >= SCANNER_MAP_SUBJECTS_MIN
             else None
         )
 
@@ -269,6 +282,8 @@ def ours_name(steps: int, sampler: str, options: dict) -> str:
         extras.append("slices evened out")
     if options.get("reference") == SITE_MAP:
         extras.append("site-mapped reference")
+    if options.get("scanner_map"):
+        extras.append("scanner map")
     return f"Ours ({', '.join([sampler, f'{steps} step' + 's' * (steps != 1), *extras])})"
 
 
@@ -287,7 +302,8 @@ def methods(
 ) -> dict[str, Callable[[], np.ndarray]]:
     from harmonize_bids.inference import InferenceSettings, harmonize
 
-    settings_options = {k: v for k, v in options.items() if k != "reference"}
+    settings_options = {k: v for k, v in options.items() if k not in ("reference", "scanner_map")}
+    scanner_map = peers.app_scanner_map if options.get("scanner_map") else None
 
     def ours(steps: int) -> Callable[[], np.ndarray]:
         settings = InferenceSettings.resolve(
@@ -300,7 +316,9 @@ def methods(
                 if options.get("reference") == SITE_MAP
                 else peers.reference
             )
-            return harmonize(model, source, mask, settings, reference=reference).image
+            return harmonize(
+                model, source, mask, settings, reference=reference, scanner_map=scanner_map
+            ).image
 
         return run
 
@@ -525,17 +543,21 @@ def run_direction(
 
     torch.set_num_threads(args.threads)
     direction = DIRECTIONS[direction_name]
+    records = labelled(pair_records(work, direction), args.subjects)[: args.max_subjects]
+    site_of = sites(bids)
     model = key = None
+    options = dict(args.inference)
     if args.steps:
         model = load_model(direction, getattr(args, f"model_{direction.slug.replace('-', '_')}"))
-        key = model_key(model, args.sampler, args.steps, args.inference)
-    records = labelled(pair_records(work, direction), args.subjects)[: args.max_subjects]
+        options["scanner_map"] = scanner_map_applies(
+            args.scanner_map, direction, work, site_of, calibrated=model.calibration is not None
+        )
+        key = model_key(model, args.sampler, args.steps, options)
     cache = args.cache / set_name / direction_name
     results: dict[str, list[dict]] = {}
-    site_of = sites(bids)
     for case in cases(bids, work, direction, cache, records):
         for name, make in methods(
-            model, case.peers, case.source, case.mask, args.steps, args.sampler, args.inference
+            model, case.peers, case.source, case.mask, args.steps, args.sampler, options
         ).items():
             stem = cache / case.subject / cache_stem(name, key)
             save = stem if args.save_images else None
@@ -566,8 +588,26 @@ def run_direction(
         "subjects": len(results.get(ORIGINAL, [])),
         "sites": len({site_of[r['subject']] for r in records}),
         "model": key,
+        "default": ours_name(args.steps[0], args.sampler, options) if args.steps else None,
     }
     return results, about
+
+
+def scanner_map_applies(
+    mode: str, direction: Direction, work: Path, site_of: dict[str, str], calibrated: bool
+) -> bool:
+    """Whether the app's ``--scanner-map`` ``mode`` maps any subject of this set and
+    direction: a target field it is offered for, a site with enough mates, and (``auto``)
+    a model without an output calibration of its own."""
+    from harmonize_bids.choices import SCANNER_MAP_SUBJECTS_MIN, scanner_map_planned
+
+    if not scanner_map_planned(mode, direction.target) or (mode == "auto" and calibrated):
+        return False
+    subjects = [record["subject"] for record in pair_records(work, direction)]
+    return any(
+        len(site_mates(subject, subjects, site_of)) >= SCANNER_MAP_SUBJECTS_MIN
+        for subject in subjects
+    )
 
 
 # ----------------------------------------------------------------------------- tables
@@ -827,6 +867,7 @@ def main(argv: list[str] | None = None) -> int:
     from harmonize_bids.choices import (
         DEFAULT_EVEN_OUT_SLICES,
         DEFAULT_SAMPLER,
+        DEFAULT_SCANNER_MAP,
         DEFAULT_SLICE_PLANES,
         DEFAULT_STEPS,
         SAMPLERS,
@@ -879,6 +920,13 @@ def main(argv: list[str] | None = None) -> int:
         help="our model's reference: the site mates' pooled target-field scans (the app's), "
         "or the subject's source mapped through the site mates' scanner map",
     )
+    parser.add_argument(
+        "--scanner-map",
+        choices=("auto", "on", "off"),
+        default=DEFAULT_SCANNER_MAP,
+        help="match our output through the site mates' scanner map where the app would "
+        "(default: the app's)",
+    )
     parser.add_argument("--max-subjects", type=int)
     parser.add_argument(
         "--subjects",
@@ -902,7 +950,6 @@ def main(argv: list[str] | None = None) -> int:
         "even_out_slices": args.even_out_slices,
         "reference": args.reference,
     }
-    default = ours_name(args.steps[0], args.sampler, args.inference) if args.steps else None
     command = " ".join(map(str, sys.argv[1:] if argv is None else argv))
     text = [
         "# Harmonization quality on held-out phantom sites",
@@ -930,6 +977,7 @@ def main(argv: list[str] | None = None) -> int:
             results, about = run_direction(set_name, Path(bids), Path(work), direction, args)
             summary = summarize(results)
             unseen = set_name.startswith("unseen")
+            default = about["default"]
             checks = []
             if default in summary:
                 checks = (acceptance_unseen if unseen else acceptance_in_distribution)(
@@ -939,7 +987,6 @@ def main(argv: list[str] | None = None) -> int:
             text.append(tables(title, summary, about, checks))
             record[f"{set_name} {direction}"] = {
                 **about,
-                "default": default,
                 "methods": summary,
                 "acceptance": [
                     {"check": c, "measured": m, "met": bool(ok)} for c, m, ok in checks

@@ -217,3 +217,86 @@ def test_site_mapped_reference_keeps_the_subjects_own_tissue_proportions():
     # the pooled mates' reference carries their 50 % into this subject's dark tissue
     pooled = match_to_reference(source, mask, peers.reference.quantiles)
     assert np.mean(pooled[dark] > 0.5) > 0.3
+
+
+def test_the_scanner_map_row_follows_the_apps_rule(tmp_path):
+    quality = _quality()
+    up, down = quality.DIRECTIONS["1.5T-to-3T"], quality.DIRECTIONS["3T-to-1.5T"]
+    site_of = {f"sub-{i:02d}": str(i // 6) for i in range(12)}
+    for subject in site_of:
+        folder = tmp_path / "pairs" / subject
+        folder.mkdir(parents=True)
+        for direction in (up, down):
+            (folder / f"pair_{direction.slug}.json").write_text("{}")
+
+    def applies(mode, direction, site_of=site_of, calibrated=False):
+        return quality.scanner_map_applies(mode, direction, tmp_path, site_of, calibrated)
+
+    assert applies("auto", up)  # 5 mates at each site, towards 3 T
+    assert not applies("auto", down)  # not offered towards 1.5 T
+    assert applies("on", down) and not applies("off", up)
+    assert not applies("auto", up, calibrated=True)  # the model's own calibration rules
+    assert not applies("auto", up, {s: str(int(s[-2:]) // 3) for s in site_of})  # 2 mates
+    name = quality.ours_name(2, "dpm", {"slice_planes": ("sagittal",), "even_out_slices": False})
+    assert name == "Ours (dpm, 2 steps)"
+    mapped = quality.ours_name(
+        2, "dpm", {"slice_planes": ("sagittal",), "even_out_slices": False, "scanner_map": True}
+    )
+    assert mapped == "Ours (dpm, 2 steps, scanner map)"
+
+
+def test_site_peers_fit_the_apps_scanner_map_from_enough_mates_only():
+    from harmonize_bids.choices import SCANNER_MAP_SUBJECTS_MAX, SCANNER_MAP_SUBJECTS_MIN
+    from harmonize_bids.image.reference import brain_quantiles
+
+    quality = _quality()
+    rng = np.random.default_rng(1)
+    mask = np.ones((8, 8, 8), bool)
+
+    def scan(level):
+        return (level + rng.normal(0, 0.01, mask.shape)).astype(np.float32)
+
+    def peers(n):
+        names = [f"sub-{k:02d}" for k in range(n)]
+        sources = [brain_quantiles(scan(0.05 * k), mask) for k in range(n)]
+        targets = [(scan(0.06 * k), mask) for k in range(n)]
+        return quality.SitePeers(targets, names, 3.0, sources)
+
+    assert peers(SCANNER_MAP_SUBJECTS_MIN - 1).app_scanner_map is None
+    assert peers(SCANNER_MAP_SUBJECTS_MIN).app_scanner_map is not None
+    many = peers(SCANNER_MAP_SUBJECTS_MAX + 4)
+    chosen = many.app_scanner_map.target.sources
+    assert len(chosen) == SCANNER_MAP_SUBJECTS_MAX and chosen[0] == "sub-00"
+    assert chosen[-1] == f"sub-{SCANNER_MAP_SUBJECTS_MAX + 3:02d}"
+    assert many.scanner_map.target.sources == [f"sub-{k:02d}" for k in range(12)]
+
+
+def test_the_scanner_map_row_is_the_output_matched_through_the_mates_map(tmp_path):
+    from harmonize_bids.choices import SCANNER_MAP_SUBJECTS_MIN
+    from harmonize_bids.image.reference import brain_quantiles
+    from harmonize_bids.model.folder import load_model_folder
+
+    quality = _quality()
+    model = load_model_folder(reference_model(tmp_path), source_field=1.5, target_field=3.0)
+    rng = np.random.default_rng(2)
+    mask = np.zeros((16, 24, 24), bool)
+    mask[2:-2, 4:-4, 4:-4] = True
+
+    def scan(gain):
+        return np.where(mask, gain * rng.uniform(0.2, 1.0, mask.shape), 0).astype(np.float32)
+
+    n = SCANNER_MAP_SUBJECTS_MIN
+    names = [f"sub-{k:02d}" for k in range(n)]
+    mates = [(scan(0.9), mask) for _ in names]
+    sources = [brain_quantiles(scan(0.6), mask) for _ in names]
+    peers = quality.SitePeers(mates, names, 3.0, sources)
+    source = scan(0.6)
+    options = {"slice_planes": ("sagittal",), "even_out_slices": False, "reference": "site-mates"}
+    plain = quality.methods(model, peers, source, mask, [1], "dpm", options)
+    mapped = quality.methods(
+        model, peers, source, mask, [1], "dpm", {**options, "scanner_map": True}
+    )
+    output = plain["Ours (dpm, 1 step)"]()
+    expected = peers.app_scanner_map.match(output, source, mask)
+    np.testing.assert_allclose(mapped["Ours (dpm, 1 step, scanner map)"](), expected, atol=1e-6)
+    assert not np.allclose(expected, output)
