@@ -2,12 +2,16 @@
 
     python research/train_reference_models.py OUT_MODEL --direction 1.5T-to-3T \
         --data DS_A:WORK_A [DS_B:WORK_B ...] [--init-from bundled] [--iterations N] [--resume]
+        [--reference site-map]
 
 Each DS is a phantom made with ``harmonize-bids-phantom --scanners core
 --subjects-per-site K --same-pose`` and WORK its ``harmonize-bids-train --prepare-only
 --registration none`` folder. Every training source is histogram-matched to the pooled
 target-field scans of the *other* subjects of its site (as the participant level pools a
-study's other subjects), and that matched image is the model's reference channel.
+study's other subjects), and that matched image is the model's reference channel. With
+``--reference site-map`` the source is instead mapped through those subjects' scanner map
+(their pooled source-field quantiles to their pooled target-field ones), as
+``benchmarks/quality.py --reference site-map`` does at inference.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy as np
 
 from harmonize_bids.choices import Direction
 from harmonize_bids.image.reference import (
+    ScannerMap,
     TargetReference,
     brain_quantiles,
     match_to_reference,
@@ -68,7 +73,9 @@ def _box(mask: np.ndarray) -> tuple[slice, ...]:
     return tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
 
 
-def collect(data: list[tuple[Path, Path]], direction: str) -> dict[str, list]:
+def collect(
+    data: list[tuple[Path, Path]], direction: str, site_map: bool = False
+) -> dict[str, list]:
     source_field, target_field = DIRECTIONS[direction]
     records = []
     for bids, work in data:
@@ -81,6 +88,7 @@ def collect(data: list[tuple[Path, Path]], direction: str) -> dict[str, list]:
             record = json.loads(path.read_text())
             subject = path.parent.name
             image, mask = _target_scan(work, subject, target_field)
+            own_source = _target_scan(work, subject, source_field)
             records.append(
                 {
                     "key": f"{bids.name}/{subject}",
@@ -89,6 +97,7 @@ def collect(data: list[tuple[Path, Path]], direction: str) -> dict[str, list]:
                     "site": f"{bids.name}/{sites[subject]}",
                     "record": record,
                     "quantiles": brain_quantiles(image, mask > 0),
+                    "source_quantiles": brain_quantiles(own_source[0], own_source[1] > 0),
                 }
             )
     out = {
@@ -107,11 +116,8 @@ def collect(data: list[tuple[Path, Path]], direction: str) -> dict[str, list]:
         "model default",
     )
     for entry in records:
-        others = [
-            e["quantiles"]
-            for e in records
-            if e["site"] == entry["site"] and e["key"] != entry["key"]
-        ]
+        mates = [e for e in records if e["site"] == entry["site"] and e["key"] != entry["key"]]
+        others = [e["quantiles"] for e in mates]
         if not others:
             LOGGER.warning("%s: no other subject at its site; left out", entry["key"])
             continue
@@ -120,6 +126,14 @@ def collect(data: list[tuple[Path, Path]], direction: str) -> dict[str, list]:
         source = _load(record["source"]) * mask
         target = np.clip(_load(record["target"]), 0, 1) * mask
         reference = TargetReference.pooled(target_field, others, [])
+        if site_map:
+            scanner_map = ScannerMap(
+                TargetReference.pooled(source_field, [e["source_quantiles"] for e in mates], []),
+                reference,
+            )
+            reference = TargetReference.pooled(
+                target_field, [brain_quantiles(scanner_map.apply(source, mask), mask)], []
+            )
         matched = match_to_reference(source, mask, reference.quantiles)
         lesion_file = truth_file(
             entry["bids"], entry["subject"], SESSION[source_field], "label-lesion_mask.nii.gz"
@@ -166,12 +180,19 @@ def main() -> None:
     parser.add_argument("--checkpoint-every", type=int, default=250)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument(
+        "--reference",
+        choices=("site-mates", "site-map"),
+        default="site-mates",
+        help="the reference channel: the source matched to the site mates' pooled "
+        "target-field scans, or mapped through their scanner map",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
     source_field, target_field = DIRECTIONS[args.direction]
     data = [tuple(Path(p) for p in item.split(":")) for item in args.data]
-    volumes = collect(data, args.direction)
+    volumes = collect(data, args.direction, site_map=args.reference == "site-map")
     LOGGER.info("%d training pairs", len(volumes["subjects"]))
     name = args.direction.replace(".", "p")
     if args.init_from == "none":
@@ -237,8 +258,12 @@ def main() -> None:
             "dataset": "harmonize_bids randomized-scanner phantom (core sites)",
             "phantoms": [str(bids.name) for bids, _ in data],
             "subjects": volumes["subjects"],
-            "reference": "each source matched to the pooled target-field scans "
-            "of the other subjects of its site",
+            "reference": (
+                "each source mapped through the scanner map of the other subjects of its site"
+                if args.reference == "site-map"
+                else "each source matched to the pooled target-field scans "
+                "of the other subjects of its site"
+            ),
         },
     )
 
