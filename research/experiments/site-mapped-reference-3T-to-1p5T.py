@@ -25,12 +25,7 @@ summary, TISSUES = first_rule.summary, first_rule.TISSUES
 def main(control_path: str, arm_path: str) -> bool:
     control, arm = summary(control_path), summary(arm_path)
     for name, entry in (("control", control), ("arm", arm)):
-        print(
-            f"{name}: bars {len(entry['bars'])}; MSE {entry['mse']:.3f}; volume difference "
-            + " / ".join(f"{entry['volume'][t]:.3f}" for t in TISSUES)
-            + "; within-site "
-            + " / ".join(f"{entry['within_site'][t]:.3f}" for t in TISSUES)
-        )
+        first_rule.describe(name, entry)
     lost = sorted(control["bars"] - arm["bars"])
     conditions = {
         "1. no bar lost": not lost,
@@ -44,11 +39,7 @@ def main(control_path: str, arm_path: str) -> bool:
     }
     print(f"lost: {lost}")
     print(f"gained: {sorted(arm['bars'] - control['bars'])}")
-    for name, held in conditions.items():
-        print(f"{name}: {held}")
-    passed = all(conditions.values())
-    print("passes" if passed else "fails")
-    return passed
+    return first_rule.verdict(conditions)
 
 
 if __name__ == "__main__":

@@ -26,12 +26,7 @@ summary, TISSUES = first_rule.summary, first_rule.TISSUES
 def main(default_path: str, control_path: str, arm_path: str) -> bool:
     default, control, arm = summary(default_path), summary(control_path), summary(arm_path)
     for name, entry in (("1.2.0 default", default), ("control", control), ("arm", arm)):
-        print(
-            f"{name}: bars {len(entry['bars'])}; MSE {entry['mse']:.3f}; volume difference "
-            + " / ".join(f"{entry['volume'][t]:.3f}" for t in TISSUES)
-            + "; within-site "
-            + " / ".join(f"{entry['within_site'][t]:.3f}" for t in TISSUES)
-        )
+        first_rule.describe(name, entry)
     lost = sorted(default["bars"] - arm["bars"])
     conditions = {
         "1. no bar of the default lost": not lost,
@@ -43,11 +38,7 @@ def main(default_path: str, control_path: str, arm_path: str) -> bool:
     }
     print(f"lost against the default: {lost}")
     print(f"gained against the default: {sorted(arm['bars'] - default['bars'])}")
-    for name, held in conditions.items():
-        print(f"{name}: {held}")
-    passed = all(conditions.values())
-    print("passes" if passed else "fails")
-    return passed
+    return first_rule.verdict(conditions)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,25 @@ def summary(path: str) -> dict:
     }
 
 
+def describe(name: str, entry: dict) -> None:
+    """One line of a summary: bars, MSE, volume differences, within-site error."""
+    print(
+        f"{name}: bars {len(entry['bars'])}; MSE {entry['mse']:.3f}; volume difference "
+        + " / ".join(f"{entry['volume'][t]:.3f}" for t in TISSUES)
+        + "; within-site "
+        + " / ".join(f"{entry['within_site'][t]:.3f}" for t in TISSUES)
+    )
+
+
+def verdict(conditions: dict[str, bool]) -> bool:
+    """Print each condition and whether all of them hold."""
+    for name, held in conditions.items():
+        print(f"{name}: {held}")
+    passed = all(conditions.values())
+    print("passes" if passed else "fails")
+    return passed
+
+
 def main(control_path: str, arm_path: str) -> bool:
     control, arm = summary(control_path), summary(arm_path)
     fewer = len(arm["bars"]) < len(control["bars"])
